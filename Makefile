@@ -1,0 +1,35 @@
+# Two commands do everything on a fresh machine with Python >= 3.10 and pip:
+#   make reproduce   set up .venv, then run the default batch (built-in world, CPU)
+#   make test        set up .venv, then every test (notebooks included)
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.tifkit-installed
+# Extra pip options, e.g. PIP_OPTS="--extra-index-url <your torch CUDA index>" (see README, GPU install).
+PIP_OPTS ?=
+PARAMS ?= params/tiny.yaml
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: setup reproduce test smoke clean-runs
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(PIP_OPTS) -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@touch $(STAMP)
+
+reproduce: setup
+	$(BIN)/python -m tifkit batch $(PARAMS)
+
+smoke: setup
+	$(BIN)/python -m tifkit run $(PARAMS)
+
+test: setup
+	$(BIN)/python -m pytest
+
+clean-runs:
+	rm -rf runs
