@@ -1,0 +1,352 @@
+"""Selection rules on a score table, plus overlap and correlation (pure numpy/pandas, no torch).
+
+A score table has one row per training pair; `select` returns a boolean mask over its rows (in row
+order) that keeps `round(keep * n)` pairs. Rules and the columns they read:
+
+| rule             | column(s)                          | keeps                                          |
+|------------------|------------------------------------|------------------------------------------------|
+| `full`           | -                                  | every pair                                     |
+| `random`         | -                                  | a seeded random subset                         |
+| `top-if`         | `if`                               | the largest IF (classical selection)           |
+| `tif`            | `if`                               | a middle percentile band of IF (TIF)           |
+| `lossdiff`       | `lossdiff`                         | a middle percentile band of LossDiff           |
+| `irm`            | `irm`                              | a middle percentile band of IRM                |
+| `lossdiff-irm`   | `lossdiff`, `irm`                  | the intersection of two bands of equal width   |
+| `rm-margin`      | `rm_margin`                        | the largest reward-model margin                |
+| `annotation-gap` | `score_chosen`, `score_rejected`   | the largest annotated score gap                |
+
+Percentile ranks are ordinal: values are sorted stably (by value, then by row order), so tied
+values are split by row order and every count is reachable. A band of width `w` centred at `c`
+covers the ordinal positions `[round(c*n - w*n/2), ... )`, shifted inside `[0, n)` when it would
+stick out. Columns starting with `gt_` are never read.
+
+Decisions of ours (the paper is silent; each is a parameter): score directions (`*_sign`,
+`top_if_largest`), the band centre (`band_center`), explicit TIF edges (`tif_lo`, `tif_hi`), and
+how LossDiff-IRM hits the target exactly when the intersection jumps by two pairs (the pair
+farthest from the band centre is dropped).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Literal, get_args
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from tifkit import TifkitError
+
+Rule = Literal[
+    "full", "random", "top-if", "tif", "lossdiff", "irm", "lossdiff-irm", "rm-margin", "annotation-gap"
+]
+RULES: tuple[str, ...] = get_args(Rule)
+
+# Where each score column comes from, for the "missing column" message.
+_SOURCES = {
+    "if": "`tifkit score` with influence enabled (tifkit.scores.score_table)",
+    "lossdiff": "`tifkit score` (tifkit.scores.score_table)",
+    "irm": "`tifkit score` (tifkit.scores.score_table)",
+    "rm_margin": "tifkit.reward.rm_margins(model, tokenizer, pairs) with a reward model",
+    "score_chosen": "the data source's annotation scores (tifkit.data.load_pairs keeps them when present)",
+    "score_rejected": "the data source's annotation scores (tifkit.data.load_pairs keeps them when present)",
+}
+
+
+@dataclass
+class SelectParams:
+    """Parameters of the `select` section.
+
+    rule: which selection rule to apply (see the module docstring).
+    keep: fraction of pairs kept, in (0, 1]; the count is round(keep * n). Ignored by `full`.
+    seed: seed of the `random` rule.
+    band_center: centre (as a percentile in [0, 1]) of the bands of `tif`, `lossdiff`, `irm` and
+        `lossdiff-irm`; 0.5 is the paper's middle band.
+    tif_lo, tif_hi: explicit TIF percentile edges in [0, 1]. Both given: they win over `keep`.
+        One given: the other is that edge plus/minus `keep`. Neither: a band of width `keep`
+        centred at `band_center`.
+    if_sign, lossdiff_sign, irm_sign: +1 or -1, multiplied into the score before ranking (flip
+        when a score table uses the opposite sign convention; matters for top-if and for
+        off-centre bands).
+    top_if_largest: `top-if` keeps the largest (True) or smallest (False) signed IF.
+    column: read this column instead of the rule's default one (single-score rules only), e.g. a
+        second IF column computed with another projection.
+    """
+
+    rule: Rule = "lossdiff-irm"
+    keep: float = 0.64
+    seed: int = 0
+    band_center: float = 0.5
+    tif_lo: float | None = None
+    tif_hi: float | None = None
+    if_sign: int = 1
+    lossdiff_sign: int = 1
+    irm_sign: int = 1
+    top_if_largest: bool = True
+    column: str | None = None
+
+
+@dataclass
+class SelectionResult:
+    """What `select` returns.
+
+    mask: boolean array over the table's rows (row order), True = kept.
+    keep: the requested fraction (1.0 for `full`, tif_hi - tif_lo for explicit TIF edges);
+        `n_kept` is the count actually kept.
+    bands: per score column, the band used: `lo`/`hi` percentiles (fractions of n) and
+        `lo_value`/`hi_value` (smallest and largest raw value inside the band).
+    details: rule-specific extras (column read, band width, pairs trimmed, seed, ...).
+    """
+
+    mask: np.ndarray
+    rule: str
+    keep: float
+    n_kept: int
+    bands: dict[str, dict[str, float]] = field(default_factory=dict)
+    details: dict = field(default_factory=dict)
+
+    def kept(self, table: pd.DataFrame) -> pd.DataFrame:
+        """The kept rows of `table` (the table `select` was given)."""
+        return table[self.mask]
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def _column(table: pd.DataFrame, name: str, rule: str) -> np.ndarray:
+    """Return column `name` as float64, with a clear error when it is missing or holds NaNs."""
+    if name.startswith("gt_"):
+        raise TifkitError(f"Rule '{rule}' may not read ground-truth column '{name}'; pick a score column.")
+    if name not in table.columns:
+        source = _SOURCES.get(name, "the scoring stage")
+        raise TifkitError(
+            f"Rule '{rule}' needs column '{name}', which the score table lacks; compute it with {source}."
+        )
+    values = pd.to_numeric(table[name], errors="coerce").to_numpy(dtype=np.float64)
+    n_nan = int(np.isnan(values).sum())
+    if n_nan:
+        raise TifkitError(
+            f"Column '{name}' has {n_nan} NaN (or non-numeric) value(s) of {len(values)}; "
+            "drop or rescore those pairs before selecting."
+        )
+    return values
+
+
+def _order(values: np.ndarray, descending: bool = False) -> np.ndarray:
+    """Row indices sorted by value (stable: ties keep row order), ascending or descending."""
+    rows = np.arange(len(values))
+    return np.lexsort((rows, -values if descending else values))
+
+
+def _positions(values: np.ndarray) -> np.ndarray:
+    """Ordinal rank of each row (0 = smallest; ties by row order)."""
+    pos = np.empty(len(values), dtype=np.int64)
+    pos[_order(values)] = np.arange(len(values))
+    return pos
+
+
+def _band_start(n: int, m: int, center: float) -> int:
+    """First ordinal position of a band of m positions centred at `center`, kept inside [0, n)."""
+    return int(min(max(round(center * n - m / 2), 0), n - m))
+
+
+def _band_info(raw: np.ndarray, pos: np.ndarray, start: int, end: int) -> dict[str, float]:
+    """Percentile edges and raw-value range of the ordinal band [start, end)."""
+    n = len(raw)
+    inside = raw[(pos >= start) & (pos < end)]
+    return {
+        "lo": start / n if n else 0.0,
+        "hi": end / n if n else 0.0,
+        "lo_value": float(inside.min()) if len(inside) else float("nan"),
+        "hi_value": float(inside.max()) if len(inside) else float("nan"),
+    }
+
+
+def _top(values: np.ndarray, k: int, largest: bool) -> np.ndarray:
+    mask = np.zeros(len(values), dtype=bool)
+    mask[_order(values, descending=largest)[:k]] = True
+    return mask
+
+
+def _check_params(p: SelectParams) -> None:
+    if p.rule not in RULES:
+        raise TifkitError(f"Unknown selection rule '{p.rule}'; use one of {', '.join(RULES)}.")
+    if not (0 < p.keep <= 1):
+        raise TifkitError(f"keep={p.keep} is outside (0, 1]; set select.keep to a fraction such as 0.64.")
+    if not (0 <= p.band_center <= 1):
+        raise TifkitError(f"band_center={p.band_center} is outside [0, 1]; set it to a percentile such as 0.5.")
+    for name in ("if_sign", "lossdiff_sign", "irm_sign"):
+        if getattr(p, name) not in (1, -1):
+            raise TifkitError(f"{name}={getattr(p, name)} must be +1 or -1.")
+    for name in ("tif_lo", "tif_hi"):
+        v = getattr(p, name)
+        if v is not None and not (0 <= v <= 1):
+            raise TifkitError(f"{name}={v} is outside [0, 1]; give TIF edges as percentiles (fractions).")
+    if p.tif_lo is not None and p.tif_hi is not None and p.tif_lo >= p.tif_hi:
+        raise TifkitError(f"tif_lo={p.tif_lo} must be below tif_hi={p.tif_hi}.")
+
+
+# ---------------------------------------------------------------------------------------------
+# rules
+
+
+def _single_band(raw: np.ndarray, sign: int, k: int, p: SelectParams, edges=None):
+    """Keep the ordinal band of `k` positions centred at band_center (or between explicit edges)."""
+    n = len(raw)
+    pos = _positions(sign * raw)
+    if edges is None:
+        start = _band_start(n, k, p.band_center)
+        end = start + k
+    else:
+        start, end = int(round(edges[0] * n)), int(round(edges[1] * n))
+    return (pos >= start) & (pos < end), _band_info(raw, pos, start, end)
+
+
+def _tif_edges(p: SelectParams) -> tuple[float, float] | None:
+    """Explicit TIF edges from tif_lo/tif_hi (None: centred band of width keep)."""
+    lo, hi = p.tif_lo, p.tif_hi
+    if lo is None and hi is None:
+        return None
+    if lo is None:
+        lo = max(hi - p.keep, 0.0)
+    if hi is None:
+        hi = min(lo + p.keep, 1.0)
+    return lo, hi
+
+
+def lossdiff_irm_mask(
+    lossdiff: np.ndarray, irm: np.ndarray, k: int, center: float = 0.5
+) -> tuple[np.ndarray, dict]:
+    """Keep `k` rows whose LossDiff and IRM both lie in bands of the same width centred at `center`.
+
+    Bisection finds the smallest band width m (in ordinal positions) whose intersection holds at
+    least k rows. Widening by one position adds at most one row to each band, so the intersection
+    can overshoot by one; the extra row is the one farthest (in rank) from the band centre, ties by
+    row order, and it is dropped. Returns the mask and {m, start, trimmed}.
+    """
+    n = len(lossdiff)
+    pos_a, pos_b = _positions(lossdiff), _positions(irm)
+
+    def inside(m: int) -> np.ndarray:
+        s = _band_start(n, m, center)
+        return (pos_a >= s) & (pos_a < s + m) & (pos_b >= s) & (pos_b < s + m)
+
+    lo, hi = 0, n  # invariant: |inside(lo)| < k <= |inside(hi)| (for k >= 1)
+    if k == 0:
+        hi = 0
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if inside(mid).sum() >= k:
+            hi = mid
+        else:
+            lo = mid
+    mask = inside(hi)
+    extra = int(mask.sum()) - k
+    if extra > 0:
+        mid_pos = center * n - 0.5
+        far = np.maximum(np.abs(pos_a - mid_pos), np.abs(pos_b - mid_pos))
+        cand = np.flatnonzero(mask)
+        drop = cand[np.lexsort((cand, far[cand]))[::-1][:extra]]  # farthest first; ties: later row
+        mask[drop] = False
+    return mask, {"m": hi, "start": _band_start(n, hi, center), "trimmed": max(extra, 0)}
+
+
+def select(table: pd.DataFrame, params: SelectParams | None = None, **overrides) -> SelectionResult:
+    """Apply `params.rule` to the score table and return the kept-row mask with its band edges.
+
+    Keyword overrides replace fields of `params`, e.g. `select(table, rule="tif", keep=0.5)`.
+    """
+    p = params or SelectParams()
+    if overrides:
+        p = replace(p, **overrides)
+    _check_params(p)
+    n = len(table)
+    k = int(round(p.keep * n))
+    rule = p.rule
+    bands: dict[str, dict[str, float]] = {}
+    details: dict = {}
+    edges = None
+
+    if rule == "full":
+        mask = np.ones(n, dtype=bool)
+    elif rule == "random":
+        mask = np.zeros(n, dtype=bool)
+        mask[np.random.default_rng(p.seed).choice(n, size=k, replace=False)] = True
+        details["seed"] = p.seed
+    elif rule == "top-if":
+        col = p.column or "if"
+        mask = _top(p.if_sign * _column(table, col, rule), k, p.top_if_largest)
+        details.update(column=col, largest=p.top_if_largest)
+    elif rule in ("tif", "lossdiff", "irm"):
+        col = p.column or {"tif": "if", "lossdiff": "lossdiff", "irm": "irm"}[rule]
+        sign = {"tif": p.if_sign, "lossdiff": p.lossdiff_sign, "irm": p.irm_sign}[rule]
+        edges = _tif_edges(p) if rule == "tif" else None
+        mask, bands[col] = _single_band(_column(table, col, rule), sign, k, p, edges)
+        details.update(column=col, band_center=p.band_center, explicit_edges=edges is not None)
+    elif rule == "lossdiff-irm":
+        if p.column is not None:
+            raise TifkitError("select.column applies to single-score rules only; unset it for 'lossdiff-irm'.")
+        ld, irm = _column(table, "lossdiff", rule), _column(table, "irm", rule)
+        mask, info = lossdiff_irm_mask(p.lossdiff_sign * ld, p.irm_sign * irm, k, p.band_center)
+        start, end = info["start"], info["start"] + info["m"]
+        bands["lossdiff"] = _band_info(ld, _positions(p.lossdiff_sign * ld), start, end)
+        bands["irm"] = _band_info(irm, _positions(p.irm_sign * irm), start, end)
+        details.update(width=info["m"] / n if n else 0.0, band_center=p.band_center, trimmed=info["trimmed"])
+    elif rule == "rm-margin":
+        col = p.column or "rm_margin"
+        mask = _top(_column(table, col, rule), k, largest=True)
+        details["column"] = col
+    else:  # annotation-gap
+        gap = _column(table, "score_chosen", rule) - _column(table, "score_rejected", rule)
+        mask = _top(gap, k, largest=True)
+        details["column"] = "score_chosen - score_rejected"
+
+    keep = 1.0 if rule == "full" else (edges[1] - edges[0] if rule == "tif" and edges else p.keep)
+    return SelectionResult(mask, rule, keep, int(mask.sum()), bands, details)
+
+
+# ---------------------------------------------------------------------------------------------
+# comparing selections and scores
+
+
+def _as_mask(x) -> np.ndarray:
+    return np.asarray(x.mask if isinstance(x, SelectionResult) else x, dtype=bool)
+
+
+def overlap_coefficient(a, b) -> float:
+    """|A n B| / min(|A|, |B|) of two masks (or SelectionResults) over the same rows; NaN if one is empty."""
+    a, b = _as_mask(a), _as_mask(b)
+    if a.shape != b.shape:
+        raise TifkitError(f"Masks of different lengths ({len(a)} and {len(b)}) cannot be compared; select on the same table.")
+    smaller = min(a.sum(), b.sum())
+    return float((a & b).sum() / smaller) if smaller else float("nan")
+
+
+def overlap_matrix(results: dict) -> pd.DataFrame:
+    """Pairwise overlap coefficients of named masks (or SelectionResults), as a square DataFrame."""
+    names = list(results)
+    return pd.DataFrame(
+        [[overlap_coefficient(results[r], results[c]) for c in names] for r in names], index=names, columns=names
+    )
+
+
+def correlations(x, y) -> dict[str, float]:
+    """Pearson and Spearman correlation of two score vectors (scipy.stats)."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if x.shape != y.shape:
+        raise TifkitError(f"Score vectors of different lengths ({len(x)} and {len(y)}) cannot be correlated.")
+    return {"pearson": float(stats.pearsonr(x, y)[0]), "spearman": float(stats.spearmanr(x, y)[0])}
+
+
+def report(result: SelectionResult, others: dict | None = None) -> str:
+    """A few readable lines: kept count, band edges and overlap with other selections."""
+    n = len(result.mask)
+    pct = 100 * result.n_kept / n if n else 0.0
+    lines = [f"rule {result.rule}: kept {result.n_kept} of {n} pairs ({pct:.1f}%, requested {100 * result.keep:.1f}%)"]
+    for col, b in result.bands.items():
+        lines.append(
+            f"  {col} band: percentiles [{b['lo']:.3f}, {b['hi']:.3f}), values [{b['lo_value']:.4g}, {b['hi_value']:.4g}]"
+        )
+    for name, other in (others or {}).items():
+        lines.append(f"  overlap with {name}: {overlap_coefficient(result, other):.3f}")
+    return "\n".join(lines)
