@@ -1,0 +1,397 @@
+"""Preference pairs in, cleaned, as one pandas DataFrame; and back out in the format TRL loads.
+
+Sources (``DataParams.source``): the built-in world (a DataFrame passed as ``frame``), a hub dataset
+id (UltraFeedback-binarized form, via ``datasets.load_dataset``; a folder written by ``save_pairs`` or
+``Dataset.save_to_disk`` also works), a local JSONL file, or a local Parquet file.
+
+Output table (the pair-table convention of docs/ARCHITECTURE.md), in this column order:
+
+    pair_id         str, unique. From ``id_column`` if set, else a ``pair_id`` or ``prompt_id`` column,
+                    else a 12-hex content hash of (prompt, chosen, rejected) as read.
+    prompt          str, or a list of chat messages ``{"role", "content"}``
+    chosen          str, or a list of messages (the final assistant turn(s))
+    rejected        str, or a list of messages
+    score_chosen    float, optional (annotation scores, only if the source has them)
+    score_rejected  float, optional
+    keep_columns    any extra columns named in ``DataParams.keep_columns``
+    gt_*            ground truth (world only), passed through untouched
+
+Conversational rows are kept in TRL's explicit-prompt conversational format. Where ``chosen`` and
+``rejected`` are full conversations and ``prompt`` is missing or a plain string (UltraFeedback's
+layout), the prompt becomes their longest common message prefix and chosen/rejected the remainders,
+exactly as ``trl.maybe_extract_prompt`` does; if there is no common prefix, the string prompt becomes
+one user message. A table is either all strings or all conversational (TRL looks at the first row
+only); rows in the other format are dropped as ``non_text``.
+
+Every other input column is dropped, so TRL's DPOTrainer sees only what it should.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import numbers
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from tifkit import TifkitError
+from tifkit.io import atomic_path, content_hash
+
+log = logging.getLogger(__name__)
+
+REQUIRED = ("prompt", "chosen", "rejected")
+SCORES = ("score_chosen", "score_rejected")
+REASONS = ("missing_field", "non_text", "empty_response", "identical_responses", "duplicate_id", "too_long")
+
+
+@dataclass
+class DataParams:
+    """Where the pairs come from and how they are cleaned (the ``data:`` section of params/*.yaml)."""
+
+    source: Literal["world", "hub", "jsonl", "parquet"] = "world"
+    path: str | None = None  # hub dataset id (or a saved datasets folder), or a local file
+    split: str = "train_prefs"  # hub split
+    hub_config: str | None = None  # hub dataset configuration name, if it has several
+    on_bad_rows: Literal["drop", "error"] = "drop"
+    max_tokens: int | None = None  # max tokens of prompt+chosen and of prompt+rejected; needs a tokenizer
+    max_pairs: int | None = None  # keep a seeded random subset of this many clean pairs (original order)
+    seed: int = 0
+    id_column: str | None = None  # None: "pair_id", then "prompt_id", then a content hash
+    columns: dict[str, str] = field(default_factory=dict)  # rename source columns, e.g. {"question": "prompt"}
+    keep_columns: list[str] = field(default_factory=list)  # extra source columns to keep
+    verbose: bool = True  # print the cleaning summary (it is always logged)
+
+
+@dataclass
+class CleanReport:
+    """What cleaning did: pairs read, pairs kept, and pairs dropped by reason (see ``REASONS``)."""
+
+    n_in: int
+    n_out: int
+    dropped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REASONS, 0))
+    n_clean: int | None = None  # pairs left after cleaning, before ``max_pairs`` (None: same as n_out)
+    source: str = ""
+
+    def summary(self) -> str:
+        """One line, e.g. ``data: 100 pairs in, 93 kept; dropped 3 identical_responses, 4 too_long``."""
+        bad = ", ".join(f"{n} {r}" for r, n in self.dropped.items() if n)
+        sub = f" ({self.n_clean} clean, subsampled by max_pairs)" if self.n_clean not in (None, self.n_out) else ""
+        where = f" from {self.source}" if self.source else ""
+        return f"data: {self.n_in} pairs in{where}, {self.n_out} kept{sub}; dropped {bad or 'none'}"
+
+
+# ----------------------------------------------------------------------------------------- readers
+
+
+def _read_jsonl(path: Path) -> pd.DataFrame:
+    text = path.read_text(encoding="utf-8")
+    if text.lstrip().startswith("["):  # a plain JSON array of records is accepted too
+        return pd.DataFrame.from_records(json.loads(text))
+    records = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise TifkitError(f"Line {lineno} of {path} is not valid JSON ({err.msg}); fix or remove it.") from err
+    return pd.DataFrame.from_records(records)
+
+
+def _read_hub(params: DataParams) -> pd.DataFrame:
+    import datasets
+
+    local = Path(params.path)
+    if local.is_dir() and ((local / "state.json").exists() or (local / "dataset_dict.json").exists()):
+        ds = datasets.load_from_disk(str(local))  # a folder written by save_pairs / save_to_disk
+        if isinstance(ds, datasets.DatasetDict):
+            ds = ds[params.split]
+        return pd.DataFrame.from_records(ds.to_list())
+    try:
+        ds = datasets.load_dataset(params.path, params.hub_config, split=params.split)
+    except Exception as err:
+        raise TifkitError(
+            f"Hub dataset {params.path!r} (split {params.split!r}) could not be loaded ({type(err).__name__}): "
+            "download it and set data.source to 'jsonl' or 'parquet' with data.path pointing at the local file, "
+            "or log in (`hf auth login`) and set HF_HUB_OFFLINE=0."
+        ) from err
+    return pd.DataFrame.from_records(ds.to_list())
+
+
+def _read(params: DataParams, frame: pd.DataFrame | None) -> tuple[pd.DataFrame, str]:
+    """Return the raw table and a short description of where it came from."""
+    if params.source == "world":
+        if frame is None:
+            raise TifkitError("data.source is 'world' but no pairs were given: pass frame=<the world's pairs>.")
+        return frame, "the world"
+    if frame is not None:
+        raise TifkitError(f"A frame was passed but data.source is {params.source!r}: set data.source to 'world'.")
+    if not params.path:
+        raise TifkitError(f"data.source is {params.source!r} but data.path is empty: set data.path.")
+    if params.source == "hub":
+        return _read_hub(params), params.path
+    path = Path(params.path).expanduser()
+    if not path.is_file():
+        raise TifkitError(f"data.path {str(path)!r} does not exist: point data.path at a {params.source} file.")
+    if params.source == "jsonl":
+        return _read_jsonl(path), str(path)
+    import pyarrow.parquet as pq
+
+    return pd.DataFrame.from_records(pq.read_table(path).to_pylist()), str(path)
+
+
+# ----------------------------------------------------------------------------------------- cleaning
+
+
+def _plain(value: Any) -> Any:
+    """numpy arrays (from Parquet / pandas) -> lists, recursively; everything else unchanged."""
+    if isinstance(value, (np.ndarray, list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def _is_messages(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) > 0
+        and all(isinstance(m, dict) and isinstance(m.get("role"), str) for m in value)
+        and all(isinstance(m.get("content"), str) for m in value)
+    )
+
+
+def _is_empty(response: Any) -> bool:
+    if isinstance(response, str):
+        return not response.strip()
+    return not response or all(not m["content"].strip() for m in response)
+
+
+def _normalize(prompt: Any, chosen: Any, rejected: Any) -> tuple[str, tuple]:
+    """Return (reason or "", (prompt, chosen, rejected) in TRL format). Checks run in REASONS order."""
+    if _is_missing(chosen) or _is_missing(rejected):
+        return "missing_field", ()
+    if isinstance(chosen, str) and isinstance(rejected, str):
+        if _is_missing(prompt):
+            return "missing_field", ()
+        if not isinstance(prompt, str):
+            return "non_text", ()
+    elif _is_messages(chosen) and _is_messages(rejected):
+        if _is_messages(prompt):
+            pass  # already explicit-prompt conversational
+        elif _is_missing(prompt) or isinstance(prompt, str):
+            k = 0  # longest common message prefix, leaving at least one message, as trl.extract_prompt
+            while k < min(len(chosen), len(rejected)) - 1 and chosen[k] == rejected[k]:
+                k += 1
+            if k == 0 and isinstance(prompt, str) and prompt.strip():
+                prompt = [{"role": "user", "content": prompt}]
+            elif k == 0:
+                return "missing_field", ()
+            else:
+                prompt, chosen, rejected = chosen[:k], chosen[k:], rejected[k:]
+        else:
+            return "non_text", ()
+    else:
+        return "non_text", ()
+    if _is_empty(chosen) or _is_empty(rejected):
+        return "empty_response", ()
+    if chosen == rejected:
+        return "identical_responses", ()
+    return "", (prompt, chosen, rejected)
+
+
+def _as_id(value: Any) -> str | None:
+    if _is_missing(value):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value)
+
+
+def _token_lengths(tokenizer, prompts: list, responses: list) -> list[int]:
+    """Tokens of prompt+response as TRL's DPOTrainer builds them (EOS appended to string responses;
+    chat template for messages; without a chat template, message contents joined by newlines)."""
+    eos = tokenizer.eos_token or ""
+    template = getattr(tokenizer, "chat_template", None)
+    out: list[int] = []
+    step = 1024
+    for s in tqdm(range(0, len(prompts), step), desc="counting tokens", disable=len(prompts) <= 4 * step):
+        chunk = list(zip(prompts[s : s + step], responses[s : s + step]))
+        if chunk and not isinstance(chunk[0][0], str) and template:
+            render = lambda msgs: tokenizer.apply_chat_template(msgs, tokenize=True, return_dict=True)  # noqa: E731
+            out += [len(render(p + r)["input_ids"]) for p, r in chunk]
+            continue
+        texts = [
+            p + (r if r.endswith(eos) else r + eos) if isinstance(p, str) else "\n".join(m["content"] for m in p + r)
+            for p, r in chunk
+        ]
+        out += [len(ids) for ids in tokenizer(texts)["input_ids"]] if texts else []
+    return out
+
+
+def _clean(raw: pd.DataFrame, params: DataParams, tokenizer, where: str) -> tuple[list[str], list[str], list[tuple]]:
+    """Return per row: its pair_id, its drop reason ("" = keep), and its normalized (prompt, chosen, rejected)."""
+    n = len(raw)
+    col = lambda name: [_plain(v) for v in raw[name].tolist()] if name in raw.columns else [None] * n  # noqa: E731
+    prompts, chosens, rejecteds = col("prompt"), col("chosen"), col("rejected")
+    reasons, rows = [], []
+    for p, c, r in zip(prompts, chosens, rejecteds):
+        reason, row = _normalize(p, c, r)
+        reasons.append(reason)
+        rows.append(row)
+    for name in SCORES:  # annotation scores must be numbers (or missing)
+        for i, v in enumerate(col(name)):
+            if not reasons[i] and not _is_missing(v) and (isinstance(v, bool) or not isinstance(v, numbers.Real)):
+                reasons[i] = "non_text"
+
+    # A table is all strings or all conversational (TRL looks at the first row): the first good row decides.
+    good = [i for i in range(n) if not reasons[i]]
+    if good:
+        text_table = isinstance(rows[good[0]][1], str)
+        for i in good:
+            if isinstance(rows[i][1], str) != text_table:
+                reasons[i] = "non_text"
+
+    id_col = params.id_column or next((c for c in ("pair_id", "prompt_id") if c in raw.columns), None)
+    if id_col is not None and id_col not in raw.columns:
+        raise TifkitError(
+            f"data.id_column {id_col!r} is not a column of {where}: set data.id_column to one of {list(raw.columns)}."
+        )
+    if id_col:
+        ids = [_as_id(v) for v in raw[id_col].tolist()]
+    else:
+        ids = [content_hash([p, c, r]) for p, c, r in zip(prompts, chosens, rejecteds)]
+    seen: set[str] = set()
+    for i in range(n):
+        if not reasons[i] and ids[i] is None:
+            reasons[i] = "missing_field"
+        elif not reasons[i]:
+            reasons[i] = "duplicate_id" if ids[i] in seen else ""
+            seen.add(ids[i])
+
+    if params.max_tokens is not None:
+        if tokenizer is None:
+            raise TifkitError(
+                "data.max_tokens is set but no tokenizer was given: pass tokenizer= or set data.max_tokens to null."
+            )
+        good = [i for i in range(n) if not reasons[i]]
+        ps = [rows[i][0] for i in good]
+        lens = zip(_token_lengths(tokenizer, ps, [rows[i][1] for i in good]),
+                   _token_lengths(tokenizer, ps, [rows[i][2] for i in good]))
+        for i, (lc, lr) in zip(good, lens):
+            if max(lc, lr) > params.max_tokens:
+                reasons[i] = "too_long"
+    return [pid if pid is not None else f"row {k}" for k, pid in enumerate(ids)], reasons, rows
+
+
+def load_pairs(
+    params: DataParams, tokenizer=None, frame: pd.DataFrame | None = None
+) -> tuple[pd.DataFrame, CleanReport]:
+    """Read the pairs ``params`` names (``frame`` when ``params.source == "world"``), clean them, and
+    return the pair table (columns: see the module docstring) and a ``CleanReport``.
+
+    A row is bad for the first of these reasons that applies: ``missing_field`` (prompt/chosen/rejected
+    or id empty), ``non_text`` (not a string, not a valid message list, a non-numeric score, or the
+    other format than the table's), ``empty_response``, ``identical_responses``, ``duplicate_id``
+    (later rows with an id already seen), ``too_long`` (prompt+chosen or prompt+rejected over
+    ``max_tokens`` tokens of ``tokenizer``). ``on_bad_rows="drop"`` drops and counts them;
+    ``"error"`` raises ``TifkitError`` at the first one.
+    """
+    raw, where = _read(params, frame)
+    raw = raw.rename(columns=params.columns)
+    for name in ("chosen", "rejected", *params.keep_columns):
+        if name not in raw.columns:
+            raise TifkitError(f"Column {name!r} is missing from {where}: add it or map it with data.columns.")
+    ids, reasons, rows = _clean(raw, params, tokenizer, where)
+    if "prompt" not in raw.columns and not any(r and not isinstance(r[0], str) for r in rows):
+        raise TifkitError(f"Column 'prompt' is missing from {where}: add it or map it with data.columns.")
+
+    n = len(raw)
+    report = CleanReport(n_in=n, n_out=0, source=where)
+    for i, reason in enumerate(reasons):
+        if not reason:
+            continue
+        if params.on_bad_rows == "error":
+            fix = "raise data.max_tokens" if reason == "too_long" else "fix the row"
+            raise TifkitError(
+                f"Row {i} (pair_id {ids[i]!r}) of {where} is bad ({reason}): {fix} or set data.on_bad_rows to 'drop'."
+            )
+        report.dropped[reason] += 1
+    keep = [i for i in range(n) if not reasons[i]]
+    if not keep:
+        raise TifkitError(
+            f"No pairs left after cleaning {where} ({report.summary()}): check the file and data.max_tokens."
+        )
+
+    gt = [c for c in raw.columns if str(c).startswith("gt_")]
+    extra = [c for c in (*SCORES, *params.keep_columns) if c in raw.columns and c not in gt]
+    out = raw.iloc[keep][extra + gt].reset_index(drop=True)
+    for name in SCORES:
+        if name in out.columns:
+            out[name] = pd.to_numeric(out[name], errors="coerce").astype(float)
+    out.insert(0, "pair_id", pd.Series([ids[i] for i in keep], dtype=object))
+    for j, name in enumerate(REQUIRED):
+        out.insert(j + 1, name, pd.Series([rows[i][j] for i in keep], dtype=object))
+
+    report.n_clean = len(out)
+    if params.max_pairs is not None and len(out) > params.max_pairs:
+        picked = np.sort(np.random.default_rng(params.seed).choice(len(out), params.max_pairs, replace=False))
+        out = out.iloc[picked].reset_index(drop=True)
+    report.n_out = len(out)
+    log.info(report.summary())
+    if params.verbose:
+        print(report.summary())
+    return out, report
+
+
+# ----------------------------------------------------------------------------------------- writers
+
+
+def to_trl_dataset(df: pd.DataFrame):
+    """The pair table as a ``datasets.Dataset`` that TRL's DPOTrainer takes as ``train_dataset``."""
+    import datasets
+
+    return datasets.Dataset.from_pandas(df, preserve_index=False)
+
+
+def save_pairs(
+    df: pd.DataFrame, path: str | os.PathLike, format: Literal["jsonl", "parquet", "dataset"] | None = None
+) -> Path:
+    """Write the pair table atomically as JSONL (``.jsonl``/``.json``), Parquet (``.parquet``) or a
+    ``datasets`` folder (any other name, or ``format="dataset"``; load it with ``datasets.load_from_disk``).
+    Each loads with ``datasets`` and goes to TRL 1.16's DPOTrainer unchanged. Returns the path."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    format = format or {".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}.get(suffix, "dataset")
+    if format == "jsonl":
+        with atomic_path(path) as tmp:
+            df.to_json(tmp, orient="records", lines=True, force_ascii=False)
+    elif format == "parquet":
+        with atomic_path(path) as tmp:
+            df.to_parquet(tmp, index=False)
+    else:  # a folder: write beside it, then swap it in
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            to_trl_dataset(df).save_to_disk(str(tmp))
+            if path.exists():
+                old = tmp.with_name(tmp.name + ".old")
+                os.replace(path, old)
+                os.replace(tmp, path)
+                shutil.rmtree(old)
+            else:
+                os.replace(tmp, path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return path
