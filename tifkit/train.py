@@ -1,0 +1,217 @@
+"""Training: SFT for the tiny families, and the DPO / SLiC stages on TRL's DPOTrainer.
+
+Stages (METHOD.md): warm-up = one epoch of DPO on D_tr from the SFT model; validation model = one
+epoch on D_val from the warm-up model (or from SFT, a parameter); continuation = two epochs on a
+subset from the warm-up model. The SFT model is the reference of every stage. Each stage saves its
+checkpoint with save_pretrained into its own folder, written under a temporary name and renamed,
+so a folder that exists is a finished stage and is not redone.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from tifkit import TifkitError
+
+log = logging.getLogger(__name__)
+
+LOSS_TYPES = {"dpo": "sigmoid", "slic": "hinge"}
+
+
+@dataclass
+class SFTParams:
+    """Section ``sft:`` (tiny families only; real families start from a given SFT checkpoint)."""
+
+    steps: int = 400
+    batch_size: int = 64
+    lr: float = 3e-3
+    warmup_steps: int = 30
+    weight_decay: float = 0.0
+
+
+@dataclass
+class TrainParams:
+    """Section ``train:``: the DPO / SLiC stages."""
+
+    objective: Literal["dpo", "slic"] = "dpo"
+    beta: float = 0.3
+    lr: float = 1e-4
+    batch_size: int = 32
+    grad_accum: int = 1
+    warmup_epochs: float = 1.0  # warm-up stage on D_tr
+    val_epochs: float = 1.0  # validation model on D_val
+    continue_epochs: float = 2.0  # continuation on the selected subset
+    val_start: Literal["warmup", "sft"] = "warmup"  # where the validation model starts (our decision)
+    max_length: int | None = 128
+    lr_scheduler: str = "constant"
+    optimizer: str = "adamw_torch"
+    precompute_ref_log_probs: bool = False
+    logging_steps: int = 10
+
+
+def _set_seed(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def _sft_batches(tokenizer, prompts, responses, max_len: int):
+    """Token ids of prompt+response+eos with labels masked on the prompt."""
+    eos = tokenizer.eos_token_id
+    items = []
+    for p, r in zip(prompts, responses):
+        p_ids = tokenizer(p)["input_ids"]
+        full = tokenizer(p + r)["input_ids"] + [eos]
+        full = full[:max_len]
+        labels = [-100] * len(p_ids) + full[len(p_ids):]
+        items.append((full, labels[: len(full)]))
+    return items
+
+
+def sft_train(model, tokenizer, prompts, responses, params: SFTParams, seed: int = 0, device: str = "cpu",
+              max_len: int = 64, show_progress: bool = True):
+    """Supervised fine-tuning on (prompt, response) demonstrations; loss on response tokens only."""
+    _set_seed(seed)
+    items = _sft_batches(tokenizer, list(prompts), list(responses), max_len)
+    if not items:
+        raise TifkitError("SFT got no demonstrations: check world.n_sft or the SFT data.")
+    model.to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / max(1, params.warmup_steps))
+        * 0.5 * (1 + math.cos(math.pi * min(1.0, s / max(1, params.steps)))))
+    rng = np.random.default_rng(seed)
+    pad = tokenizer.pad_token_id
+    losses = []
+    bar = tqdm(range(params.steps), desc="SFT", disable=not show_progress, leave=False)
+    for _ in bar:
+        idx = rng.integers(0, len(items), size=params.batch_size)
+        batch = [items[i] for i in idx]
+        L = max(len(x) for x, _ in batch)
+        ids = torch.full((len(batch), L), pad, dtype=torch.long)
+        lab = torch.full((len(batch), L), -100, dtype=torch.long)
+        att = torch.zeros((len(batch), L), dtype=torch.long)
+        for j, (x, y) in enumerate(batch):
+            ids[j, : len(x)] = torch.tensor(x)
+            lab[j, : len(y)] = torch.tensor(y)
+            att[j, : len(x)] = 1
+        out = model(input_ids=ids.to(device), attention_mask=att.to(device), labels=lab.to(device))
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(out.loss.item())
+        if len(losses) % 20 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+    model.eval()
+    return model, losses
+
+
+def to_trl_frame(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Only the columns DPOTrainer reads (ground truth and scores stay behind)."""
+    return pairs[["prompt", "chosen", "rejected"]].reset_index(drop=True)
+
+
+def dpo_train(model, ref_model, tokenizer, pairs: pd.DataFrame, params: TrainParams, epochs: float, seed: int = 0,
+              device: str = "cpu", show_progress: bool = True, output_dir: str | None = None):
+    """Train `model` on `pairs` with DPO (sigmoid) or SLiC (hinge) for `epochs` on TRL's DPOTrainer.
+
+    `ref_model` is passed explicitly (TRL would otherwise reload it from the model's config path).
+    Returns (model, log_history).
+    """
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    if len(pairs) == 0:
+        raise TifkitError("DPO got an empty pair set: the selection kept no pairs; raise select.keep.")
+    if params.objective not in LOSS_TYPES:
+        raise TifkitError(f"train.objective must be one of {sorted(LOSS_TYPES)}, got {params.objective!r}.")
+    _set_seed(seed)
+    use_cpu = torch.device(device).type == "cpu"
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = DPOConfig(
+            output_dir=output_dir or tmp,
+            num_train_epochs=epochs,
+            per_device_train_batch_size=params.batch_size,
+            gradient_accumulation_steps=params.grad_accum,
+            learning_rate=params.lr,
+            lr_scheduler_type=params.lr_scheduler,
+            optim=params.optimizer,
+            beta=params.beta,
+            loss_type=[LOSS_TYPES[params.objective]],
+            max_length=params.max_length,
+            precompute_ref_log_probs=params.precompute_ref_log_probs,
+            use_cpu=use_cpu,
+            bf16=(not use_cpu) and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+            and next(model.parameters()).dtype == torch.bfloat16,
+            gradient_checkpointing=False,
+            report_to="none",
+            save_strategy="no",
+            logging_steps=params.logging_steps,
+            seed=seed,
+            data_seed=seed,
+            disable_tqdm=not show_progress,
+            dataloader_num_workers=0,
+        )
+        trainer = DPOTrainer(model=model, ref_model=ref_model, args=cfg, processing_class=tokenizer,
+                             train_dataset=Dataset.from_pandas(to_trl_frame(pairs)))
+        trainer.train()
+        history = list(trainer.state.log_history)
+    model = trainer.model
+    for m in (model, ref_model):
+        _drop_trl_patch(m)
+    model.eval()
+    return model, history
+
+
+def _drop_trl_patch(model) -> None:
+    """Undo TRL's fused-LM-head patch (an instance-level `forward` bound to the original forward).
+
+    Left in place, a deep copy of the trained model would keep calling the *original* model's forward,
+    so a copy trained later would silently generate like the model it was copied from.
+    """
+    if model is None:
+        return
+    targets = [model]
+    if hasattr(model, "get_base_model"):
+        targets.append(model.get_base_model())
+    for m in targets:
+        m.__dict__.pop("forward", None)
+
+
+def save_stage(model, tokenizer, out_dir: str | os.PathLike, extra: dict[str, pd.DataFrame] | None = None) -> Path:
+    """save_pretrained into a temporary sibling folder, then rename: a folder that exists is complete."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        for name, df in (extra or {}).items():
+            df.to_parquet(tmp / f"{name}.parquet", index=False)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def stage_done(out_dir: str | os.PathLike) -> bool:
+    d = Path(out_dir)
+    return d.is_dir() and (any(d.glob("*.safetensors")) or (d / "adapter_config.json").exists())
