@@ -68,6 +68,9 @@ class DataParams:
     columns: dict[str, str] = field(default_factory=dict)  # rename source columns, e.g. {"question": "prompt"}
     keep_columns: list[str] = field(default_factory=list)  # extra source columns to keep
     verbose: bool = True  # print the cleaning summary (it is always logged)
+    # D_val for data other than the world: held out from the cleaned pairs by `seed`;
+    # >= 1 is a count, < 1 a fraction
+    val_size: float = 0.05
 
 
 @dataclass

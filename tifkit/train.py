@@ -169,6 +169,7 @@ def dpo_train(model, ref_model, tokenizer, pairs: pd.DataFrame, params: TrainPar
         )
         trainer = DPOTrainer(model=model, ref_model=ref_model, args=cfg, processing_class=tokenizer,
                              train_dataset=Dataset.from_pandas(to_trl_frame(pairs)))
+        _quiet_progress(trainer)
         trainer.train()
         history = list(trainer.state.log_history)
     model = trainer.model
@@ -176,6 +177,19 @@ def dpo_train(model, ref_model, tokenizer, pairs: pd.DataFrame, params: TrainPar
         _drop_trl_patch(m)
     model.eval()
     return model, history
+
+
+def _quiet_progress(trainer) -> None:
+    """Keep the training progress bar but stop it printing every log dict (they go to train_log)."""
+    from transformers.trainer_callback import ProgressCallback
+
+    class _Bar(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            return None
+
+    if any(isinstance(cb, ProgressCallback) for cb in trainer.callback_handler.callbacks):
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(_Bar())
 
 
 def _drop_trl_patch(model) -> None:

@@ -1,0 +1,326 @@
+"""The stages end to end, each cached on disk and skipped when its output exists.
+
+    world/data -> SFT (tiny families) -> warm-up -> validation model -> scores -> select
+               -> continuation per rule -> evaluation
+
+Layout of a run folder (``run.root``/<name>-<key>, the key a content hash of every parameter that
+changes the trained models)::
+
+    params.yaml                 the parameters as loaded
+    data/train.parquet ...      D_tr, D_val and the test prompts actually used
+    models/warmup/              one epoch of DPO on D_tr from the SFT model
+    models/val/                 one epoch on D_val from the warm-up model (or SFT)
+    models/<rule>-<keep>/       two epochs on a selection from the warm-up model
+    scores/<key>.parquet        the per-pair score table (scores.py)
+    selections/<rule>.parquet   pair ids kept by each rule
+    eval/<label>/               generations, per-prompt verdicts, summary
+
+SFT models of the tiny families are shared between runs: ``run.root``/cache/sft/<family>-<world>-<seed>-<key>.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from tifkit import TifkitError
+from tifkit.config import Params, dump_params
+from tifkit.io import atomic_write_text, content_hash, write_parquet
+
+log = logging.getLogger(__name__)
+
+
+def say(msg: str) -> None:
+    print(f"[tifkit] {msg}", flush=True)
+
+
+# ------------------------------------------------------------------------------------------ context
+@dataclass
+class Context:
+    """Everything the stages share: parameters, data, folders, tokenizer, device."""
+
+    params: Params
+    seed: int
+    run_dir: Path
+    train: pd.DataFrame
+    val: pd.DataFrame
+    test_prompts: list[str]
+    tokenizer: object
+    device: torch.device
+    world: object | None = None
+    sft_demos: pd.DataFrame | None = None
+    _models: dict = field(default_factory=dict)
+
+    @property
+    def p(self) -> Params:
+        return self.params
+
+    def model_dir(self, name: str) -> Path:
+        return self.run_dir / "models" / name
+
+
+def _training_key(p: Params, seed: int) -> str:
+    """Hash of every parameter that changes a trained model (scoring/selection/eval excluded)."""
+    d = p.to_dict()
+    keep = {k: d[k] for k in ("world", "data", "model", "sft", "train")}
+    keep["seed"] = seed
+    return content_hash(keep)
+
+
+def prepare(params: Params, seed: int | None = None) -> Context:
+    """Build or load the data, the tokenizer and the run folder for one seed."""
+    from tifkit.data import load_pairs
+    from tifkit.models import resolve_device
+
+    seed = params.run.seed if seed is None else seed
+    p = params
+    run_dir = Path(p.run.root) / f"{p.run.name}-s{seed}-{_training_key(p, seed)}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "params.yaml", dump_params(p))
+    device = resolve_device(p.model.device)
+
+    world = sft_demos = None
+    if p.model.is_tiny:
+        from tifkit.tokenizer import build_char_tokenizer
+
+        tokenizer = build_char_tokenizer()
+    else:
+        from transformers import AutoTokenizer
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(p.model.tokenizer or p.model.name_or_path,
+                                                      trust_remote_code=p.model.trust_remote_code)
+        except OSError as e:
+            raise TifkitError(f"Could not load the tokenizer of {p.model.name_or_path!r} ({str(e).splitlines()[0][:120]}): "
+                              "give a local path or allow hub access.") from None
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+
+    if p.data.source == "world":
+        from tifkit.world import build_world
+
+        world = build_world(p.world, seed)
+        train, rep_tr = load_pairs(dataclasses.replace(p.data, seed=seed), tokenizer=tokenizer, frame=world.train)
+        val, rep_val = load_pairs(dataclasses.replace(p.data, seed=seed, max_pairs=None), tokenizer=tokenizer,
+                                  frame=world.val)
+        test_prompts = list(world.test.prompt)
+        sft_demos = world.sft
+    else:
+        pairs, rep_tr = load_pairs(dataclasses.replace(p.data, seed=seed), tokenizer=tokenizer)
+        n_val = p.data.val_size if p.data.val_size >= 1 else int(round(p.data.val_size * len(pairs)))
+        if not 0 < n_val < len(pairs):
+            raise TifkitError(f"data.val_size={p.data.val_size} leaves no training or no validation pairs "
+                              f"out of {len(pairs)}; choose a value between 1 and {len(pairs) - 1}.")
+        perm = np.random.default_rng(seed).permutation(len(pairs))
+        val, train = pairs.iloc[np.sort(perm[:n_val])], pairs.iloc[np.sort(perm[n_val:])]
+        train, val = train.reset_index(drop=True), val.reset_index(drop=True)
+        test_prompts = []
+    data_dir = run_dir / "data"
+    for name, df in (("train", train), ("val", val)):
+        if not (data_dir / f"{name}.parquet").exists():
+            write_parquet(df, data_dir / f"{name}.parquet")
+    return Context(params=p, seed=seed, run_dir=run_dir, train=train, val=val, test_prompts=test_prompts,
+                   tokenizer=tokenizer, device=device, world=world, sft_demos=sft_demos)
+
+
+# ------------------------------------------------------------------------------------------- models
+def _load(ctx: Context, path: Path, trainable: bool = True):
+    """Load a saved stage (full model or LoRA adapter on the SFT base)."""
+    from transformers import AutoModelForCausalLM
+
+    from tifkit.models import resolve_dtype
+
+    p = ctx.p.model
+    if (path / "adapter_config.json").exists():
+        from peft import PeftModel
+
+        base = _load_base(ctx)
+        model = PeftModel.from_pretrained(base, str(path), is_trainable=trainable)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=resolve_dtype(p.dtype),
+                                                     trust_remote_code=p.trust_remote_code)
+    model.to(ctx.device)
+    if not trainable:
+        model.eval()
+        for q in model.parameters():
+            q.requires_grad_(False)
+    return model
+
+
+def _load_base(ctx: Context):
+    """The SFT model, freshly loaded (the reference of every stage)."""
+    from transformers import AutoModelForCausalLM
+
+    from tifkit.models import resolve_dtype
+
+    p = ctx.p.model
+    path = sft_stage(ctx)
+    return AutoModelForCausalLM.from_pretrained(path, dtype=resolve_dtype(p.dtype), trust_remote_code=p.trust_remote_code,
+                                                revision=None if Path(str(path)).exists() else p.revision).to(ctx.device)
+
+
+def reference(ctx: Context):
+    """The frozen reference model pi_ref (= SFT), loaded once per context."""
+    if "ref" not in ctx._models:
+        ref = _load_base(ctx).eval()
+        for q in ref.parameters():
+            q.requires_grad_(False)
+        ctx._models["ref"] = ref
+    return ctx._models["ref"]
+
+
+def sft_stage(ctx: Context) -> Path | str:
+    """The SFT model: trained for tiny families (cached across runs), given for real ones."""
+    from tifkit.models import build_tiny_model
+    from tifkit.train import save_stage, sft_train, stage_done
+    from tifkit.world import world_key
+
+    p = ctx.p
+    if not p.model.is_tiny:
+        return p.model.name_or_path
+    m = p.model
+    key = content_hash({"model": dataclasses.asdict(m), "sft": dataclasses.asdict(p.sft)}, 8)
+    wkey = world_key(p.world, ctx.seed) if p.data.source == "world" else "data"
+    out = Path(p.run.root) / "cache" / "sft" / f"{m.family}-{wkey}-s{ctx.seed}-{key}"
+    if stage_done(out):
+        return out
+    if ctx.sft_demos is None:
+        raise TifkitError("Tiny families learn the task from the built-in world's demonstrations: use data.source: "
+                          "world, or set model.name_or_path to a real SFT checkpoint.")
+    say(f"SFT {m.family} ({p.sft.steps} steps) -> {out}")
+    model = build_tiny_model(m.family, ctx.tokenizer, seed=ctx.seed, hidden_size=m.hidden_size,
+                             num_layers=m.num_layers, num_heads=m.num_heads, max_positions=m.max_positions)
+    model, losses = sft_train(model, ctx.tokenizer, ctx.sft_demos.prompt, ctx.sft_demos.response, p.sft, seed=ctx.seed,
+                              device=str(ctx.device), show_progress=p.run.show_progress)
+    save_stage(model, ctx.tokenizer, out, extra={"sft_loss": pd.DataFrame({"loss": losses})})
+    return out
+
+
+def _dpo_stage(ctx: Context, name: str, start: str, pairs: pd.DataFrame, epochs: float) -> Path:
+    """Train from `start` ("sft" or another stage name) on `pairs`; cached in models/<name>."""
+    from tifkit.models import apply_lora
+    from tifkit.train import dpo_train, save_stage, stage_done
+
+    out = ctx.model_dir(name)
+    if stage_done(out):
+        return out
+    p = ctx.p
+    if start == "sft":
+        model = _load_base(ctx)
+        if p.model.lora.enabled:
+            model = apply_lora(model, p.model.lora)
+    else:
+        model = _load(ctx, warmup_stage(ctx) if start == "warmup" else ctx.model_dir(start), trainable=True)
+    say(f"{p.train.objective.upper()} stage '{name}' from {start} on {len(pairs)} pairs, {epochs:g} epochs -> {out}")
+    t0 = time.time()
+    model, history = dpo_train(model, reference(ctx), ctx.tokenizer, pairs, p.train, epochs, seed=ctx.seed,
+                               device=str(ctx.device), show_progress=p.run.show_progress)
+    hist = pd.DataFrame([{k: v for k, v in h.items() if isinstance(v, (int, float))} for h in history])
+    save_stage(model, ctx.tokenizer, out, extra={"train_log": hist})
+    atomic_write_text(out / "stage.json", json.dumps({"name": name, "start": start, "n_pairs": len(pairs),
+                                                      "epochs": epochs, "seconds": round(time.time() - t0, 2)}))
+    return out
+
+
+def warmup_stage(ctx: Context) -> Path:
+    return _dpo_stage(ctx, "warmup", "sft", ctx.train, ctx.p.train.warmup_epochs)
+
+
+def val_stage(ctx: Context) -> Path:
+    start = "warmup" if ctx.p.train.val_start == "warmup" else "sft"
+    return _dpo_stage(ctx, "val", start, ctx.val, ctx.p.train.val_epochs)
+
+
+def continue_stage(ctx: Context, label: str, keep_mask: np.ndarray) -> Path:
+    """Two epochs (train.continue_epochs) from the warm-up model on the kept pairs."""
+    pairs = ctx.train[np.asarray(keep_mask, dtype=bool)]
+    sel_path = ctx.run_dir / "selections" / f"{label}.parquet"
+    if not sel_path.exists():
+        write_parquet(pairs[["pair_id"]], sel_path)
+    return _dpo_stage(ctx, label, "warmup", pairs, ctx.p.train.continue_epochs)
+
+
+# ------------------------------------------------------------------------------------------- scoring
+def score_stage(ctx: Context) -> Path:
+    """The per-pair score table (IRM, LossDiff, IF, TIF) at the warm-up model; cached by parameters."""
+    from tifkit.scores import run_scoring
+
+    p = ctx.p
+    key = content_hash({"score": dataclasses.asdict(p.score), "beta": p.train.beta, "obj": p.train.objective}, 10)
+    out = ctx.run_dir / "scores" / f"scores-{key}.parquet"
+    if out.exists():
+        return out
+    dirs = {"policy": warmup_stage(ctx), "ref": sft_stage(ctx), "val": val_stage(ctx)}
+    say(f"scoring {len(ctx.train)} pairs (IRM, LossDiff, IF: {p.score.influence}) -> {out}")
+    return run_scoring(dirs, ctx.train, ctx.val, p.score, beta=p.train.beta,
+                       loss_type={"dpo": "sigmoid", "slic": "hinge"}[p.train.objective], out_path=out,
+                       work_dir=out.parent / f".work-{key}", model_params=p.model, show_progress=p.run.show_progress)
+
+
+def selection_mask(ctx: Context, rule: str, keep: float | None = None, table: pd.DataFrame | None = None) -> np.ndarray:
+    """Boolean mask over D_tr for `rule`. 'oracle' (world only) drops the mislabelled pairs."""
+    from tifkit.select import select
+
+    if rule == "full":
+        return np.ones(len(ctx.train), dtype=bool)
+    if rule == "oracle":
+        if "gt_flipped" not in ctx.train:
+            raise TifkitError("The 'oracle' rule needs the world's ground truth (gt_flipped); use data.source: world.")
+        return ~ctx.train["gt_flipped"].to_numpy(dtype=bool)
+    if table is None:
+        table = pd.read_parquet(score_stage(ctx))
+    sp = dataclasses.replace(ctx.p.select, rule=rule, keep=ctx.p.select.keep if keep is None else keep)
+    return select(table, sp).mask
+
+
+# ------------------------------------------------------------------------------------------ evaluation
+def evaluate_stage(ctx: Context, label: str, model_dir: Path | str):
+    """WinRate / SingleScore of a stage against the SFT model on the test prompts (cached generations)."""
+    from tifkit.evaluate import build_judge, evaluate_policy
+
+    p = ctx.p
+    if not ctx.test_prompts:
+        raise TifkitError("No test prompts: the built-in world provides them; for real data use `tifkit evaluate` "
+                          "with evaluate.prompt_sets.")
+    judge = build_judge(p.eval, cache_dir=ctx.run_dir / "eval")
+    policy = _load(ctx, Path(model_dir), trainable=False) if label != "sft" else reference(ctx)
+    res = evaluate_policy(policy, reference(ctx), ctx.tokenizer, ctx.test_prompts, judge, p.eval,
+                          cache_dir=ctx.run_dir / "eval" / "generations", policy_key=f"{ctx.run_dir.name}/{label}",
+                          ref_key=f"{ctx.run_dir.name}/sft", table_path=ctx.run_dir / "eval" / f"{label}.parquet",
+                          show_progress=p.run.show_progress)
+    return res
+
+
+def smoke(params: Params, seed: int | None = None) -> dict:
+    """World, SFT, warm-up and full-data DPO; print oracle rewards of SFT and DPO and DPO's WinRate."""
+    t0 = time.time()
+    ctx = prepare(params, seed)
+    say(f"run folder: {ctx.run_dir}")
+    sft_stage(ctx)
+    warmup_stage(ctx)
+    full_dir = continue_stage(ctx, "full", selection_mask(ctx, "full"))
+    res = evaluate_stage(ctx, "full", full_dir)
+    t = res.table
+    out = {
+        "seed": ctx.seed,
+        "sft_reward": float(t["score_ref"].mean()),
+        "dpo_reward": float(t["score_policy"].mean()),
+        "winrate": res.winrate.estimate, "winrate_lo": res.winrate.lo, "winrate_hi": res.winrate.hi,
+        "counts": res.counts, "seconds": round(time.time() - t0, 1), "run_dir": str(ctx.run_dir),
+    }
+    atomic_write_text(ctx.run_dir / "smoke.json", json.dumps(out, indent=2))
+    say(f"oracle reward on {len(t)} test prompts: SFT {out['sft_reward']:.3f}, full-data "
+        f"{params.train.objective.upper()} {out['dpo_reward']:.3f}")
+    say(f"WinRate of {params.train.objective.upper()} vs SFT: {out['winrate']:.3f} "
+        f"[{out['winrate_lo']:.3f}, {out['winrate_hi']:.3f}] (win/tie/loss {res.counts['win']}/{res.counts['tie']}/"
+        f"{res.counts['loss']})")
+    say(f"outputs: {ctx.run_dir}")
+    return out
