@@ -1,0 +1,61 @@
+"""End to end at toy scale: the CLI smoke run, stage caching, one-line errors."""
+import json
+from pathlib import Path
+
+import pytest
+
+from tifkit.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def toy_overrides(root):
+    return ["--set", f"run.root={root}", "--set", "world.n_sft=300", "--set", "world.n_train=48",
+            "--set", "world.n_val=16", "--set", "world.n_test=24", "--set", "world.n_rm=16",
+            "--set", "sft.steps=30", "--set", "model.hidden_size=32", "--set", "train.batch_size=16",
+            "--set", "run.show_progress=false"]
+
+
+def test_smoke_run_end_to_end_and_cached(tmp_path, capsys):
+    args = ["run", str(ROOT / "params/tiny.yaml"), *toy_overrides(tmp_path)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "WinRate of DPO vs SFT" in out and "oracle reward on 24 test prompts" in out
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.name.startswith("tiny-s0-")]
+    res = json.loads((run_dir / "smoke.json").read_text())
+    assert 0 <= res["sft_reward"] <= 1 and 0 <= res["dpo_reward"] <= 1
+    assert 0 <= res["winrate_lo"] <= res["winrate"] <= res["winrate_hi"] <= 1
+    assert sum(res["counts"][k] for k in ("win", "tie", "loss")) == 24
+    for stage in ("warmup", "full"):
+        assert (run_dir / "models" / stage / "model.safetensors").exists()
+    assert len(list((tmp_path / "cache" / "sft").iterdir())) == 1
+    # a second run reuses every stage and the cached generations: same numbers, nothing retrained
+    stamp = (run_dir / "models" / "full" / "stage.json").stat().st_mtime_ns
+    assert main(args) == 0
+    out2 = capsys.readouterr().out
+    assert "DPO stage" not in out2 and "SFT llama" not in out2
+    assert (run_dir / "models" / "full" / "stage.json").stat().st_mtime_ns == stamp
+    assert json.loads((run_dir / "smoke.json").read_text())["winrate"] == res["winrate"]
+
+
+def test_slic_objective_runs(tmp_path, capsys):
+    args = ["run", str(ROOT / "params/tiny.yaml"), *toy_overrides(tmp_path), "--set", "train.objective=slic",
+            "--set", "world.n_test=8"]
+    assert main(args) == 0
+    assert "WinRate of SLIC vs SFT" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("extra, expect", [
+    (["--set", "train.lr=fast"], "'train.lr' must be a number"),
+    (["--set", "model.family=mamba"], "Unknown tiny model family 'mamba'"),
+])
+def test_cli_errors_are_one_line(tmp_path, capsys, extra, expect):
+    args = ["run", str(ROOT / "params/tiny.yaml"), *toy_overrides(tmp_path), *extra]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("tifkit: error:") and expect in err and "\n" not in err
+
+
+def test_cli_missing_params_file(capsys):
+    assert main(["run", "params/nope.yaml"]) == 2
+    assert "does not exist" in capsys.readouterr().err
