@@ -1,0 +1,307 @@
+"""IRM, LossDiff, IF and TIF for every training pair -> one Parquet score table per (model, data).
+
+Two entry points:
+
+- `score_table(policy, ref, val_model, tokenizer, train_df, val_df, params, beta, ...)`: in memory,
+  returns the table (one row per training pair, in `train_df` order).
+- `run_scoring(model_dirs, train_df, val_df, params, beta, loss_type, out_path, work_dir, ...)`: the
+  same table from checkpoint folders, resumable and shardable over processes, written to `out_path`.
+
+Columns (METHOD.md "Scores"; logp_* are sums over response tokens unless `reduction="mean"`):
+
+    pair_id                              str
+    logp_{policy,ref,val}_{chosen,rejected}  float64  log pi(y|x) under warm-up policy theta, the
+                                         reference (SFT) model, the validation model theta_val
+    irm                                  float64  h_theta(d) = beta*((pc - rc) - (pr - rr))
+    loss_policy, loss_val                float64  loss(theta; d), loss(theta_val; d): DPO
+                                         -log sigmoid(h) (loss_type "sigmoid") or SLiC max(0, 1-h) ("hinge")
+    lossdiff                             float64  loss_policy - loss_val
+    if                                   float64  <grad loss(theta; d), g_val>   (absent if influence="none")
+    tif                                  bool     IF in the middle band of width tif_keep (select.py's
+                                                  "tif" rule; absent if influence="none")
+    prompt_tokens, chosen_tokens, rejected_tokens  int64  token counts after TRL truncation
+    trl_dropped                          bool     TRL's DPOTrainer would drop this pair (prompt >= max_length)
+    score_chosen, score_rejected         as given, when train_df has them
+    gt_*                                 every ground-truth column of train_df, untouched (never read here)
+
+Chunks. The training pairs are cut into chunks of `chunk_size` consecutive rows. Every per-pair
+computation (log-probs, IF batches) runs inside one chunk, so a pair's scores depend on its chunk
+only, never on which process scored it or in what order. IF uses g_val, the mean validation-loss
+gradient over the whole D_val at theta, computed once per process (each process needs it in memory
+anyway; saving it would cost a file the size of the trainable parameters) by the same deterministic
+code, so all processes hold the same g_val. `score_table` runs the chunks in one loop.
+
+Sharding and resume (`run_scoring`). Under `accelerate launch` process r of N scores the chunks
+c with c % N == r; a plain `python` call is one process. Each finished chunk is written atomically
+to `work_dir/chunk-00003.parquet` (pair_id plus the computed columns) with a key in the file's
+metadata: a hash of the three models' weights, the chunk's and D_val's token ids, the parameters,
+beta and loss_type. A rerun skips a chunk whose file carries the right key and pair_ids and
+recomputes any other (a kill leaves no half file: files are renamed into place). Every computed chunk
+appends a line to `work_dir/chunks.log`. After a barrier, process 0 reads the chunk files in order,
+adds `tif` (a percentile band over all of D_tr, hence only here) and the passed-through columns, and
+writes `out_path` atomically; every process returns `out_path` (work_dir and out_path must be on a
+filesystem every process sees). The merged table is always built from
+the chunk files, with a fixed column order and schema and no timestamps, so it is byte-identical for
+one or many processes and for fresh or resumed runs (same machine, same threads per process).
+Reference log-probs go through `cached_pair_logprobs` (`work_dir/ref-logps`).
+
+Launching on CPUs: accelerate 1.15's `launch --cpu` starts one process (more need mpirun); start N
+CPU processes with `accelerate launch --multi_gpu --num_processes N` on a machine without CUDA
+(`run_scoring` then asks accelerate for the gloo backend). Set OMP_NUM_THREADS to the same value for
+every run you want to compare byte for byte.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import torch
+
+from tifkit import TifkitError
+from tifkit.influence import (
+    RandomProjection,
+    _batched_influence,
+    dpo_loss_per_pair,
+    flat_pair_gradient,
+    project_vector,
+    projected_pair_gradients,
+    trainable_parameters,
+    validation_gradient,
+)
+from tifkit.io import atomic_path, content_hash
+from tifkit.logprobs import TokenizedPairs, cached_pair_logprobs, model_content_hash, pair_logprobs, tokenize_pairs
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ScoreParams:
+    """Section ``score:``."""
+
+    batch_size: int = 32
+    reduction: Literal["sum", "mean"] = "sum"
+    influence: Literal["batched", "loop", "projected", "none"] = "batched"
+    project_dim: int | None = None
+    project_seed: int = 0
+    chunk_size: int = 512  # pairs per resumable shard
+    tif_keep: float = 0.64  # width of the middle IF band flagged as TIF
+    max_length: int | None = None  # DPOConfig.max_length of training (TRL truncation); None: no truncation
+
+
+PASS_THROUGH = ("score_chosen", "score_rejected")
+
+
+def _check(params: ScoreParams, train_df: pd.DataFrame, val_df: pd.DataFrame | None) -> None:
+    if params.chunk_size < 1 or params.batch_size < 1:
+        raise TifkitError(f"score.chunk_size and score.batch_size must be >= 1 (got {params.chunk_size}, {params.batch_size}).")
+    if not 0 < params.tif_keep <= 1:
+        raise TifkitError(f"score.tif_keep must be in (0, 1], got {params.tif_keep}.")
+    if params.influence not in ("batched", "loop", "projected", "none"):
+        raise TifkitError(f"Unknown score.influence {params.influence!r}; use batched, loop, projected or none.")
+    if (params.influence == "projected") != (params.project_dim is not None):
+        raise TifkitError("Set score.project_dim together with score.influence: projected (and only then).")
+    if "pair_id" not in train_df.columns or not train_df["pair_id"].is_unique:
+        raise TifkitError("The training pairs need a unique 'pair_id' column; load them with tifkit.data.load_pairs.")
+    if len(train_df) == 0:
+        raise TifkitError("The training set is empty; give at least one pair to score.")
+    if params.influence != "none" and (val_df is None or len(val_df) == 0):
+        raise TifkitError("IF needs validation pairs: give val_df, or set score.influence: none.")
+
+
+def _chunks(n: int, size: int) -> list[range]:
+    return [range(s, min(n, s + size)) for s in range(0, n, size)]
+
+
+class _Scorer:
+    """What every chunk needs, computed once per process: models, D_val's reference log-probs, g_val."""
+
+    def __init__(self, policy, ref, val_model, val_tok, params: ScoreParams, beta, loss_type, cache_dir, show_progress):
+        dpo_loss_per_pair(np.zeros(1), np.zeros(1), 0.0, 0.0, beta, loss_type)  # raises on a bad loss_type
+        self.policy, self.ref, self.val_model = policy, ref, val_model
+        self.p, self.beta, self.loss_type, self.cache_dir = params, beta, loss_type, cache_dir
+        self.ref_hash = model_content_hash(ref) if cache_dir is not None else None
+        self.method = params.influence
+        if self.method == "none":
+            return
+        ref_val = self.ref_logps(val_tok)
+        self.g_val = validation_gradient(policy, val_tok, ref_val, beta, loss_type, params.reduction, params.batch_size, show_progress)
+        named = trainable_parameters(policy)
+        if self.method == "batched":
+            self.targets = {id(p): g for (_, p), g in zip(named, self.g_val)}
+        elif self.method == "loop":
+            self.g_flat = torch.cat([g.reshape(-1) for g in self.g_val]).double()
+        else:
+            self.P = RandomProjection(named, params.project_dim, seed=params.project_seed)
+            self.z_val = project_vector(self.P, policy, self.g_val)
+
+    def ref_logps(self, tok: TokenizedPairs):
+        kw = dict(batch_size=self.p.batch_size, reduction=self.p.reduction, show_progress=False)
+        if self.cache_dir is None:
+            return pair_logprobs(self.ref, tok, **kw)
+        return cached_pair_logprobs(self.ref, tok, self.cache_dir, model_hash=self.ref_hash, **kw)
+
+    def influence(self, tok: TokenizedPairs, ref_lp, chunk_index: int) -> np.ndarray:
+        p, args = self.p, (self.beta, self.loss_type, self.p.reduction)
+        if self.method == "batched":  # autograd check on the first batch of chunk 0 only: rank-independent
+            return _batched_influence(self.policy, tok, ref_lp, self.targets, *args, p.batch_size, chunk_index == 0, False)
+        if self.method == "loop":
+            return np.array([float(flat_pair_gradient(self.policy, tok, ref_lp, i, *args).double() @ self.g_flat) for i in range(len(tok))])
+        Z = projected_pair_gradients(self.policy, tok, ref_lp, self.beta, self.P, self.loss_type, p.reduction, p.batch_size, False)
+        return Z @ self.z_val
+
+    def chunk(self, tok: TokenizedPairs, chunk_index: int) -> pd.DataFrame:
+        """pair_id and every computed column except `tif`, for the pairs of `tok`."""
+        kw = dict(batch_size=self.p.batch_size, reduction=self.p.reduction, show_progress=False)
+        pc, pr = pair_logprobs(self.policy, tok, **kw)
+        rc, rr = self.ref_logps(tok)
+        vc, vr = pair_logprobs(self.val_model, tok, **kw)
+        loss_policy = dpo_loss_per_pair(pc, pr, rc, rr, self.beta, self.loss_type)
+        loss_val = dpo_loss_per_pair(vc, vr, rc, rr, self.beta, self.loss_type)
+        cols = {
+            "pair_id": pd.Series(tok.pair_ids, dtype=str),
+            "logp_policy_chosen": pc, "logp_policy_rejected": pr,
+            "logp_ref_chosen": rc, "logp_ref_rejected": rr,
+            "logp_val_chosen": vc, "logp_val_rejected": vr,
+            "irm": self.beta * ((pc - rc) - (pr - rr)),
+            "loss_policy": loss_policy, "loss_val": loss_val, "lossdiff": loss_policy - loss_val,
+        }
+        if self.method != "none":
+            cols["if"] = np.asarray(self.influence(tok, (rc, rr), chunk_index), dtype=np.float64)
+        for name, ids in (("prompt", tok.prompt_ids), ("chosen", tok.chosen_ids), ("rejected", tok.rejected_ids)):
+            cols[f"{name}_tokens"] = np.array([len(x) for x in ids], dtype=np.int64)
+        cols["trl_dropped"] = np.asarray(tok.trl_dropped, dtype=bool)
+        return pd.DataFrame(cols)
+
+
+def _finish(scored: pd.DataFrame, train_df: pd.DataFrame, params: ScoreParams) -> pd.DataFrame:
+    """Add `tif` (a band over all of D_tr) after `if`, then score_* and gt_* columns of train_df."""
+    from tifkit.select import SelectParams, select
+
+    table = scored.reset_index(drop=True)
+    if "if" in table.columns:
+        mask = select(table[["if"]], SelectParams(rule="tif", keep=params.tif_keep)).mask
+        table.insert(table.columns.get_loc("if") + 1, "tif", np.asarray(mask, dtype=bool))
+    extra = [c for c in PASS_THROUGH if c in train_df.columns] + [c for c in train_df.columns if str(c).startswith("gt_")]
+    return pd.concat([table, train_df[extra].reset_index(drop=True)], axis=1)
+
+
+def score_table(policy, ref, val_model, tokenizer, train_df: pd.DataFrame, val_df: pd.DataFrame | None,
+                params: ScoreParams, beta: float, loss_type: str = "sigmoid", cache_dir=None,
+                show_progress: bool = True) -> pd.DataFrame:
+    """The score table (see the module docstring) of `train_df` for warm-up policy `policy`, reference
+    `ref` and validation model `val_model`; `val_df` gives D_val for IF (unused with influence="none").
+    Reference log-probs are cached in `cache_dir` when given."""
+    from tqdm.auto import tqdm
+
+    _check(params, train_df, val_df)
+    train_tok = tokenize_pairs(tokenizer, train_df, params.max_length)
+    val_tok = tokenize_pairs(tokenizer, val_df, params.max_length) if params.influence != "none" else None
+    scorer = _Scorer(policy, ref, val_model, val_tok, params, beta, loss_type, cache_dir, show_progress)
+    chunks = _chunks(len(train_tok), params.chunk_size)
+    parts = [scorer.chunk(train_tok.subset(r), c) for c, r in enumerate(tqdm(chunks, desc="scoring chunks", disable=not show_progress))]
+    return _finish(pd.concat(parts, ignore_index=True), train_df, params)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Resumable, shardable runner
+# ----------------------------------------------------------------------------------------------------
+_KEY = b"tifkit.chunk_key"
+
+
+def _write_table(df: pd.DataFrame, path, meta: dict[bytes, bytes]) -> Path:
+    """Deterministic atomic Parquet: fixed column order and schema, no timestamps (pyarrow writes none)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+    return Path(path)
+
+
+def _write_chunk(df: pd.DataFrame, path: Path, key: str) -> None:
+    _write_table(df, path, {_KEY: key.encode()})
+
+
+def _chunk_done(path: Path, key: str, pair_ids: list[str]) -> bool:
+    import pyarrow.parquet as pq
+
+    if not path.exists():
+        return False
+    try:
+        ok = pq.read_schema(path).metadata.get(_KEY) == key.encode()
+        ok = ok and pq.read_table(path, columns=["pair_id"]).column(0).to_pylist() == pair_ids
+    except Exception:  # unreadable: recompute
+        ok = False
+    if not ok:
+        log.warning("%s belongs to another run (key or pair_ids differ); recomputing it.", path)
+    return ok
+
+
+def run_scoring(model_dirs: dict, train_df: pd.DataFrame, val_df: pd.DataFrame | None, params: ScoreParams,
+                beta: float, loss_type: str = "sigmoid", out_path="scores.parquet", work_dir="score-work",
+                model_params=None, show_progress: bool = True) -> Path:
+    """Score `train_df` with the checkpoints `model_dirs` = {"policy", "ref", "val": folder} and write
+    the table to `out_path` (Parquet). Resumable and shardable through `work_dir` (module docstring);
+    run it under `accelerate launch` for several processes. Returns `out_path` on every process."""
+    import pyarrow.parquet as pq
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+    from tqdm.auto import tqdm
+
+    from tifkit.models import ModelParams, load_model
+
+    _check(params, train_df, val_df)
+    missing = {"policy", "ref", "val"} - set(model_dirs)
+    if missing:
+        raise TifkitError(f"model_dirs lacks {sorted(missing)}; give the policy, ref and val checkpoint folders.")
+    state = PartialState(cpu=not torch.cuda.is_available() or parse_flag_from_env("ACCELERATE_USE_CPU"))
+    rank, world = state.process_index, state.num_processes
+    model_params = model_params or ModelParams()
+    models, tokenizer = {}, None
+    for name in ("policy", "ref", "val"):
+        models[name], tok = load_model(str(model_dirs[name]), model_params)
+        tokenizer = tokenizer or tok
+        if model_params.device == "auto":
+            models[name].to(state.device)
+    work_dir, out_path = Path(work_dir), Path(out_path)
+    work_dir.mkdir(parents=True, exist_ok=True)
+
+    train_tok = tokenize_pairs(tokenizer, train_df, params.max_length)
+    val_tok = tokenize_pairs(tokenizer, val_df, params.max_length) if params.influence != "none" else None
+    run_key = content_hash({
+        "v": 1, **{k: model_content_hash(m) for k, m in models.items()}, "params": asdict(params), "beta": beta,
+        "loss_type": loss_type, "val": val_tok.content_hash() if val_tok is not None else None}, n=64)
+    chunks = _chunks(len(train_tok), params.chunk_size)
+    path = [work_dir / f"chunk-{c:05d}.parquet" for c in range(len(chunks))]
+    toks = [train_tok.subset(r) for r in chunks]
+    keys = [content_hash([run_key, t.content_hash(), t.pair_ids], n=64) for t in toks]
+
+    mine = range(rank, len(chunks), world)
+    todo = [c for c in mine if not _chunk_done(path[c], keys[c], toks[c].pair_ids)]
+    if todo:
+        scorer = _Scorer(models["policy"], models["ref"], models["val"], val_tok, params, beta, loss_type,
+                         work_dir / "ref-logps", show_progress and state.is_main_process)
+        for c in tqdm(todo, desc=f"scoring chunks (process {rank}/{world})", disable=not show_progress):
+            _write_chunk(scorer.chunk(toks[c], c), path[c], keys[c])
+            with open(work_dir / "chunks.log", "a") as f:
+                f.write(f"computed {path[c].name} process={rank} pid={os.getpid()}\n")
+    log.info("process %d/%d: %d chunk(s) computed, %d already done", rank, world, len(todo), len(mine) - len(todo))
+
+    state.wait_for_everyone()
+    if state.is_main_process:
+        for c in range(len(chunks)):
+            if not _chunk_done(path[c], keys[c], toks[c].pair_ids):
+                raise TifkitError(f"Chunk {path[c]} is missing after scoring; rerun run_scoring to compute it.")
+        scored = pd.concat([pq.read_table(p).to_pandas() for p in path], ignore_index=True)
+        meta = json.dumps({"params": asdict(params), "beta": beta, "loss_type": loss_type, "run_key": run_key}, sort_keys=True)
+        _write_table(_finish(scored, train_df, params), out_path, {b"tifkit.scores": meta.encode()})
+    state.wait_for_everyone()
+    return out_path
