@@ -10,8 +10,8 @@ import torch
 
 from tifkit import TifkitError
 from tifkit.evaluate import EvalParams, evaluate_policy
-from tifkit.judges import (LLMJudge, OracleJudge, RewardModelJudge, parse_pairwise, parse_rating,
-                           reward_model_scores)
+from tifkit.judges import LLMJudge, OracleJudge, RewardModelJudge, parse_pairwise, parse_rating
+from tifkit.reward import reward_scores
 from tifkit.tokenizer import build_char_tokenizer
 
 # ---------------------------------------------------------------------------------- oracle
@@ -55,7 +55,7 @@ def test_reward_model_judge_scores_batched_like_one_at_a_time(tiny_rm_dir):
     prompts = ["hi ", "a longer prompt: ", "x", "why? "]
     responses = ["there", "ok", "a much longer response text", "because"]
     batched = judge.score(prompts, responses)
-    single = np.array([reward_model_scores(judge.model, judge.tokenizer, [p], [r])[0]
+    single = np.array([reward_scores(judge.model, judge.tokenizer, [p], [r], progress=False)[0]
                        for p, r in zip(prompts, responses)])
     np.testing.assert_allclose(batched, single, rtol=1e-4, atol=1e-5)
     assert judge.tokenizer.padding_side == "right"  # restored
@@ -66,8 +66,11 @@ def test_reward_model_judge_scores_batched_like_one_at_a_time(tiny_rm_dir):
 
 
 def test_reward_model_judge_unloadable_is_one_sentence(tmp_path):
-    with pytest.raises(TifkitError, match="Could not load reward model"):
+    with pytest.raises(TifkitError, match="(?i)reward model.*does not exist") as e:
         RewardModelJudge(str(tmp_path / "missing"), device="cpu")
+    assert "\n" not in str(e.value)
+    with pytest.raises(TifkitError, match="(?i)could not load reward model"):
+        RewardModelJudge("no-such-org/no-such-reward-model", device="cpu")
 
 
 # ---------------------------------------------------------------------------------- LLM judge

@@ -157,53 +157,6 @@ class OracleJudge(ScoreJudge):
 # Reward model
 
 
-def reward_model_scores(model, tokenizer, prompts: Sequence[str], responses: Sequence[str],
-                        batch_size: int = 8, max_length: int | None = None,
-                        use_chat_template: bool | None = None,
-                        show_progress: bool = False) -> np.ndarray:
-    """Reward (logit 0) of a sequence-classification model for each (prompt, response).
-
-    With a chat template (default: when the tokenizer has one) the pair is formatted as a user
-    turn and an assistant turn; otherwise the text is `prompt + response`, as TRL concatenates
-    non-conversational pairs. Sequences are right-padded; longer than `max_length` are truncated.
-    """
-    import torch
-    from tqdm.auto import tqdm
-
-    _check_lengths(prompts, responses)
-    if use_chat_template is None:
-        use_chat_template = bool(getattr(tokenizer, "chat_template", None))
-    if use_chat_template:
-        texts = [tokenizer.apply_chat_template(
-            [{"role": "user", "content": p}, {"role": "assistant", "content": r}], tokenize=False)
-            for p, r in zip(prompts, responses)]
-    else:
-        texts = [p + r for p, r in zip(prompts, responses)]
-    pad_side, pad_token = tokenizer.padding_side, tokenizer.pad_token
-    tokenizer.padding_side = "right"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    if model.config.pad_token_id is None:
-        model.config.pad_token_id = tokenizer.pad_token_id
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    out = []
-    try:
-        starts = range(0, len(texts), batch_size)
-        for i in tqdm(starts, desc="reward model", disable=not show_progress):
-            enc = tokenizer(texts[i:i + batch_size], return_tensors="pt", padding=True,
-                            truncation=max_length is not None, max_length=max_length,
-                            add_special_tokens=not use_chat_template).to(device)
-            with torch.inference_mode():
-                logits = model(**enc).logits
-            out.append(logits[:, 0].float().cpu().numpy())
-    finally:
-        tokenizer.padding_side, tokenizer.pad_token = pad_side, pad_token
-        model.train(was_training)
-    return np.concatenate(out) if out else np.zeros(0)
-
-
 class RewardModelJudge(ScoreJudge):
     """Judge by a reward model: any `AutoModelForSequenceClassification` checkpoint (path or hub
     id) whose first logit is the reward. `tokenizer` defaults to the one saved with the model."""
@@ -214,27 +167,19 @@ class RewardModelJudge(ScoreJudge):
                  batch_size: int = 8, max_length: int | None = None, tokenizer=None,
                  tol: float = 1e-9, show_progress: bool = True):
         super().__init__(tol)
-        import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from tifkit.reward import load_reward_model
 
         self.path_or_id, self.batch_size, self.max_length = path_or_id, batch_size, max_length
         self.show_progress = show_progress
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        try:
-            self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(
-                path_or_id, trust_remote_code=trust_remote_code)
-            self.model = AutoModelForSequenceClassification.from_pretrained(
-                path_or_id, trust_remote_code=trust_remote_code).to(device).eval()
-        except Exception as e:  # noqa: BLE001 - any load failure becomes one sentence
-            raise TifkitError(
-                f"Could not load reward model {path_or_id!r} ({type(e).__name__}: "
-                f"{str(e).splitlines()[0][:200] if str(e) else ''}); pass a local "
-                "sequence-classification checkpoint folder or a hub id you can access.") from None
+        self.model, saved_tokenizer = load_reward_model(path_or_id, trust_remote_code=trust_remote_code,
+                                                        device=device)
+        self.tokenizer = tokenizer or saved_tokenizer
 
     def score(self, prompts, responses):
-        return reward_model_scores(self.model, self.tokenizer, prompts, responses,
-                                   self.batch_size, self.max_length,
-                                   show_progress=self.show_progress)
+        from tifkit.reward import reward_scores
+
+        return reward_scores(self.model, self.tokenizer, prompts, responses, self.batch_size,
+                             self.max_length, progress=self.show_progress)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -260,9 +260,16 @@ def score_stage(ctx: Context) -> Path:
         return out
     dirs = {"policy": warmup_stage(ctx), "ref": sft_stage(ctx), "val": val_stage(ctx)}
     say(f"scoring {len(ctx.train)} pairs (IRM, LossDiff, IF: {p.score.influence}) -> {out}")
-    return run_scoring(dirs, ctx.train, ctx.val, p.score, beta=p.train.beta,
+    sp = p.score if p.score.max_length is not None else dataclasses.replace(p.score, max_length=p.train.max_length)
+
+    def loader(name, folder):
+        # the policy keeps its trainable parameters (all, or the LoRA adapters): IF runs over those
+        return (_load(ctx, Path(folder), trainable=(name == "policy")) if name != "ref" else reference(ctx)), ctx.tokenizer
+
+    return run_scoring(dirs, ctx.train, ctx.val, sp, beta=p.train.beta,
                        loss_type={"dpo": "sigmoid", "slic": "hinge"}[p.train.objective], out_path=out,
-                       work_dir=out.parent / f".work-{key}", model_params=p.model, show_progress=p.run.show_progress)
+                       work_dir=out.parent / f".work-{key}", model_params=p.model, show_progress=p.run.show_progress,
+                       loader=loader)
 
 
 def selection_mask(ctx: Context, rule: str, keep: float | None = None, table: pd.DataFrame | None = None) -> np.ndarray:

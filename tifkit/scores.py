@@ -247,10 +247,14 @@ def _chunk_done(path: Path, key: str, pair_ids: list[str]) -> bool:
 
 def run_scoring(model_dirs: dict, train_df: pd.DataFrame, val_df: pd.DataFrame | None, params: ScoreParams,
                 beta: float, loss_type: str = "sigmoid", out_path="scores.parquet", work_dir="score-work",
-                model_params=None, show_progress: bool = True) -> Path:
+                model_params=None, show_progress: bool = True, loader=None) -> Path:
     """Score `train_df` with the checkpoints `model_dirs` = {"policy", "ref", "val": folder} and write
     the table to `out_path` (Parquet). Resumable and shardable through `work_dir` (module docstring);
-    run it under `accelerate launch` for several processes. Returns `out_path` on every process."""
+    run it under `accelerate launch` for several processes. Returns `out_path` on every process.
+
+    `loader(name, folder) -> (model, tokenizer)` loads each checkpoint (default: `models.load_model`);
+    the pipeline passes one that puts LoRA adapters on the SFT base, so that IF runs over the
+    adapters (the parameters with requires_grad) only."""
     import pyarrow.parquet as pq
     from accelerate import PartialState
     from accelerate.utils import parse_flag_from_env
@@ -267,7 +271,7 @@ def run_scoring(model_dirs: dict, train_df: pd.DataFrame, val_df: pd.DataFrame |
     model_params = model_params or ModelParams()
     models, tokenizer = {}, None
     for name in ("policy", "ref", "val"):
-        models[name], tok = load_model(str(model_dirs[name]), model_params)
+        models[name], tok = (loader or (lambda _, d: load_model(str(d), model_params)))(name, model_dirs[name])
         tokenizer = tokenizer or tok
         if model_params.device == "auto":
             models[name].to(state.device)
