@@ -45,6 +45,7 @@ from tifkit.logprobs import (
     pad_token_id_of,
     pair_logprobs,
     sequence_logps,
+    to_device,
 )
 
 LossType = Literal["sigmoid", "hinge"]
@@ -122,8 +123,8 @@ def _pair_losses(model, tok, idx, ref_w, ref_l, beta, loss_type, reduction, pad_
     batch = _pair_batch(tok, idx, pad_id, device)
     logps = sequence_logps(model, batch, reduction)
     B = len(idx)
-    rw = torch.as_tensor(ref_w[idx], dtype=logps.dtype, device=logps.device)
-    rl = torch.as_tensor(ref_l[idx], dtype=logps.dtype, device=logps.device)
+    rw = to_device(ref_w[idx], logps.device).to(logps.dtype)
+    rl = to_device(ref_l[idx], logps.device).to(logps.dtype)
     return dpo_loss_per_pair(logps[:B], logps[B:], rw, rl, beta, loss_type)
 
 
@@ -244,12 +245,23 @@ class _InnerProductHooks:
     couples them; since L sums the pair losses, b already carries the pair's sigmoid factor, and
     the pair's inner product is contribution[r] + contribution[r + B].
 
+    Per layer, G is multiplied onto the wider side (a @ G^T or b @ G), so the elementwise product
+    that follows runs over min(out, in) features.
+
     In ``mode="grads"`` the hooks instead hand each parameter's per-row gradients (R, numel) to a
     sink (used by the random projection), formed one layer at a time.
 
-    With ``freeze=True`` the parameters' requires_grad is switched off during the pass, so backward
-    computes activation gradients only (no weight gradients, about a third of backward's work); each
-    hooked module's output is made to require grad, which keeps the graph alive for the hooks.
+    Two details keep the pass cheap and general:
+    - the callers switch the parameters' requires_grad off during the pass (`_frozen`), so backward
+      computes activation gradients only (no weight-gradient matmuls, about half of backward's
+      work); each hooked module's output is then made to require grad, which keeps the graph alive
+      from the first trainable module on;
+    - an output shared by all rows (GPT-2's position embeddings, batch dimension 1) is expanded to
+      one copy per row, so that backward delivers per-row gradients.
+
+    Anything the hooks do not see (a parameter used outside its module's forward, e.g. a head that
+    reads `embed.weight` directly) would be silently missed: `_batched_influence(verify=True)` runs
+    the first batch with ordinary parameter gradients and compares, parameter by parameter.
     """
 
     def __init__(
@@ -313,8 +325,9 @@ class _InnerProductHooks:
 
     def _add(self, p: nn.Parameter, contrib: torch.Tensor):
         self.rows += contrib
-        if self.track:
-            self.per_param[id(p)] = self.per_param.get(id(p), 0.0) + float(contrib.sum())
+        if self.track:  # (sum, sum of |row contributions|) per parameter, for the check
+            s, a = self.per_param.get(id(p), (0.0, 0.0))
+            self.per_param[id(p)] = (s + float(contrib.sum()), a + float(contrib.abs().sum()))
 
     def _G(self, p) -> torch.Tensor:
         return self.targets[id(p)].to(self.dtype)
@@ -392,10 +405,15 @@ class _InnerProductHooks:
             for n, p in own:
                 if n == "weight":
                     if self.mode == "dot":
+                        # sum_t b_t^T G a_t with G as (out, in) (Conv1D stores it as (in, out)).
+                        # Multiply G onto the side with more features, so that the elementwise
+                        # product that follows runs over the smaller of (out, in).
                         G = self._G(p)
-                        # linear: b^T G a with G (out, in); conv1d: a^T G b with G (in, out)
-                        proj = a3 @ G.T if kind == "linear" else a3 @ G
-                        self._add(p, (proj * b3).sum(dim=(1, 2)))
+                        Gt = G if kind == "linear" else G.T  # (out, in)
+                        if Gt.shape[0] <= Gt.shape[1]:
+                            self._add(p, _row_dot(a3 @ Gt.T, b3))  # (R, T, out) . b
+                        else:
+                            self._add(p, _row_dot(b3 @ Gt, a3))  # (R, T, in) . a
                     else:
                         eq = "rto,rti->roi" if kind == "linear" else "rto,rti->rio"
                         self.sink(p, torch.einsum(eq, b3, a3).reshape(R, -1))
@@ -414,7 +432,7 @@ class _InnerProductHooks:
             (n, p), = own
             if self.mode == "dot":
                 G = self._G(p)
-                self._add(p, ((G[ids] * b3).sum(-1) * keep).sum(-1))
+                self._add(p, _row_dot(G[ids] * keep[..., None], b3))
             else:
                 V, d = p.shape
                 flat_idx = (torch.arange(R, device=ids.device)[:, None] * V + ids)[keep]
@@ -424,11 +442,8 @@ class _InnerProductHooks:
         else:  # generic: contraction of the output gradient with the JVP along G
             if self.mode == "dot":
                 ydot = self._rows3(tangent, mname)
-                contrib = (ydot * b3).sum(dim=(1, 2))
-                self.rows += contrib
-                if self.track:  # attribute the module's total to its first parameter, for the check
-                    key = id(own[0][1])
-                    self.per_param[key] = self.per_param.get(key, 0.0) + float(contrib.sum())
+                # one JVP covers all of the module's parameters: booked under the first one
+                self._add(own[0][1], _row_dot(ydot, b3))
             else:
                 self._generic_grads(mname, module, own, tangent, b3)
 
@@ -447,6 +462,12 @@ class _InnerProductHooks:
                 ydot = self._rows3(self._jvp(module, primals, tangents, args, kwargs), mname)
                 cols.append((ydot * b3).sum(dim=(1, 2)))
             self.sink(p, torch.stack(cols, dim=1))  # (R, numel)
+
+
+def _row_dot(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """sum over all but the first axis of x * y, as one batched matrix product (no (R, T, k) temporary)."""
+    R = x.shape[0]
+    return torch.bmm(x.reshape(R, 1, -1), y.reshape(R, -1, 1)).reshape(R)
 
 
 @contextmanager
@@ -479,8 +500,9 @@ def _check_per_param(model, hooks: _InnerProductHooks, targets, generic_groups) 
             expected[first] += expected.pop(o)
     scale = sum(abs(v) for v in expected.values()) + 1e-30
     for pid, want in expected.items():
-        got = hooks.per_param.get(pid, 0.0)
-        if abs(got - want) > 1e-3 * max(abs(got), abs(want)) + 1e-5 * scale:
+        got, spread = hooks.per_param.get(pid, (0.0, 0.0))
+        # rounding: relative to the result and to the size of the row terms that were summed
+        if abs(got - want) > 1e-3 * max(abs(got), abs(want)) + 1e-4 * spread + 1e-7 * scale:
             raise TifkitError(
                 f"The batched influence misses part of the gradient of '{names[pid]}' (hooks {got:.6g}, autograd {want:.6g}); "
                 "this model uses the parameter outside its module's forward, score it with method='loop'."
@@ -496,7 +518,7 @@ def _batched_influence(
     params = [p for _, p in trainable_parameters(model)]
     pad_id, device = pad_token_id_of(model), model_device(model)
     dtype = _compute_dtype(model)
-    out = np.zeros(n, dtype=np.float64)
+    out = torch.zeros(n, dtype=torch.float64, device=device)  # filled on the device: no sync per batch
     hooks = _InnerProductHooks(model, targets, dtype, mode="dot")
     generic_groups = {
         id(own[0][1]): [id(p) for _, p in own[1:]]
@@ -525,8 +547,8 @@ def _batched_influence(
                     if loss.requires_grad:
                         loss.backward()
             rows = hooks.rows
-            out[idx] = (rows[:B] + rows[B:]).double().cpu().numpy()
-    return out
+            out[to_device(idx, device)] = (rows[:B] + rows[B:]).double()
+    return out.cpu().numpy()
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -602,7 +624,7 @@ def projected_pair_gradients(
     params = [p for _, p in trainable_parameters(model)]
     pad_id, device = pad_token_id_of(model), model_device(model)
     dtype = _compute_dtype(model)
-    out = np.zeros((n, projection.k), dtype=np.float64)
+    out = torch.zeros((n, projection.k), dtype=torch.float64, device=device)
     acc: dict[str, torch.Tensor] = {}
 
     def sink(p, per_row):  # (2B, numel) -> per pair (B, numel) -> projected, summed over layers
@@ -619,8 +641,8 @@ def projected_pair_gradients(
             loss = _pair_losses(model, tok, idx, rw, rl, beta, loss_type, reduction, pad_id, device).sum()
             if loss.requires_grad:
                 loss.backward()
-            out[idx] = acc["z"].double().cpu().numpy()
-    return out
+            out[to_device(idx, device)] = acc["z"].double()
+    return out.cpu().numpy()
 
 
 def project_vector(projection: RandomProjection, model: nn.Module, grads: Sequence[torch.Tensor]) -> np.ndarray:

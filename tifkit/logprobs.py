@@ -213,30 +213,52 @@ def tokenize_pairs(tokenizer, df, max_length: int | None = None) -> TokenizedPai
 # ----------------------------------------------------------------------------------------------------
 # Batching
 # ----------------------------------------------------------------------------------------------------
+def to_device(a, device=None) -> torch.Tensor:
+    """numpy array -> tensor on `device`; to a GPU through pinned memory without blocking, so that
+    preparing the next batch on the CPU overlaps the GPU's work on this one."""
+    t = torch.from_numpy(np.ascontiguousarray(a))
+    if device is None or torch.device(device).type == "cpu":
+        return t
+    if torch.device(device).type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
 @dataclass
 class SequenceBatch:
-    """A right-padded batch of sequences; `completion_mask` marks the scored (response) tokens."""
+    """A right-padded batch of sequences, and where its scored (response) tokens are.
+
+    Token t of a row is predicted by the logits at position t - 1, so the scored logits are at
+    (score_rows, score_cols) and their targets are `score_targets`. These index tensors are built on
+    the CPU at collation time, so scoring needs no data-dependent `nonzero` (a GPU sync).
+    """
 
     input_ids: torch.Tensor  # (S, L) long
     attention_mask: torch.Tensor  # (S, L) long
-    completion_mask: torch.Tensor  # (S, L) bool
+    completion_mask: torch.Tensor  # (S, L) bool: response tokens
+    score_rows: torch.Tensor  # (N,) long
+    score_cols: torch.Tensor  # (N,) long: position of the logits that predict each response token
+    score_targets: torch.Tensor  # (N,) long: the response tokens
+    n_scored: torch.Tensor  # (S,) response tokens per row
 
 
 def collate_sequences(seqs: Sequence[tuple[list[int], list[int]]], pad_token_id: int, device=None) -> SequenceBatch:
     """Right-pad (prompt_ids, completion_ids) sequences to the longest one in the batch (TRL's layout)."""
-    L = max(len(p) + len(c) for p, c in seqs)
-    S = len(seqs)
-    ids = torch.full((S, L), pad_token_id, dtype=torch.long)
-    att = torch.zeros((S, L), dtype=torch.long)
-    comp = torch.zeros((S, L), dtype=torch.bool)
+    lens = np.array([len(p) + len(c) for p, c in seqs], dtype=np.int64)
+    plen = np.array([len(p) for p, _ in seqs], dtype=np.int64)
+    S, L = len(seqs), int(lens.max())
+    ids = np.full((S, L), pad_token_id, dtype=np.int64)
     for s, (p, c) in enumerate(seqs):
-        n = len(p) + len(c)
-        ids[s, :n] = torch.tensor(p + c, dtype=torch.long)
-        att[s, :n] = 1
-        comp[s, len(p) : n] = True
-    if device is not None:
-        ids, att, comp = ids.to(device), att.to(device), comp.to(device)
-    return SequenceBatch(ids, att, comp)
+        ids[s, : lens[s]] = p + c
+    pos = np.arange(L)
+    att = pos[None, :] < lens[:, None]
+    comp = att & (pos[None, :] >= plen[:, None])
+    rows, cols = np.nonzero(comp)
+    t = lambda a: to_device(a, device)  # noqa: E731
+    return SequenceBatch(
+        input_ids=t(ids), attention_mask=t(att.astype(np.int64)), completion_mask=t(comp),
+        score_rows=t(rows), score_cols=t(cols - 1), score_targets=t(ids[rows, cols]), n_scored=t(lens - plen),
+    )
 
 
 def pad_token_id_of(model, default: int = 0) -> int:
@@ -265,18 +287,15 @@ def sequence_logps(model, batch: SequenceBatch, reduction: Reduction = "sum") ->
     The log-softmax runs in float32 (float64 for a float64 model) on the completion positions only.
     """
     logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
-    # token t is predicted from position t-1
-    mask = batch.completion_mask[:, 1:]
-    rows, cols = mask.nonzero(as_tuple=True)
-    sel = logits[:, :-1][rows, cols]  # (N, V): only the scored positions
+    rows = batch.score_rows
+    sel = logits[rows, batch.score_cols]  # (N, V): only the scored positions
     if sel.dtype not in (torch.float32, torch.float64):
         sel = sel.float()
-    targets = batch.input_ids[:, 1:][rows, cols]
-    tok_lp = sel.gather(-1, targets[:, None]).squeeze(-1) - torch.logsumexp(sel, dim=-1)
+    tok_lp = sel.gather(-1, batch.score_targets[:, None]).squeeze(-1) - torch.logsumexp(sel, dim=-1)
     out = torch.zeros(batch.input_ids.shape[0], dtype=tok_lp.dtype, device=tok_lp.device)
     out = out.index_add(0, rows, tok_lp)
     if reduction == "mean":
-        out = out / mask.sum(dim=1).clamp(min=1).to(out.dtype)
+        out = out / batch.n_scored.clamp(min=1).to(out.dtype)
     elif reduction != "sum":
         raise TifkitError(f"Unknown log-prob reduction {reduction!r}; use 'sum' or 'mean'.")
     return out
@@ -288,6 +307,17 @@ def _progress(iterable, total: int, desc: str, show: bool):
     from tqdm.auto import tqdm
 
     return tqdm(iterable, total=total, desc=desc, leave=False)
+
+
+def length_sorted_batches(tokenized: TokenizedPairs, batch_size: int) -> list[tuple[np.ndarray, list]]:
+    """The 2N sequences (chosen 0..N-1, then rejected) sorted by length, longest first, in batches of
+    `2 * batch_size`: a list of (sequence indices, [(prompt_ids, completion_ids), ...])."""
+    seqs = [(p, c) for p, c in zip(tokenized.prompt_ids, tokenized.chosen_ids)]
+    seqs += [(p, r) for p, r in zip(tokenized.prompt_ids, tokenized.rejected_ids)]
+    lengths = np.array([len(p) + len(c) for p, c in seqs])
+    order = np.argsort(-lengths, kind="stable")
+    per_batch = 2 * batch_size
+    return [(order[s : s + per_batch], [seqs[i] for i in order[s : s + per_batch]]) for s in range(0, len(seqs), per_batch)]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -315,25 +345,21 @@ def pair_logprobs(
         return np.zeros(0), np.zeros(0)
     if batch_size < 1:
         raise TifkitError(f"batch_size must be >= 1, got {batch_size}.")
-    seqs = [(p, c) for p, c in zip(tokenized.prompt_ids, tokenized.chosen_ids)]
-    seqs += [(p, r) for p, r in zip(tokenized.prompt_ids, tokenized.rejected_ids)]
-    lengths = np.array([len(p) + len(c) for p, c in seqs])
-    order = np.argsort(-lengths, kind="stable")
-    per_batch = 2 * batch_size
-    out = np.zeros(2 * n, dtype=np.float64)
     pad_id = pad_token_id_of(model)
     device = model_device(model)
+    out = torch.zeros(2 * n, dtype=torch.float64, device=device)
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
-            starts = range(0, 2 * n, per_batch)
-            for s in _progress(starts, len(starts), "log-probs", show_progress):
-                idx = order[s : s + per_batch]
-                batch = collate_sequences([seqs[i] for i in idx], pad_id, device)
-                out[idx] = sequence_logps(model, batch, reduction).double().cpu().numpy()
+            batches = length_sorted_batches(tokenized, batch_size)
+            for idx, seqs in _progress(batches, len(batches), "log-probs", show_progress):
+                batch = collate_sequences(seqs, pad_id, device)
+                # stays on the device: no sync per batch, so collating the next batch overlaps this one
+                out[to_device(idx, device)] = sequence_logps(model, batch, reduction).double()
     finally:
         model.train(was_training)
+    out = out.cpu().numpy()
     return out[:n].copy(), out[n:].copy()
 
 

@@ -181,12 +181,13 @@ def dpo_train(model, ref_model, tokenizer, pairs: pd.DataFrame, params: TrainPar
 
 def _quiet_progress(trainer) -> None:
     """Keep the training progress bar but stop it printing every log dict (they go to train_log)."""
-    from transformers.trainer_callback import ProgressCallback
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     class _Bar(ProgressCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
             return None
 
+    trainer.remove_callback(PrinterCallback)  # used when the bar is off: prints every log dict
     if any(isinstance(cb, ProgressCallback) for cb in trainer.callback_handler.callbacks):
         trainer.remove_callback(ProgressCallback)
         trainer.add_callback(_Bar())
