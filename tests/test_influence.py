@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from tifkit import TifkitError
 from tifkit.influence import (
     RandomProjection,
+    batched_influence,
     dpo_loss_per_pair,
     flat_pair_gradient,
     influence_loop,
@@ -201,6 +202,22 @@ def test_batched_equals_loop(tok, data, family):
         assert sum(p.numel() for _, p in trainable_parameters(policy)) < 3000  # adapters only
 
 
+def test_chunks_against_one_validation_gradient(tok, data):
+    """Scoring D_tr in chunks against one g_val gives the same scores as one call."""
+    train, val = data
+    policy, ref = policy_and_ref("gpt2", tok)
+    rtr, rva = ref_logps(ref, train, val)
+    full = influence_scores(policy, (rtr, rva), train, val, beta=BETA, batch_size=4, show_progress=False)
+    g_val = validation_gradient(policy, val, rva, BETA)
+    parts = []
+    for idx in (np.arange(0, 7), np.arange(7, 16)):
+        parts.append(batched_influence(policy, train.subset(idx), (rtr[0][idx], rtr[1][idx]), g_val, BETA,
+                                       batch_size=3, show_progress=False))
+    np.testing.assert_allclose(np.concatenate(parts), full, rtol=1e-9, atol=1e-12)
+    with pytest.raises(TifkitError):
+        batched_influence(policy, train, rtr, g_val[:-1], BETA, show_progress=False)
+
+
 @pytest.mark.parametrize("loss_type,reduction", [("hinge", "sum"), ("sigmoid", "mean")])
 def test_batched_equals_loop_other_losses(tok, data, loss_type, reduction):
     train, val = data
@@ -246,6 +263,12 @@ def test_projection_within_jl_bound(tok, data, kind):
     again = influence_scores(policy, (rtr, rva), train, val, beta=BETA, method="projected", project_dim=k, seed=3,
                              projection=kind, batch_size=3, show_progress=False)
     np.testing.assert_allclose(again, proj, rtol=1e-9, atol=1e-12)  # same seed, same P, whatever the batching
+    # norms: |Pg|^2 / |g|^2 has mean 1 and sd <= sqrt(2/k) = 0.09; a mis-scaled P fails this
+    P = RandomProjection(trainable_parameters(policy), k, seed=3, kind=kind)
+    Z = projected_pair_gradients(policy, train, rtr, BETA, P, batch_size=8, show_progress=False)
+    ratios = (Z**2).sum(1) / g_norm**2
+    assert np.all(np.abs(ratios - 1) < 5 * np.sqrt(2 / k)), ratios
+    assert abs(ratios.mean() - 1) < 0.2
 
 
 def test_projected_gradients_are_projections_of_exact_gradients(tok, data):

@@ -13,6 +13,8 @@ Three ways to compute it, all returning one float64 per training pair in input o
   the full gradient flattened into one vector, dotted with g_val.
 - ``method="batched"`` (the default): per-pair inner products for a whole batch from one forward and
   one backward, without ever forming a per-pair gradient (see `_InnerProductHooks` for the math).
+  `batched_influence` runs it against a g_val you computed once (`validation_gradient`), for
+  scoring D_tr in chunks.
 - ``method="projected"``: per-pair gradients are formed one batch and one layer at a time, pushed
   through a fixed random JL projection (Rademacher or Gaussian, dimension k, seed), and IF is the
   inner product of the projections. Unbiased; the error on one score has standard deviation about
@@ -551,6 +553,28 @@ def _batched_influence(
     return out.cpu().numpy()
 
 
+def batched_influence(
+    model: nn.Module,
+    train_tok: TokenizedPairs,
+    ref_logps_train,
+    g_val: Sequence[torch.Tensor],
+    beta: float,
+    loss_type: LossType = "sigmoid",
+    reduction: Reduction = "sum",
+    batch_size: int = 16,
+    verify: bool = True,
+    show_progress: bool = True,
+) -> np.ndarray:
+    """IF of every training pair against a given g_val (as `validation_gradient` returns it, one
+    tensor per `trainable_parameters(model)`), by the batched hooks. For scoring D_tr in chunks
+    against one validation gradient; `influence_scores(method="batched")` is this after g_val."""
+    named = trainable_parameters(model)
+    if len(g_val) != len(named) or any(g.shape != p.shape for (_, p), g in zip(named, g_val)):
+        raise TifkitError("g_val does not match the model's trainable parameters; compute it with validation_gradient(model, ...).")
+    targets = {id(p): g for (_, p), g in zip(named, g_val)}
+    return _batched_influence(model, train_tok, ref_logps_train, targets, beta, loss_type, reduction, batch_size, verify, show_progress)
+
+
 # ----------------------------------------------------------------------------------------------------
 # Random projection
 # ----------------------------------------------------------------------------------------------------
@@ -725,8 +749,7 @@ def influence_scores(
     g_val = validation_gradient(model, val_tok, ref_val, beta, loss_type, reduction, batch_size, show_progress)
     named = trainable_parameters(model)
     if method == "batched":
-        targets = {id(p): g for (_, p), g in zip(named, g_val)}
-        return _batched_influence(model, train_tok, ref_train, targets, beta, loss_type, reduction, batch_size, verify, show_progress)
+        return batched_influence(model, train_tok, ref_train, g_val, beta, loss_type, reduction, batch_size, verify, show_progress)
     P = RandomProjection(named, project_dim, seed=seed, kind=projection)
     z_val = project_vector(P, model, g_val)
     Z = projected_pair_gradients(model, train_tok, ref_train, beta, P, loss_type, reduction, batch_size, show_progress)
