@@ -80,6 +80,7 @@ def test_annotation_scores_noisy_but_informative():
     t = w.train
     assert t.score_chosen.between(1, 10).all() and t.score_rejected.between(1, 10).all()
     gap = t.score_chosen - t.score_rejected
+    assert (gap >= 0).all()  # UltraFeedback-style: the label agrees with the annotator's scores
     true_gap = t.gt_reward_chosen - t.gt_reward_rejected
     rho = np.corrcoef(gap, true_gap)[0, 1]
     assert 0.3 < rho < 0.99

@@ -72,6 +72,10 @@ def _training_key(p: Params, seed: int) -> str:
     d = p.to_dict()
     keep = {k: d[k] for k in ("world", "data", "model", "sft", "train")}
     keep["seed"] = seed
+    if p.data.source == "world":
+        from tifkit.world import WORLD_VERSION
+
+        keep["world_version"] = WORLD_VERSION
     return content_hash(keep)
 
 
@@ -125,8 +129,7 @@ def prepare(params: Params, seed: int | None = None) -> Context:
         test_prompts = []
     data_dir = run_dir / "data"
     for name, df in (("train", train), ("val", val)):
-        if not (data_dir / f"{name}.parquet").exists():
-            write_parquet(df, data_dir / f"{name}.parquet")
+        write_parquet(df, data_dir / f"{name}.parquet")
     return Context(params=p, seed=seed, run_dir=run_dir, train=train, val=val, test_prompts=test_prompts,
                    tokenizer=tokenizer, device=device, world=world, sft_demos=sft_demos)
 
@@ -250,12 +253,51 @@ def continue_stage(ctx: Context, label: str, keep_mask: np.ndarray) -> Path:
 
 # ------------------------------------------------------------------------------------------- scoring
 def score_stage(ctx: Context) -> Path:
-    """The per-pair score table (IRM, LossDiff, IF, TIF) at the warm-up model; cached by parameters."""
-    from tifkit.scores import run_scoring
-
+    """The per-pair score table (IRM, LossDiff, IF, TIF, rm_margin) at the warm-up model; cached by parameters."""
     p = ctx.p
     key = content_hash({"score": dataclasses.asdict(p.score), "beta": p.train.beta, "obj": p.train.objective}, 10)
     out = ctx.run_dir / "scores" / f"scores-{key}.parquet"
+    if out.exists():
+        return out
+    core = _score_core(ctx, key)
+    table = pd.read_parquet(core)
+    rm = reward_model_stage(ctx)
+    if rm is not None:
+        from tifkit.reward import load_reward_model, rm_margins
+
+        model, tok = load_reward_model(str(rm), trust_remote_code=p.model.trust_remote_code,
+                                       device=str(ctx.device))
+        table["rm_margin"] = rm_margins(model, tok, ctx.train, batch_size=p.score.batch_size,
+                                        max_length=p.train.max_length, progress=p.run.show_progress)
+    write_parquet(table, out)
+    return out
+
+
+def reward_model_stage(ctx: Context) -> Path | str | None:
+    """The reward model of the rm-margin baseline: a given checkpoint, or (world only) a tiny
+    Bradley-Terry classifier trained on the world's separate labelled pairs; None otherwise."""
+    from tifkit.reward import train_reward_model
+
+    p = ctx.p
+    if p.score.reward_model:
+        return p.score.reward_model
+    if ctx.world is None:
+        return None
+    out = ctx.model_dir("reward")
+    if not (out / "config.json").exists():
+        say(f"reward model on {len(ctx.world.rm_train)} separate labelled pairs -> {out}")
+        train_reward_model(ctx.world.rm_train, ctx.tokenizer, steps=p.score.rm_steps, seed=ctx.seed,
+                           hidden_size=p.model.hidden_size, num_layers=p.model.num_layers, out_dir=out,
+                           progress=p.run.show_progress)
+    return out
+
+
+def _score_core(ctx: Context, key: str) -> Path:
+    """IRM, LossDiff, IF, TIF through scores.run_scoring (resumable, shardable)."""
+    from tifkit.scores import run_scoring
+
+    p = ctx.p
+    out = ctx.run_dir / "scores" / f"core-{key}.parquet"
     if out.exists():
         return out
     dirs = {"policy": warmup_stage(ctx), "ref": sft_stage(ctx), "val": val_stage(ctx)}

@@ -66,7 +66,7 @@ import torch
 from tifkit import TifkitError
 from tifkit.influence import (
     RandomProjection,
-    _batched_influence,
+    batched_influence,
     dpo_loss_per_pair,
     flat_pair_gradient,
     project_vector,
@@ -91,6 +91,11 @@ class ScoreParams:
     project_seed: int = 0
     chunk_size: int = 512  # pairs per resumable shard
     tif_keep: float = 0.64  # width of the middle IF band flagged as TIF
+    # reward-model margin baseline: a sequence-classification checkpoint (path or hub id); with the
+    # built-in world and no checkpoint, a tiny reward model is trained on the world's separate
+    # labelled pairs (world.n_rm), never on the oracle
+    reward_model: str | None = None
+    rm_steps: int = 400
     max_length: int | None = None  # DPOConfig.max_length of training (TRL truncation); None: no truncation
 
 
@@ -132,11 +137,9 @@ class _Scorer:
         ref_val = self.ref_logps(val_tok)
         self.g_val = validation_gradient(policy, val_tok, ref_val, beta, loss_type, params.reduction, params.batch_size, show_progress)
         named = trainable_parameters(policy)
-        if self.method == "batched":
-            self.targets = {id(p): g for (_, p), g in zip(named, self.g_val)}
-        elif self.method == "loop":
+        if self.method == "loop":
             self.g_flat = torch.cat([g.reshape(-1) for g in self.g_val]).double()
-        else:
+        elif self.method == "projected":
             self.P = RandomProjection(named, params.project_dim, seed=params.project_seed)
             self.z_val = project_vector(self.P, policy, self.g_val)
 
@@ -149,7 +152,7 @@ class _Scorer:
     def influence(self, tok: TokenizedPairs, ref_lp, chunk_index: int) -> np.ndarray:
         p, args = self.p, (self.beta, self.loss_type, self.p.reduction)
         if self.method == "batched":  # autograd check on the first batch of chunk 0 only: rank-independent
-            return _batched_influence(self.policy, tok, ref_lp, self.targets, *args, p.batch_size, chunk_index == 0, False)
+            return batched_influence(self.policy, tok, ref_lp, self.g_val, *args, p.batch_size, chunk_index == 0, False)
         if self.method == "loop":
             return np.array([float(flat_pair_gradient(self.policy, tok, ref_lp, i, *args).double() @ self.g_flat) for i in range(len(tok))])
         Z = projected_pair_gradients(self.policy, tok, ref_lp, self.beta, self.P, self.loss_type, p.reduction, p.batch_size, False)

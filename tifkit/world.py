@@ -25,7 +25,8 @@ keep it. That is the room the selection methods have to work in.
 Every pair keeps its ground truth in columns prefixed ``gt_`` (oracle rewards, flipped flag, which
 generators made the responses); scoring and selection code never reads them. Each response also has
 a noisy annotation score on 1-10 (the stand-in for UltraFeedback's GPT-4 ratings), with a mild
-length bias of its own.
+length bias of its own; as in UltraFeedback-binarized, the chosen response never has the lower
+score, so the annotation-gap filter can only rank pairs by how clear-cut the annotator found them.
 
 Everything is deterministic given (WorldConfig, seed) and takes well under a second to build.
 """
@@ -37,6 +38,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+# Bump when the generation code changes what a (config, seed) produces: cached models are keyed by it.
+WORLD_VERSION = 2
 PROMPT_PREFIX = "sort "
 PROMPT_SUFFIX = ":"
 
@@ -201,8 +204,12 @@ def _make_pairs(rng: np.random.Generator, cfg: WorldConfig, n: int, flip_rate: f
     df["gt_flipped"] = df.gt_reward_chosen < df.gt_reward_rejected  # label disagrees with the oracle
     df["gt_tie"] = df.gt_reward_chosen == df.gt_reward_rejected
     df["gt_forced_flip"] = flip
-    df["score_chosen"] = [_annotation(rng, cfg, p, y) for p, y in zip(df.prompt, df.chosen)]
-    df["score_rejected"] = [_annotation(rng, cfg, p, y) for p, y in zip(df.prompt, df.rejected)]
+    # Annotation scores, UltraFeedback-style: the label agrees with the scores (the annotator who
+    # preferred a response also rated it higher), so score_chosen >= score_rejected on every pair
+    # and only the size of the gap carries information.
+    s_c = np.array([_annotation(rng, cfg, p, y) for p, y in zip(df.prompt, df.chosen)])
+    s_r = np.array([_annotation(rng, cfg, p, y) for p, y in zip(df.prompt, df.rejected)])
+    df["score_chosen"], df["score_rejected"] = np.maximum(s_c, s_r), np.minimum(s_c, s_r)
     df.insert(0, "pair_id", [f"{prefix}{i:06d}" for i in range(n)])
     order = ["pair_id", "prompt", "chosen", "rejected", "score_chosen", "score_rejected"]
     return df[order + [c for c in df.columns if c not in order]]
@@ -234,5 +241,5 @@ def build_world(cfg: WorldConfig | None = None, seed: int = 0) -> World:
 
 def world_key(cfg: WorldConfig, seed: int) -> str:
     """Short key of (config, seed), for cache folders."""
-    blob = repr(sorted(asdict(cfg).items())) + f"|{seed}"
+    blob = repr(sorted(asdict(cfg).items())) + f"|{seed}|v{WORLD_VERSION}"
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
