@@ -127,10 +127,14 @@ def to_trl_frame(pairs: pd.DataFrame) -> pd.DataFrame:
 
 
 def dpo_train(model, ref_model, tokenizer, pairs: pd.DataFrame, params: TrainParams, epochs: float, seed: int = 0,
-              device: str = "cpu", show_progress: bool = True, output_dir: str | None = None):
+              device: str = "cpu", show_progress: bool = True, output_dir: str | None = None,
+              eval_pairs: pd.DataFrame | None = None, eval_steps: int | None = None):
     """Train `model` on `pairs` with DPO (sigmoid) or SLiC (hinge) for `epochs` on TRL's DPOTrainer.
 
     `ref_model` is passed explicitly (TRL would otherwise reload it from the model's config path).
+    With `eval_pairs` (e.g. D_val) the loss and reward margin on them are logged every `eval_steps`
+    optimizer steps (and at step 0 is *not* logged: evaluate the start model yourself) as
+    `eval_loss`, `eval_rewards/margins`, ... in the returned history.
     Returns (model, log_history).
     """
     from datasets import Dataset
@@ -166,9 +170,13 @@ def dpo_train(model, ref_model, tokenizer, pairs: pd.DataFrame, params: TrainPar
             data_seed=seed,
             disable_tqdm=not show_progress,
             dataloader_num_workers=0,
+            eval_strategy="steps" if eval_pairs is not None else "no",
+            eval_steps=eval_steps,
+            per_device_eval_batch_size=params.batch_size,
         )
         trainer = DPOTrainer(model=model, ref_model=ref_model, args=cfg, processing_class=tokenizer,
-                             train_dataset=Dataset.from_pandas(to_trl_frame(pairs)))
+                             train_dataset=Dataset.from_pandas(to_trl_frame(pairs)),
+                             eval_dataset=None if eval_pairs is None else Dataset.from_pandas(to_trl_frame(eval_pairs)))
         _quiet_progress(trainer)
         trainer.train()
         history = list(trainer.state.log_history)
