@@ -64,26 +64,28 @@ def summarize(per_prompt: pd.DataFrame, n_bootstrap: int = 2000, seed: int = 0) 
     from tifkit.evaluate import bootstrap_interval, paired_bootstrap_diff
 
     out = []
-    full = per_prompt[per_prompt.rule == "full"].sort_values(["seed", "prompt_idx"]) if "full" in set(per_prompt.rule) else None
+    base = {b: per_prompt[per_prompt.rule == b].sort_values(["seed", "prompt_idx"]) for b in ("full", "random")
+            if b in set(per_prompt.rule)}
     for rule, g in per_prompt.groupby("rule", sort=False):
         g = g.sort_values(["seed", "prompt_idx"])
         wr = bootstrap_interval(g.verdict.to_numpy(), n_bootstrap, seed, strata=g.seed.to_numpy())
         row = {"rule": rule, "n_seeds": g.seed.nunique(), "n_prompts": len(g), "n_kept_mean": float(
             g.groupby("seed").n_kept.first().mean()),
             "reward_sft": g.reward_sft.mean(), "reward": g.reward_policy.mean(),
-            "winrate_vs_sft": wr.estimate, "winrate_lo": wr.lo, "winrate_hi": wr.hi,
-            "winrate_per_seed": json.dumps({int(s): round(float(v.verdict.mean()), 4) for s, v in g.groupby("seed")})}
-        if full is not None and rule != "full":
-            d = paired_bootstrap_diff(g.verdict.to_numpy(), full.verdict.to_numpy(), n_bootstrap, seed,
-                                      strata=g.seed.to_numpy())
-            row.update(diff_vs_full=d.estimate, diff_lo=d.lo, diff_hi=d.hi)
+            "winrate_vs_sft": wr.estimate, "winrate_lo": wr.lo, "winrate_hi": wr.hi}
+        for b, bg in base.items():  # paired on the same prompts and seeds
+            if rule != b:
+                d = paired_bootstrap_diff(g.verdict.to_numpy(), bg.verdict.to_numpy(), n_bootstrap, seed,
+                                          strata=g.seed.to_numpy())
+                row.update({f"diff_vs_{b}": d.estimate, f"diff_vs_{b}_lo": d.lo, f"diff_vs_{b}_hi": d.hi})
+        row["winrate_per_seed"] = json.dumps({int(s): round(float(v.verdict.mean()), 4) for s, v in g.groupby("seed")})
         out.append(row)
     return pd.DataFrame(out)
 
 
 def run_batch(params: Params, seeds: list[int] | None = None, figures_dir: str | Path = "figures") -> pd.DataFrame:
     from tifkit.pipeline import say
-    from tifkit.plots import reward_distribution, save
+    from tifkit.plots import reward_distribution, save, winrate_bars
 
     t0 = time.time()
     seeds = seeds or params.run.seeds
@@ -97,10 +99,14 @@ def run_batch(params: Params, seeds: list[int] | None = None, figures_dir: str |
     # the reward distribution figure: SFT, full data, oracle selection (and any other rule run)
     first = per_prompt[per_prompt.rule == rules[0]]
     dist = [pd.DataFrame({"label": "sft", "reward": first.reward_sft})]
+    shown = [r for r in ("full", "oracle", "lossdiff-irm") if r in rules] or list(rules)[:3]
     dist += [pd.DataFrame({"label": r, "reward": per_prompt.loc[per_prompt.rule == r, "reward_policy"]})
-             for r in rules]
+             for r in shown]
     dist = pd.concat(dist, ignore_index=True)
-    fig = reward_distribution(dist, ["sft"] + list(rules),
+    save(winrate_bars(summary, title=f"{params.run.name}: WinRate against SFT, {len(seeds)} seeds, "
+                                     f"keep {params.select.keep:g} ({params.model.family})"),
+         Path(figures_dir) / f"{params.run.name}_winrates.png")
+    fig = reward_distribution(dist, ["sft"] + shown,
                               title=f"{params.run.name}: oracle reward on {len(first) // len(seeds)} test prompts x "
                                     f"{len(seeds)} seeds ({params.model.family})")
     fig_path = save(fig, Path(figures_dir) / f"{params.run.name}_reward_distribution.png")

@@ -60,3 +60,25 @@ def reward_distribution(df: pd.DataFrame, labels: list[str], title: str = ""):
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def winrate_bars(summary: pd.DataFrame, title: str = ""):
+    """WinRate against SFT per rule with its bootstrap interval (columns rule, winrate_vs_sft,
+    winrate_lo, winrate_hi), sorted, with full data as a reference line."""
+    style()
+    s = summary.sort_values("winrate_vs_sft")
+    fig, ax = plt.subplots(figsize=(7, 0.38 * len(s) + 1.2))
+    y = np.arange(len(s))
+    err = np.vstack([s.winrate_vs_sft - s.winrate_lo, s.winrate_hi - s.winrate_vs_sft])
+    ax.barh(y, s.winrate_vs_sft, xerr=err, color=[color(r) for r in s.rule], capsize=3)
+    ax.set_yticks(y, s.rule)
+    if "full" in set(s.rule):
+        ax.axvline(float(s.loc[s.rule == "full", "winrate_vs_sft"].iloc[0]), color=color("full"), ls="--", lw=1)
+    ax.axvline(0.5, color="black", lw=0.8)
+    lo = max(0.0, float(s.winrate_lo.min()) - 0.05)
+    ax.set_xlim(lo, min(1.0, float(s.winrate_hi.max()) + 0.05))
+    ax.set_xlabel("WinRate against SFT (oracle judge), 95% bootstrap interval")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
