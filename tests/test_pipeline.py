@@ -59,3 +59,26 @@ def test_cli_errors_are_one_line(tmp_path, capsys, extra, expect):
 def test_cli_missing_params_file(capsys):
     assert main(["run", "params/nope.yaml"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_score_select_evaluate_commands(tmp_path, capsys):
+    import pandas as pd
+    from datasets import load_dataset
+
+    base = [str(ROOT / "params/tiny.yaml"), *toy_overrides(tmp_path), "--set", "score.rm_steps=20"]
+    assert main(["score", *base]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    table = pd.read_parquet(last)
+    assert len(table) == 48 and {"irm", "lossdiff", "if", "tif", "rm_margin"} <= set(table.columns)
+
+    out = tmp_path / "kept.jsonl"
+    assert main(["select", *base, "--rule", "lossdiff-irm", "--keep", "0.5", "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "overlap" in text.lower() and text.strip().splitlines()[-1] == str(out)
+    kept = load_dataset("json", data_files=str(out), split="train")
+    assert len(kept) == 24 and {"prompt", "chosen", "rejected"} <= set(kept.column_names)
+    assert set(kept["pair_id"]) <= set(table.pair_id)
+
+    assert main(["evaluate", *base, "--rule", "random", "--set", "select.keep=0.5"]) == 0
+    text = capsys.readouterr().out
+    assert "random: WinRate vs SFT" in text
