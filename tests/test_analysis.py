@@ -1,0 +1,221 @@
+"""tifkit.analysis: AUROC against explicit pair counting, score reports and groups on synthetic
+tables with known answers, model dependence, conclusions, and one toy group-training run."""
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tifkit import TifkitError
+from tifkit import analysis as A
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def auroc_by_pairs(scores, positives, higher_is_positive=False):
+    """O(n^2): share of (positive, negative) pairs ranked correctly, ties 1/2."""
+    s = np.asarray(scores, dtype=float)
+    s = s if higher_is_positive else -s
+    pos, neg = s[np.asarray(positives, bool)], s[~np.asarray(positives, bool)]
+    total = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in itertools.product(pos, neg))
+    return total / (len(pos) * len(neg))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("higher", [False, True])
+def test_auroc_matches_explicit_pair_count(seed, higher):
+    rng = np.random.default_rng(seed)
+    n = 60
+    y = rng.random(n) < 0.3
+    s = rng.integers(0, 6, size=n).astype(float) - 1.5 * y  # many ties, some signal
+    assert A.auroc(s, y, higher) == pytest.approx(auroc_by_pairs(s, y, higher), abs=1e-12)
+
+
+def test_auroc_edges():
+    assert A.auroc([1, 2, 3, 4], [True, True, False, False]) == 1.0  # low score = positive
+    assert A.auroc([1, 2, 3, 4], [True, True, False, False], higher_is_positive=True) == 0.0
+    assert A.auroc([5, 5, 5], [True, False, True]) == 0.5
+    assert np.isnan(A.auroc([1, 2], [False, False]))
+    with pytest.raises(TifkitError):
+        A.auroc([1.0, np.nan], [True, False])
+    with pytest.raises(TifkitError):
+        A.auroc([1.0, 2.0], [True])
+
+
+def synthetic_table(n=200, seed=0):
+    """IF distinct values; LossDiff = -IF (same middle band, Spearman -1), IRM = IF^3 (same ranks),
+    rm_margin and the annotation gap = IF (same as top-IF), the lowest 20% of IF mislabelled."""
+    rng = np.random.default_rng(seed)
+    x = rng.permutation(np.linspace(-1, 1, n))
+    return pd.DataFrame({"pair_id": [f"p{i}" for i in range(n)], "if": x, "lossdiff": -x, "irm": x ** 3,
+                         "rm_margin": x, "score_chosen": x + 5, "score_rejected": np.full(n, 5.0),
+                         "gt_flipped": x < np.quantile(x, 0.2)})
+
+
+def test_score_report_known_answers():
+    t = synthetic_table()
+    rep = A.score_report(t, keep=0.64)
+    assert list(rep.columns) == ["section", "name", "statistic", "value", "paper", "paper_lo", "paper_hi"]
+    get = lambda sec, name, stat="": A._get(rep, sec, name, stat)  # noqa: E731
+    # AUROC: IF, IRM, rm margin, gap flag the low-IF flipped pairs perfectly; LossDiff is reversed
+    for name in ("if", "irm", "rm_margin", "annotation_gap"):
+        assert get("auroc", name) == pytest.approx(1.0)
+    assert get("auroc", "lossdiff") == pytest.approx(0.0)
+    assert get("correlation", "lossdiff", "pearson") == pytest.approx(-1.0)
+    assert get("correlation", "lossdiff", "spearman") == pytest.approx(-1.0)
+    assert get("correlation", "irm", "spearman") == pytest.approx(1.0)
+    assert 0.8 < get("correlation", "irm", "pearson") < 1.0
+    # middle bands of the same ranks (or reversed ranks with n - k even) are TIF's band: overlap 1
+    for rule in ("lossdiff-irm", "lossdiff", "irm"):
+        assert get("overlap", rule) == pytest.approx(1.0)
+    # top 128 of 200 = ranks [72, 200); TIF band = ranks [36, 164): 92 shared of 128
+    for rule in ("top-if", "rm-margin", "annotation-gap"):
+        assert get("overlap", rule) == pytest.approx(92 / 128)
+    assert 0 < get("overlap", "random") < 1
+    paper = rep.set_index(["section", "name", "statistic"]).paper
+    assert paper[("correlation", "lossdiff", "pearson with IF")] == "0.77"
+    assert paper[("correlation", "irm", "spearman with IF")] == "0.67"
+    assert paper[("overlap", "lossdiff-irm", "overlap with TIF at keep 0.64")] == "0.73-0.78"
+    assert paper[("overlap", "irm", "overlap with TIF at keep 0.64")] == "0.60-0.70"
+
+
+def test_score_report_skips_missing_columns():
+    t = synthetic_table().drop(columns=["rm_margin", "score_chosen", "score_rejected", "gt_flipped"])
+    rep = A.score_report(t)
+    assert "auroc" not in set(rep.section)
+    assert not {"rm-margin", "annotation-gap"} & set(rep.name)
+
+
+def test_aggregate_over_seeds():
+    reps = {s: A.score_report(synthetic_table(seed=s)) for s in (0, 1)}
+    agg = A.aggregate(reps, ["section", "name", "statistic"])
+    assert (agg.n_runs == 2).all() and "value_std" in agg and "paper" in agg
+    assert len(agg) == len(reps[0])
+
+
+def test_overlap_sweep_and_venn():
+    t = synthetic_table()
+    sw = A.overlap_sweep(t, keeps=(0.5, 0.64, 0.8))
+    assert set(sw.keep) == {0.5, 0.64, 0.8}
+    assert (sw[sw.rule == "lossdiff-irm"].overlap == 1.0).all()
+    assert (sw.n_kept == (sw.keep * 200).round()).all()
+    v = A.venn_counts(t, 0.64, rules=("tif", "top-if", "random"))
+    assert sum(v[k] for k in ("100", "110", "101", "111")) == 128  # |TIF|
+    assert sum(v[k] for k in ("010", "110", "011", "111")) == 128  # |top-IF|
+    assert v["110"] + v["111"] == 92
+
+
+def test_if_groups_sizes_and_order():
+    t = synthetic_table(n=100)
+    g = A.if_groups(t)
+    assert list(g) == ["small", "medium", "large"]
+    assert [int(m.sum()) for m in g.values()] == [34, 33, 33]
+    assert (sum(m.astype(int) for m in g.values()) == 1).all()  # a partition
+    assert t["if"][g["small"]].max() < t["if"][g["medium"]].min() < t["if"][g["large"]].min()
+    g4 = A.if_groups(t, 4)
+    assert list(g4) == ["q1", "q2", "q3", "q4"] and [int(m.sum()) for m in g4.values()] == [25] * 4
+    s = A.group_summary(t, g)
+    assert s.flipped_share.tolist()[0] == pytest.approx(20 / 34) and s.flipped_share.tolist()[2] == 0
+    with pytest.raises(TifkitError):
+        A.if_groups(t.drop(columns=["if"]))
+
+
+def test_model_dependence_synthetic():
+    t = synthetic_table(n=100)
+    x = t.set_index("pair_id")["if"]
+    same = t.sample(frac=1.0, random_state=1)  # same values, rows shuffled: aligned by pair_id
+    opposite = t.assign(**{"if": -t["if"]})
+    md = A.model_dependence({"a": t, "b": same, "c": opposite})
+    assert md.spearman.loc["a", "b"] == pytest.approx(1.0) and md.pearson.loc["a", "c"] == pytest.approx(-1.0)
+    assert md.tif_overlap.loc["a", "b"] == 1.0
+    assert md.sign_disagreement.loc["a", "b"] == 0.0
+    assert md.sign_disagreement.loc["a", "c"] == pytest.approx(1.0)  # no zeros among the values
+    assert md.helps_hurts.loc["a", "c"] == pytest.approx(float((x > 0).mean()))
+    assert np.allclose(md.sign_disagreement, md.sign_disagreement.T)
+    pr = md.pairs()
+    assert len(pr) == 3 and set(pr.columns) >= {"spearman", "tif_overlap", "sign_disagreement"}
+    assert "reproduces" in A.conclude_model_dependence(md)
+    assert "does not reproduce" in A.conclude_model_dependence(A.model_dependence({"a": t, "b": same}))
+    with pytest.raises(TifkitError):
+        A.model_dependence({"a": t})
+
+
+def test_conclusions_follow_the_numbers():
+    t = synthetic_table()
+    rng = np.random.default_rng(0)
+    good = t.assign(lossdiff=t["if"] + 0.3 * rng.normal(size=len(t)), irm=t["if"] + 1.0 * rng.normal(size=len(t)))
+    assert A.conclude_correlation(A.score_report(good)).startswith("Claim 4 reproduces:")
+    swapped = good.assign(lossdiff=good.irm, irm=good.lossdiff)
+    assert "only in part" in A.conclude_correlation(A.score_report(swapped))
+    assert "does not reproduce" in A.conclude_correlation(A.score_report(t))  # LossDiff = -IF
+    sw = pd.DataFrame({"keep": [0.5] * 3 + [0.64] * 3, "rule": ["lossdiff-irm", "lossdiff", "irm"] * 2,
+                       "overlap": [0.8, 0.7, 0.6, 0.6, 0.7, 0.5], "n_kept": 0, "chance": [0.5] * 3 + [0.64] * 3})
+    assert "at 1 of 2 keep ratios (0.5)" in A.conclude_overlap(sw)
+    curves = pd.DataFrame({"group": ["small"] * 2 + ["medium"] * 2 + ["large"] * 3, "step": [0, 4, 0, 4, 0, 2, 4],
+                           "val_loss": [0.69, 0.70, 0.69, 0.60, 0.69, 0.62, 0.65],
+                           "val_margin": [0.0, -0.1, 0.0, 0.3, 0.0, 0.2, 0.1]})
+    assert A.conclude_groups(curves).startswith("Claim 2 reproduces.")
+    wins = pd.DataFrame({"name": ["small", "medium", "large"], "winrate": [0.4, 0.5, 0.6]})
+    assert "Claim 2 reproduces in part" in A.conclude_groups(curves, wins)
+
+
+def test_rule_difference_and_benchmark_table():
+    from tifkit.batch import summarize
+
+    rows = []
+    for seed in (0, 1):
+        for rule, v in (("full", [1, 0, 0.5, 0]), ("lossdiff-irm", [1, 1, 0.5, 1]), ("annotation-gap", [0, 0, 0.5, 1])):
+            rows.append(pd.DataFrame({"seed": seed, "rule": rule, "n_kept": 3, "prompt_idx": range(4),
+                                      "prompt": "p", "reward_policy": 0.5, "reward_sft": 0.4, "verdict": v}))
+    pp = pd.concat(rows, ignore_index=True)
+    d = A.rule_difference(pp, "lossdiff-irm", "full")
+    assert d["diff"] == pytest.approx(0.5) and d["lo"] <= d["diff"] <= d["hi"]
+    tab = A.benchmark_table({"llama": summarize(pp, n_bootstrap=200)})
+    assert tab.loc["full", "paper UltraFeedback %"] == "77.61" and tab.loc["full", "llama vs full"] == ""
+    assert tab.loc["lossdiff-irm", "llama WinRate %"].startswith("87.5 [")
+    text = A.conclude_benchmark({"llama": {"per_prompt": pp}})
+    assert "lossdiff-irm" not in text.split(":")[0] and "vs full +0.500" in text
+    with pytest.raises(TifkitError):
+        A.rule_difference(pp, "tif", "full")
+
+
+def test_notebook_params_scales(tmp_path):
+    p = A.notebook_params(str(ROOT / "params/tiny.yaml"), "ci")
+    assert p.world.n_train == 96 and p.run.root == A.CI_ROOT and not p.run.show_progress
+    full = A.notebook_params(str(ROOT / "params/tiny.yaml"), "full", ["train.objective=slic"])
+    assert full.world.n_train == 2000 and full.run.root == "runs" and full.train.objective == "slic"
+    assert A.notebook_seeds(p, "ci") == [0] and A.notebook_seeds(full, "full") == [0, 1, 2]
+    assert A.notebook_seeds(full, "full", 4) == [4]
+    fams = A.family_params(str(ROOT / "params/tiny.yaml"), scale="ci", run_root=str(tmp_path))
+    assert {k: v.model.family for k, v in fams.items()} == {f: f for f in A.TINY_FAMILIES}
+    assert fams["llama"].run.name == "tiny" and fams["qwen"].run.name == "tiny-qwen"
+    with pytest.raises(TifkitError):
+        A.notebook_params(str(ROOT / "params/tiny.yaml"), "huge")
+
+
+def test_train_on_groups_toy(tmp_path):
+    """Curves start at the warm-up model, end where the saved model is, and a rerun trains nothing."""
+    from tifkit.pipeline import prepare, score_stage
+
+    p = A.notebook_params(str(ROOT / "params/tiny.yaml"), "ci", ["world.n_train=48", "world.n_val=16",
+                                                                 "sft.steps=20", "score.influence=batched"],
+                          run_root=str(tmp_path))
+    ctx = prepare(p, 0)
+    table = pd.read_parquet(score_stage(ctx))
+    groups = A.if_groups(table)
+    run = A.train_on_groups(ctx, groups)
+    c = run.curves
+    assert set(c.group) == {"small", "medium", "large"}
+    start = c[c.step == 0]
+    assert len(start) == 3 and start.val_loss.nunique() == 1
+    for name, d in run.model_dirs.items():
+        last = c[c.group == name].sort_values("step").iloc[-1]
+        assert last.step > 0
+        m = A.validation_metrics(ctx, d)  # the saved model reproduces TRL's last logged evaluation
+        assert m["val_loss"] == pytest.approx(last.val_loss, abs=1e-5)
+        assert m["val_margin"] == pytest.approx(last.val_margin, abs=1e-5)
+    stamp = (run.model_dirs["small"] / "history.parquet").stat().st_mtime_ns
+    again = A.train_on_groups(ctx, groups)
+    assert (run.model_dirs["small"] / "history.parquet").stat().st_mtime_ns == stamp
+    pd.testing.assert_frame_equal(again.curves, c)
