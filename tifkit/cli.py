@@ -44,7 +44,7 @@ def cmd_select(args) -> int:
 
     from tifkit.data import save_pairs
     from tifkit.pipeline import prepare, say, score_stage
-    from tifkit.select import RULES, SelectParams, report, select
+    from tifkit.select import RULES, report, select
 
     p = _params(args)
     ctx = prepare(p, args.seed)

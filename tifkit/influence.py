@@ -401,7 +401,6 @@ class _InnerProductHooks:
 
     def _contribute(self, kind, mname, module, own, names, x, b, tangent):
         b3 = self._rows3(b, mname)  # (R, T, out)
-        R = self.n_rows
         if kind == "linear" or kind == "conv1d":
             a3 = self._rows3(x, mname)  # (R, T, in)
             for n, p in own:
@@ -453,7 +452,6 @@ class _InnerProductHooks:
         """Per-row gradients of a small module's own parameters: one JVP per parameter coordinate."""
         args, kwargs = saved
         primals = {n: p.detach() for n, p in own}
-        R = self.n_rows
         for n, p in own:
             cols = []
             numel = p.numel()

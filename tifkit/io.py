@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 import hashlib
 import json
 import os
@@ -43,3 +44,23 @@ def content_hash(obj, n: int = 12) -> str:
     """Stable short hash of a JSON-serialisable object (dict keys sorted)."""
     blob = json.dumps(obj, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:n]
+
+
+def save_stage(model, tokenizer, out_dir: str | os.PathLike, extra: dict | None = None) -> Path:
+    """save_pretrained model and tokenizer (and `extra` DataFrames as Parquet) into a temporary
+    sibling folder, then rename it onto `out_dir`: a folder that exists is complete."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        for name, df in (extra or {}).items():
+            df.to_parquet(tmp / f"{name}.parquet", index=False)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir

@@ -19,7 +19,6 @@ SFT models of the tiny families are shared between runs: ``run.root``/cache/sft/
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import logging

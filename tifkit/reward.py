@@ -9,8 +9,6 @@ template gets user/assistant messages instead, and chat-message lists are passed
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +24,7 @@ from transformers import (
 )
 
 from tifkit import TifkitError
+from tifkit.io import save_stage
 
 
 def build_reward_model(
@@ -89,23 +88,6 @@ def _ensure_pad(model, tokenizer) -> int:
     return tokenizer.pad_token_id
 
 
-def _save(model, tokenizer, out_dir) -> Path:
-    """save_pretrained model + tokenizer into a temporary folder, then rename it onto out_dir."""
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-    return out
-
-
 def train_reward_model(
     pairs_df: pd.DataFrame,
     tokenizer,
@@ -150,7 +132,7 @@ def train_reward_model(
         opt.step()
     model.eval()
     if out_dir is not None:
-        _save(model, tokenizer, out_dir)
+        save_stage(model, tokenizer, out_dir)
     return model
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from tifkit import TifkitError
+from tifkit.io import save_stage  # noqa: F401  (re-exported: stages save through it)
 
 log = logging.getLogger(__name__)
 
@@ -214,25 +214,6 @@ def _drop_trl_patch(model) -> None:
         targets.append(model.get_base_model())
     for m in targets:
         m.__dict__.pop("forward", None)
-
-
-def save_stage(model, tokenizer, out_dir: str | os.PathLike, extra: dict[str, pd.DataFrame] | None = None) -> Path:
-    """save_pretrained into a temporary sibling folder, then rename: a folder that exists is complete."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        for name, df in (extra or {}).items():
-            df.to_parquet(tmp / f"{name}.parquet", index=False)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return out_dir
 
 
 def stage_done(out_dir: str | os.PathLike) -> bool:
