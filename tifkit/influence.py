@@ -401,6 +401,7 @@ class _InnerProductHooks:
 
     def _contribute(self, kind, mname, module, own, names, x, b, tangent):
         b3 = self._rows3(b, mname)  # (R, T, out)
+        R = self.n_rows
         if kind == "linear" or kind == "conv1d":
             a3 = self._rows3(x, mname)  # (R, T, in)
             for n, p in own:
