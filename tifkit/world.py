@@ -170,7 +170,8 @@ def _make_pairs(rng: np.random.Generator, cfg: WorldConfig, n: int, flip_rate: f
         if a == b:
             continue
         ra, rb = oracle_reward(prompt, a), oracle_reward(prompt, b)
-        p_a = 1.0 / (1.0 + np.exp(-(ra - rb) / cfg.bt_temperature))
+        with np.errstate(over="ignore"):  # exp overflows to inf for clear-cut pairs: p_a = 0, as it should
+            p_a = 1.0 / (1.0 + np.exp(-(ra - rb) / cfg.bt_temperature))
         a_wins = rng.random() < p_a
         w, l, gw, gl, rw, rl = (a, b, ga, gb, ra, rb) if a_wins else (b, a, gb, ga, rb, ra)
         rows.append(
