@@ -81,4 +81,4 @@ def test_score_select_evaluate_commands(tmp_path, capsys):
 
     assert main(["evaluate", *base, "--rule", "random", "--set", "select.keep=0.5"]) == 0
     text = capsys.readouterr().out
-    assert "random: WinRate vs SFT" in text
+    assert "random on world: WinRate vs SFT" in text

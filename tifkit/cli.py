@@ -71,7 +71,7 @@ def cmd_select(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from tifkit.pipeline import continue_stage, evaluate_stage, prepare, say, selection_mask, sft_stage
+    from tifkit.pipeline import continue_stage, evaluate_sets, prepare, say, selection_mask, sft_stage
 
     p = _params(args)
     ctx = prepare(p, args.seed)
@@ -80,10 +80,11 @@ def cmd_evaluate(args) -> int:
     else:
         model_dir = continue_stage(ctx, f"{args.rule}-{p.select.keep:g}" if args.rule not in ("full", "oracle")
                                    else args.rule, selection_mask(ctx, args.rule))
-    res = evaluate_stage(ctx, args.rule, model_dir)
-    say(f"{args.rule}: WinRate vs SFT {res.winrate.estimate:.3f} [{res.winrate.lo:.3f}, {res.winrate.hi:.3f}], "
-        f"SingleScore {res.single_score.estimate:.3f}")
-    print(json.dumps(res.summary(), default=str))
+    results = evaluate_sets(ctx, args.rule, model_dir)
+    for name, res in results.items():
+        say(f"{args.rule} on {name}: WinRate vs SFT {res.winrate.estimate:.3f} [{res.winrate.lo:.3f}, "
+            f"{res.winrate.hi:.3f}], SingleScore {res.single_score.estimate:.3f} ({len(res.table)} prompts)")
+    print(json.dumps({k: r.summary() for k, r in results.items()}, default=str))
     return 0
 
 

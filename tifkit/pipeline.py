@@ -347,6 +347,20 @@ def evaluate_stage(ctx: Context, label: str, model_dir: Path | str):
     return res
 
 
+def evaluate_sets(ctx: Context, label: str, model_dir: Path | str) -> dict:
+    """Evaluate a stage against SFT on every prompt set of `eval.prompt_sets` ("world" = the world's
+    test prompts; UltraFeedback, AlpacaEval, Vicuna, Arena-Hard by hub id or local JSONL).
+    Writes eval/<label>/eval_<set>.parquet and eval_summary.json; returns {set: EvalResult}."""
+    from tifkit.evaluate import evaluate_from_params
+
+    policy = _load(ctx, Path(model_dir), trainable=False) if label != "sft" else reference(ctx)
+    return evaluate_from_params(ctx.p.eval, policy, reference(ctx), ctx.tokenizer, ctx.run_dir / "eval" / label,
+                                world_prompts=ctx.test_prompts or None,
+                                cache_dir=ctx.run_dir / "eval" / "generations",
+                                policy_key=f"{ctx.run_dir.name}/{label}", ref_key=f"{ctx.run_dir.name}/sft",
+                                show_progress=ctx.p.run.show_progress)
+
+
 def smoke(params: Params, seed: int | None = None) -> dict:
     """World, SFT, warm-up and full-data DPO; print oracle rewards of SFT and DPO and DPO's WinRate."""
     t0 = time.time()
