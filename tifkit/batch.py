@@ -30,8 +30,8 @@ def _label(rule: str, keep: float) -> str:
     return rule if rule in ("full", "oracle") else f"{rule}-{keep:g}"
 
 
-def run_seed(params: Params, seed: int, rules: list[str]) -> pd.DataFrame:
-    """All rules for one seed; one row per (rule, test prompt)."""
+def run_seed(params: Params, seed: int, rules: list[str]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """All rules for one seed: (one row per (rule, test prompt), the score table or None)."""
     from tifkit.pipeline import continue_stage, evaluate_stage, prepare, say, selection_mask, sft_stage, warmup_stage
 
     ctx = prepare(params, seed)
@@ -56,7 +56,21 @@ def run_seed(params: Params, seed: int, rules: list[str]) -> pd.DataFrame:
         }))
         say(f"seed {seed} {label}: kept {int(mask.sum())}/{len(mask)}, reward {t.score_policy.mean():.3f} "
             f"(SFT {t.score_ref.mean():.3f}), WinRate vs SFT {res.winrate.estimate:.3f}")
-    return pd.concat(rows, ignore_index=True)
+    return pd.concat(rows, ignore_index=True), table
+
+
+def score_diagnostics(tables: dict[int, pd.DataFrame], keep: float) -> pd.DataFrame:
+    """analysis.score_report per seed (AUROC for mislabelled pairs, correlation with IF, overlap with
+    TIF), then mean and std over seeds, with the paper's numbers beside them."""
+    from tifkit.analysis import score_report
+
+    reports = [score_report(t, keep).assign(seed=s) for s, t in tables.items()]
+    r = pd.concat(reports, ignore_index=True)
+    keys = ["section", "name", "statistic", "paper"]
+    out = r.groupby(keys, sort=False).value.agg(["mean", "std", "count"]).reset_index()
+    per_seed = r.pivot_table(index=keys, columns="seed", values="value", sort=False).reset_index()
+    per_seed.columns = [c if isinstance(c, str) else f"seed{c}" for c in per_seed.columns]
+    return out.merge(per_seed, on=keys)
 
 
 def summarize(per_prompt: pd.DataFrame, n_bootstrap: int = 2000, seed: int = 0) -> pd.DataFrame:
@@ -90,8 +104,15 @@ def run_batch(params: Params, seeds: list[int] | None = None, figures_dir: str |
     t0 = time.time()
     seeds = seeds or params.run.seeds
     rules = params.run.rules
-    per_prompt = pd.concat([run_seed(params, s, rules) for s in seeds], ignore_index=True)
+    runs = {s: run_seed(params, s, rules) for s in seeds}
+    per_prompt = pd.concat([pp for pp, _ in runs.values()], ignore_index=True)
     out_dir = Path(params.run.root) / f"{params.run.name}-batch"
+    tables = {s: t for s, (_, t) in runs.items() if t is not None and "if" in t.columns}
+    if tables:
+        diag = score_diagnostics(tables, params.select.keep)
+        diag.to_csv(Path(figures_dir) / f"{params.run.name}_score_diagnostics.csv", index=False, float_format="%.4f")
+        with pd.option_context("display.width", 160, "display.max_columns", 20):
+            print(diag.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     write_parquet(per_prompt, out_dir / "per_prompt.parquet")
     summary = summarize(per_prompt)
     summary.to_csv(out_dir / "summary.csv", index=False, float_format="%.4f")
