@@ -137,6 +137,12 @@ def test_model_dependence_synthetic():
     assert len(pr) == 3 and set(pr.columns) >= {"spearman", "tif_overlap", "sign_disagreement"}
     assert "reproduces" in A.conclude_model_dependence(md)
     assert "does not reproduce" in A.conclude_model_dependence(A.model_dependence({"a": t, "b": same}))
+    rng = np.random.default_rng(0)
+    noisy = t.assign(**{"if": t["if"] + 0.5 * rng.normal(size=len(t))})
+    tight = A.model_dependence({"a": t, "b": noisy})  # within-family Spearman ~0.8
+    loose = A.model_dependence({"a": t, "b": t.assign(**{"if": rng.normal(size=len(t))})})
+    assert "beyond initialization noise" in A.conclude_model_dependence(loose, control=tight)
+    assert "only weakly" in A.conclude_model_dependence(loose, control=loose)
     with pytest.raises(TifkitError):
         A.model_dependence({"a": t})
 

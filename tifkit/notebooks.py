@@ -61,6 +61,7 @@ def run_notebooks(names=None, params_file: str = "params/tiny.yaml", out_dir: st
     if scale not in ("ci", "full"):
         raise TifkitError(f"scale must be 'ci' or 'full', got {scale!r}.")
     nb_dir = Path(notebook_dir or NOTEBOOK_DIR)
+    todo = resolve(names, nb_dir)  # before any folder is made: a bad name leaves nothing behind
     cwd = Path(cwd or nb_dir.parent)
     out_dir = Path(out_dir)
     if not out_dir.is_absolute():
@@ -69,7 +70,6 @@ def run_notebooks(names=None, params_file: str = "params/tiny.yaml", out_dir: st
     if figures_dir is None:
         figures_dir = "figures" if scale == "full" else str(out_dir / "figures")
     given = {"scale": scale, "params_file": str(params_file), "figures_dir": str(figures_dir), **(parameters or {})}
-    todo = resolve(names, nb_dir)
     paths, times = [], []
     for i, name in enumerate(todo, 1):
         src = nb_dir / f"{name}.ipynb"
