@@ -3,6 +3,7 @@
     python -m tifkit.notebooks                       # every notebook at full scale (params/tiny.yaml)
     python -m tifkit.notebooks --scale ci 02 03      # two notebooks at the toy CI scale
     python -m tifkit.notebooks --params params/tiny-qwen.yaml --out runs/notebooks-qwen 02
+    python -m tifkit.notebooks --run-root runs/fresh 00         # full scale, nothing cached
 
 Each notebook runs in a fresh `python3` kernel from the repository root with its `parameters` cell
 overridden by: scale, params_file, figures_dir (``figures/`` at full scale, ``<out_dir>/figures`` at
@@ -70,7 +71,7 @@ def run_notebooks(names=None, params_file: str = "params/tiny.yaml", out_dir: st
     if figures_dir is None:
         figures_dir = "figures" if scale == "full" else str(out_dir / "figures")
     given = {"scale": scale, "params_file": str(params_file), "figures_dir": str(figures_dir), **(parameters or {})}
-    paths, times = [], []
+    paths = []
     for i, name in enumerate(todo, 1):
         src = nb_dir / f"{name}.ipynb"
         declared = set(pm.inspect_notebook(str(src)))
@@ -81,10 +82,9 @@ def run_notebooks(names=None, params_file: str = "params/tiny.yaml", out_dir: st
         pm.execute_notebook(str(src), str(dst), parameters=params, kernel_name=kernel, cwd=str(cwd),
                             progress_bar=False, execution_timeout=timeout, log_output=False)
         sec = time.time() - t0
-        times.append((name, scale, round(sec, 1)))
+        _write_runtimes(out_dir / "runtimes.csv", [(name, scale, round(sec, 1))])
         print(f"[notebooks] {name}: done in {sec:.0f} s -> {dst}", flush=True)
         paths.append(dst)
-    _write_runtimes(out_dir / "runtimes.csv", times)
     return paths
 
 
@@ -111,6 +111,8 @@ def main(argv=None) -> int:
     ap.add_argument("--figures", default=None, help="figures folder (default: figures/ at full scale)")
     ap.add_argument("--kernel", default="python3")
     ap.add_argument("--seeds", default=None, help="comma-separated seeds (default: the notebook's own)")
+    ap.add_argument("--run-root", default=None, help="run.root of every notebook (default: runs/nb-ci at ci scale, "
+                    "the params file's at full scale)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                     help="parameter override passed to every notebook (repeatable)")
     args = ap.parse_args(argv)
@@ -119,6 +121,8 @@ def main(argv=None) -> int:
         extra["seeds"] = [int(s) for s in args.seeds.split(",")]
     if args.overrides:
         extra["overrides"] = list(args.overrides)
+    if args.run_root:
+        extra["run_root"] = args.run_root
     try:
         paths = run_notebooks(args.names, args.params, args.out, args.scale, args.kernel, args.figures, extra)
     except TifkitError as e:
