@@ -1,5 +1,5 @@
 # Two commands do everything on a fresh machine with Python >= 3.10 and pip:
-#   make reproduce   set up .venv, then run the default batch (built-in world, CPU)
+#   make reproduce   set up .venv, then the default batch (built-in world, CPU) and every notebook (papermill)
 #   make test        set up .venv, then every test (notebooks included)
 PY ?= python3
 VENV ?= .venv
@@ -24,6 +24,7 @@ $(STAMP): pyproject.toml
 
 reproduce: setup
 	$(BIN)/python -m tifkit batch $(PARAMS)
+	$(BIN)/python -m tifkit notebooks --scale full --params $(PARAMS)
 
 smoke: setup
 	$(BIN)/python -m tifkit run $(PARAMS)

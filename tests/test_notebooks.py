@@ -79,3 +79,15 @@ def test_notebook_executes_at_ci_scale(name, nb_run):
                     for o in c.outputs)
     assert texts[0][:40] in shown
     assert (nb_run["out"] / "runtimes.csv").exists()
+
+
+def test_committed_notebooks_match_their_generator(tmp_path):
+    """notebooks/build_notebooks.py is the source of the notebooks: the committed files are its output."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, str(root / "notebooks" / "build_notebooks.py"), str(tmp_path)], check=True,
+                   capture_output=True)
+    for nb in sorted((root / "notebooks").glob("*.ipynb")):
+        assert (tmp_path / nb.name).read_text() == nb.read_text(), f"{nb.name}: regenerate with build_notebooks.py"

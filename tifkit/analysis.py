@@ -413,12 +413,12 @@ def validation_metrics(ctx, model_dir, pairs: pd.DataFrame | None = None) -> dic
     eval_rewards/margins."""
     from tifkit.influence import dpo_loss_per_pair
     from tifkit.logprobs import pair_logprobs, tokenize_pairs
-    from tifkit.pipeline import _load, reference
+    from tifkit.pipeline import load_stage, reference
 
     p = ctx.p
     pairs = ctx.val if pairs is None else pairs
     tok = tokenize_pairs(ctx.tokenizer, pairs, p.train.max_length)
-    model = _load(ctx, Path(model_dir), trainable=False)
+    model = load_stage(ctx, Path(model_dir), trainable=False)
     pc, pr = pair_logprobs(model, tok, batch_size=p.score.batch_size, show_progress=False)
     rc, rr = pair_logprobs(reference(ctx), tok, batch_size=p.score.batch_size, show_progress=False)
     loss_type = {"dpo": "sigmoid", "slic": "hinge"}[p.train.objective]
@@ -457,7 +457,7 @@ def train_on_groups(ctx, groups: dict[str, np.ndarray], epochs: float | None = N
     pair ids and the schedule; the run folder already keys the training parameters), so a rerun
     trains nothing.
     """
-    from tifkit.pipeline import _load, reference, say, warmup_stage
+    from tifkit.pipeline import load_stage, reference, say, warmup_stage
     from tifkit.train import dpo_train, save_stage, stage_done
 
     p = ctx.p
@@ -477,7 +477,7 @@ def train_on_groups(ctx, groups: dict[str, np.ndarray], epochs: float | None = N
         out = ctx.run_dir / "analysis" / "groups" / f"{name}-{key}"
         if not stage_done(out) or not (out / "history.parquet").exists():
             say(f"group '{name}': {len(pairs)} pairs, {epochs:g} epochs from warm-up, D_val every {every} steps -> {out}")
-            model = _load(ctx, warm, trainable=True)
+            model = load_stage(ctx, warm, trainable=True)
             model, hist = dpo_train(model, reference(ctx), ctx.tokenizer, pairs, p.train, epochs, seed=ctx.seed,
                                     device=str(ctx.device), show_progress=p.run.show_progress, eval_pairs=ctx.val,
                                     eval_steps=every)
@@ -750,7 +750,7 @@ def scoring_cost(ctx, n_pairs: int = 64, methods=("lossdiff-irm", "if-batched", 
     them when missing). Timings on a shared machine vary; run twice and read the second."""
     from tifkit.influence import dpo_loss_per_pair, influence_scores
     from tifkit.logprobs import pair_logprobs, tokenize_pairs
-    from tifkit.pipeline import _load, reference, val_stage, warmup_stage
+    from tifkit.pipeline import load_stage, reference, val_stage, warmup_stage
 
     p = ctx.p
     bs = batch_size or p.score.batch_size
@@ -759,8 +759,8 @@ def scoring_cost(ctx, n_pairs: int = 64, methods=("lossdiff-irm", "if-batched", 
     sub = ctx.train.iloc[:n_pairs]
     tok = tokenize_pairs(ctx.tokenizer, sub, ml)
     val_tok = tokenize_pairs(ctx.tokenizer, ctx.val, ml)
-    policy = _load(ctx, warmup_stage(ctx), trainable=True)
-    val_model = _load(ctx, val_stage(ctx), trainable=False)
+    policy = load_stage(ctx, warmup_stage(ctx), trainable=True)
+    val_model = load_stage(ctx, val_stage(ctx), trainable=False)
     ref = reference(ctx)
     rows, results = [], {}
     for method in methods:

@@ -6,6 +6,8 @@
                                       a dataset TRL's DPOTrainer loads unchanged (.jsonl, .parquet or a folder)
     tifkit evaluate PARAMS --rule R   continue DPO on rule R's selection and evaluate it against SFT
     tifkit batch PARAMS               the default batch: every seed and rule, tables and figures
+    tifkit notebooks [--scale ci|full] [names]
+                                      execute notebooks/*.ipynb with papermill (python -m tifkit.notebooks)
 
 Every command takes --seed N and --set section.key=value (repeatable) to override the file.
 """
@@ -117,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("evaluate", cmd_evaluate, "train on a rule's selection and evaluate against SFT")
     sp.add_argument("--rule", default="full", help="a selection rule, 'full', 'oracle' or 'sft'")
     add("batch", cmd_batch, "the default batch: every seed and rule, tables and figures")
+    sub.add_parser("notebooks", help="execute the notebooks with papermill (see python -m tifkit.notebooks -h)",
+                   add_help=False)
     return ap
 
 
@@ -137,6 +141,11 @@ def _quiet_libraries() -> None:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["notebooks"]:  # its own options: see tifkit/notebooks.py
+        from tifkit.notebooks import main as notebooks_main
+
+        return notebooks_main(argv[1:])
     args = build_parser().parse_args(argv)
     _quiet_libraries()
     try:

@@ -134,7 +134,7 @@ def prepare(params: Params, seed: int | None = None) -> Context:
 
 
 # ------------------------------------------------------------------------------------------- models
-def _load(ctx: Context, path: Path, trainable: bool = True):
+def load_stage(ctx: Context, path: Path, trainable: bool = True):
     """Load a saved stage (full model or LoRA adapter on the SFT base)."""
     from transformers import AutoModelForCausalLM
 
@@ -220,7 +220,7 @@ def _dpo_stage(ctx: Context, name: str, start: str, pairs: pd.DataFrame, epochs:
         if p.model.lora.enabled:
             model = apply_lora(model, p.model.lora)
     else:
-        model = _load(ctx, warmup_stage(ctx) if start == "warmup" else ctx.model_dir(start), trainable=True)
+        model = load_stage(ctx, warmup_stage(ctx) if start == "warmup" else ctx.model_dir(start), trainable=True)
     say(f"{p.train.objective.upper()} stage '{name}' from {start} on {len(pairs)} pairs, {epochs:g} epochs -> {out}")
     t0 = time.time()
     model, history = dpo_train(model, reference(ctx), ctx.tokenizer, pairs, p.train, epochs, seed=ctx.seed,
@@ -305,7 +305,7 @@ def _score_core(ctx: Context, key: str) -> Path:
 
     def loader(name, folder):
         # the policy keeps its trainable parameters (all, or the LoRA adapters): IF runs over those
-        return (_load(ctx, Path(folder), trainable=(name == "policy")) if name != "ref" else reference(ctx)), ctx.tokenizer
+        return (load_stage(ctx, Path(folder), trainable=(name == "policy")) if name != "ref" else reference(ctx)), ctx.tokenizer
 
     return run_scoring(dirs, ctx.train, ctx.val, sp, beta=p.train.beta,
                        loss_type={"dpo": "sigmoid", "slic": "hinge"}[p.train.objective], out_path=out,
@@ -339,7 +339,7 @@ def evaluate_stage(ctx: Context, label: str, model_dir: Path | str):
         raise TifkitError("No test prompts: the built-in world provides them; for real data use `tifkit evaluate` "
                           "with evaluate.prompt_sets.")
     judge = build_judge(p.eval, cache_dir=ctx.run_dir / "eval")
-    policy = _load(ctx, Path(model_dir), trainable=False) if label != "sft" else reference(ctx)
+    policy = load_stage(ctx, Path(model_dir), trainable=False) if label != "sft" else reference(ctx)
     res = evaluate_policy(policy, reference(ctx), ctx.tokenizer, ctx.test_prompts, judge, p.eval,
                           cache_dir=ctx.run_dir / "eval" / "generations", policy_key=f"{ctx.run_dir.name}/{label}",
                           ref_key=f"{ctx.run_dir.name}/sft", table_path=ctx.run_dir / "eval" / f"{label}.parquet",
@@ -353,7 +353,7 @@ def evaluate_sets(ctx: Context, label: str, model_dir: Path | str) -> dict:
     Writes eval/<label>/eval_<set>.parquet and eval_summary.json; returns {set: EvalResult}."""
     from tifkit.evaluate import evaluate_from_params
 
-    policy = _load(ctx, Path(model_dir), trainable=False) if label != "sft" else reference(ctx)
+    policy = load_stage(ctx, Path(model_dir), trainable=False) if label != "sft" else reference(ctx)
     return evaluate_from_params(ctx.p.eval, policy, reference(ctx), ctx.tokenizer, ctx.run_dir / "eval" / label,
                                 world_prompts=ctx.test_prompts or None,
                                 cache_dir=ctx.run_dir / "eval" / "generations",
