@@ -26,15 +26,16 @@ def test_smoke_run_end_to_end_and_cached(tmp_path, capsys):
     assert 0 <= res["sft_reward"] <= 1 and 0 <= res["dpo_reward"] <= 1
     assert 0 <= res["winrate_lo"] <= res["winrate"] <= res["winrate_hi"] <= 1
     assert sum(res["counts"][k] for k in ("win", "tie", "loss")) == 24
-    for stage in ("warmup", "full"):
-        assert (run_dir / "models" / stage / "model.safetensors").exists()
+    assert (run_dir / "models" / "warmup" / "model.safetensors").exists()
+    (full,) = (run_dir / "models").glob("full-*")  # keyed by the hash of the kept pair ids
+    assert (full / "model.safetensors").exists()
     assert len(list((tmp_path / "cache" / "sft").iterdir())) == 1
     # a second run reuses every stage and the cached generations: same numbers, nothing retrained
-    stamp = (run_dir / "models" / "full" / "stage.json").stat().st_mtime_ns
+    stamp = (full / "stage.json").stat().st_mtime_ns
     assert main(args) == 0
     out2 = capsys.readouterr().out
     assert "DPO stage" not in out2 and "SFT llama" not in out2
-    assert (run_dir / "models" / "full" / "stage.json").stat().st_mtime_ns == stamp
+    assert (full / "stage.json").stat().st_mtime_ns == stamp
     assert json.loads((run_dir / "smoke.json").read_text())["winrate"] == res["winrate"]
 
 
@@ -82,3 +83,11 @@ def test_score_select_evaluate_commands(tmp_path, capsys):
     assert main(["evaluate", *base, "--rule", "random", "--set", "select.keep=0.5"]) == 0
     text = capsys.readouterr().out
     assert "random on world: WinRate vs SFT" in text
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.name.startswith("tiny-s0-")]
+    assert len(list((run_dir / "models").glob("random-0.5-*"))) == 1
+    # another selection (a different random seed) trains another model, and is evaluated as itself
+    assert main(["evaluate", *base, "--rule", "random", "--set", "select.keep=0.5", "--set", "select.seed=1"]) == 0
+    capsys.readouterr()
+    assert len(list((run_dir / "models").glob("random-0.5-*"))) == 2
+    keys = {p.stem for p in (run_dir / "eval" / "generations").glob("*.parquet")}
+    assert len(keys) >= 3  # SFT + two different continuation models

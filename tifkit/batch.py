@@ -59,12 +59,12 @@ def run_seed(params: Params, seed: int, rules: list[str]) -> tuple[pd.DataFrame,
     return pd.concat(rows, ignore_index=True), table
 
 
-def score_diagnostics(tables: dict[int, pd.DataFrame], keep: float) -> pd.DataFrame:
+def score_diagnostics(tables: dict[int, pd.DataFrame], keep: float, select_params=None) -> pd.DataFrame:
     """analysis.score_report per seed (AUROC for mislabelled pairs, correlation with IF, overlap with
     TIF), then mean and std over seeds, with the paper's numbers beside them."""
     from tifkit.analysis import score_report
 
-    reports = [score_report(t, keep).assign(seed=s) for s, t in tables.items()]
+    reports = [score_report(t, keep, select_params).assign(seed=s) for s, t in tables.items()]
     r = pd.concat(reports, ignore_index=True)
     keys = ["section", "name", "statistic", "paper"]
     out = r.groupby(keys, sort=False).value.agg(["mean", "std", "count"]).reset_index()
@@ -109,12 +109,12 @@ def run_batch(params: Params, seeds: list[int] | None = None, figures_dir: str |
     out_dir = Path(params.run.root) / f"{params.run.name}-batch"
     tables = {s: t for s, (_, t) in runs.items() if t is not None and "if" in t.columns}
     if tables:
-        diag = score_diagnostics(tables, params.select.keep)
+        diag = score_diagnostics(tables, params.select.keep, params.select)
         diag.to_csv(Path(figures_dir) / f"{params.run.name}_score_diagnostics.csv", index=False, float_format="%.4f")
         with pd.option_context("display.width", 160, "display.max_columns", 20):
             print(diag.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     write_parquet(per_prompt, out_dir / "per_prompt.parquet")
-    summary = summarize(per_prompt)
+    summary = summarize(per_prompt, params.eval.n_bootstrap, params.eval.seed)
     summary.to_csv(out_dir / "summary.csv", index=False, float_format="%.4f")
 
     # the reward distribution figure: SFT, full data, oracle selection (and any other rule run)

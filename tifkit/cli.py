@@ -80,8 +80,9 @@ def cmd_evaluate(args) -> int:
     if args.rule == "sft":
         model_dir = sft_stage(ctx)
     else:
-        model_dir = continue_stage(ctx, f"{args.rule}-{p.select.keep:g}" if args.rule not in ("full", "oracle")
-                                   else args.rule, selection_mask(ctx, args.rule))
+        from tifkit.batch import _label
+
+        model_dir = continue_stage(ctx, _label(args.rule, p.select.keep), selection_mask(ctx, args.rule))
     results = evaluate_sets(ctx, args.rule, model_dir)
     for name, res in results.items():
         say(f"{args.rule} on {name}: WinRate vs SFT {res.winrate.estimate:.3f} [{res.winrate.lo:.3f}, "

@@ -11,7 +11,6 @@ that failed after all retries) are left out of both and counted in `result.count
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -147,15 +146,10 @@ def generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 128
 
 
 def weights_hash(model, n: int = 16) -> str:
-    """Hash of every tensor in the model's state dict (names, dtypes, shapes and bytes)."""
-    import torch
+    """Hash of every tensor in the model's state dict (logprobs.model_content_hash), shortened."""
+    from tifkit.logprobs import model_content_hash
 
-    h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
-        t = t.detach().to("cpu").contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy())
-    return h.hexdigest()[:n]
+    return model_content_hash(model)[:n]
 
 
 def tokenizer_hash(tokenizer, n: int = 16) -> str:

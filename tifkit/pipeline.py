@@ -20,6 +20,7 @@ SFT models of the tiny families are shared between runs: ``run.root``/cache/sft/
 from __future__ import annotations
 
 import dataclasses
+import os
 import json
 import logging
 import time
@@ -33,6 +34,7 @@ import torch
 from tifkit import TifkitError
 from tifkit.config import Params, dump_params
 from tifkit.io import atomic_write_text, content_hash, write_parquet
+from tifkit.train import LOSS_TYPES, stage_done
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +81,11 @@ def _training_key(p: Params, seed: int) -> str:
 
 
 def prepare(params: Params, seed: int | None = None) -> Context:
-    """Build or load the data, the tokenizer and the run folder for one seed."""
+    """Build or load the data, the tokenizer and the run folder for one seed.
+
+    The run folder is keyed by everything that changes the trained SFT, warm-up and validation
+    models (world, data, model, sft, train, seed); scores are keyed by the score parameters inside
+    it, and continuation models by the exact set of pairs they were trained on."""
     from tifkit.data import load_pairs
     from tifkit.models import resolve_device
 
@@ -111,13 +117,12 @@ def prepare(params: Params, seed: int | None = None) -> Context:
         from tifkit.world import build_world
 
         world = build_world(p.world, seed)
-        train, rep_tr = load_pairs(dataclasses.replace(p.data, seed=seed), tokenizer=tokenizer, frame=world.train)
-        val, rep_val = load_pairs(dataclasses.replace(p.data, seed=seed, max_pairs=None), tokenizer=tokenizer,
-                                  frame=world.val)
+        train, rep_tr = load_pairs(p.data, tokenizer=tokenizer, frame=world.train)
+        val, rep_val = load_pairs(dataclasses.replace(p.data, max_pairs=None), tokenizer=tokenizer, frame=world.val)
         test_prompts = list(world.test.prompt)
         sft_demos = world.sft
     else:
-        pairs, rep_tr = load_pairs(dataclasses.replace(p.data, seed=seed), tokenizer=tokenizer)
+        pairs, rep_tr = load_pairs(p.data, tokenizer=tokenizer)
         n_val = p.data.val_size if p.data.val_size >= 1 else int(round(p.data.val_size * len(pairs)))
         if not 0 < n_val < len(pairs):
             raise TifkitError(f"data.val_size={p.data.val_size} leaves no training or no validation pairs "
@@ -182,7 +187,7 @@ def reference(ctx: Context):
 def sft_stage(ctx: Context) -> Path | str:
     """The SFT model: trained for tiny families (cached across runs), given for real ones."""
     from tifkit.models import build_tiny_model
-    from tifkit.train import save_stage, sft_train, stage_done
+    from tifkit.train import save_stage, sft_train
     from tifkit.world import world_key
 
     p = ctx.p
@@ -209,7 +214,7 @@ def sft_stage(ctx: Context) -> Path | str:
 def _dpo_stage(ctx: Context, name: str, start: str, pairs: pd.DataFrame, epochs: float) -> Path:
     """Train from `start` ("sft" or another stage name) on `pairs`; cached in models/<name>."""
     from tifkit.models import apply_lora
-    from tifkit.train import dpo_train, save_stage, stage_done
+    from tifkit.train import dpo_train, save_stage
 
     out = ctx.model_dir(name)
     if stage_done(out):
@@ -242,12 +247,16 @@ def val_stage(ctx: Context) -> Path:
 
 
 def continue_stage(ctx: Context, label: str, keep_mask: np.ndarray) -> Path:
-    """Two epochs (train.continue_epochs) from the warm-up model on the kept pairs."""
+    """Two epochs (train.continue_epochs) from the warm-up model on the kept pairs.
+
+    The model folder is ``models/<label>-<hash of the kept pair ids>``: a selection that changes (other
+    scores, band edges, seeds, keep) trains a new model; the same selection reuses the old one."""
     pairs = ctx.train[np.asarray(keep_mask, dtype=bool)]
-    sel_path = ctx.run_dir / "selections" / f"{label}.parquet"
+    name = f"{label}-{content_hash(sorted(pairs.pair_id.tolist()), 8)}"
+    sel_path = ctx.run_dir / "selections" / f"{name}.parquet"
     if not sel_path.exists():
         write_parquet(pairs[["pair_id"]], sel_path)
-    return _dpo_stage(ctx, label, "warmup", pairs, ctx.p.train.continue_epochs)
+    return _dpo_stage(ctx, name, "warmup", pairs, ctx.p.train.continue_epochs)
 
 
 # ------------------------------------------------------------------------------------------- scoring
@@ -258,7 +267,16 @@ def score_stage(ctx: Context) -> Path:
     out = ctx.run_dir / "scores" / f"scores-{key}.parquet"
     if out.exists():
         return out
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:  # under `accelerate launch`: rank 0 trains the stages, the others wait for them
+        if rank == 0:
+            warmup_stage(ctx), val_stage(ctx), reward_model_stage(ctx)
+        else:
+            _wait_for(lambda: stage_done(ctx.model_dir("warmup")) and stage_done(ctx.model_dir("val")))
     core = _score_core(ctx, key)
+    if world > 1 and rank != 0:  # rank 0 adds rm_margin and writes the final table
+        _wait_for(out.exists)
+        return out
     table = pd.read_parquet(core)
     rm = reward_model_stage(ctx)
     if rm is not None:
@@ -272,6 +290,14 @@ def score_stage(ctx: Context) -> Path:
     return out
 
 
+def _wait_for(ready, poll_s: float = 2.0, timeout_s: float = 24 * 3600) -> None:
+    t0 = time.time()
+    while not ready():
+        if time.time() - t0 > timeout_s:
+            raise TifkitError("Waited a day for rank 0 to finish its stages; check rank 0's log and rerun.")
+        time.sleep(poll_s)
+
+
 def reward_model_stage(ctx: Context) -> Path | str | None:
     """The reward model of the rm-margin baseline: a given checkpoint, or (world only) a tiny
     Bradley-Terry classifier trained on the world's separate labelled pairs; None otherwise."""
@@ -282,7 +308,9 @@ def reward_model_stage(ctx: Context) -> Path | str | None:
         return p.score.reward_model
     if ctx.world is None:
         return None
-    out = ctx.model_dir("reward")
+    key = content_hash({"steps": p.score.rm_steps, "h": p.model.hidden_size, "l": p.model.num_layers,
+                        "world": dataclasses.asdict(p.world)}, 8)
+    out = ctx.model_dir(f"reward-{key}")
     if not (out / "config.json").exists():
         say(f"reward model on {len(ctx.world.rm_train)} separate labelled pairs -> {out}")
         train_reward_model(ctx.world.rm_train, ctx.tokenizer, steps=p.score.rm_steps, seed=ctx.seed,
@@ -308,7 +336,7 @@ def _score_core(ctx: Context, key: str) -> Path:
         return (load_stage(ctx, Path(folder), trainable=(name == "policy")) if name != "ref" else reference(ctx)), ctx.tokenizer
 
     return run_scoring(dirs, ctx.train, ctx.val, sp, beta=p.train.beta,
-                       loss_type={"dpo": "sigmoid", "slic": "hinge"}[p.train.objective], out_path=out,
+                       loss_type=LOSS_TYPES[p.train.objective], out_path=out,
                        work_dir=out.parent / f".work-{key}", model_params=p.model, show_progress=p.run.show_progress,
                        loader=loader)
 
@@ -330,6 +358,11 @@ def selection_mask(ctx: Context, rule: str, keep: float | None = None, table: pd
 
 
 # ------------------------------------------------------------------------------------------ evaluation
+def _model_key(ctx: Context, label: str, model_dir) -> str:
+    """Generation-cache key of a stage: its folder (unique per selection), not the label."""
+    return f"{ctx.run_dir.name}/sft" if label == "sft" else f"{ctx.run_dir.name}/{Path(model_dir).name}"
+
+
 def evaluate_stage(ctx: Context, label: str, model_dir: Path | str):
     """WinRate / SingleScore of a stage against the SFT model on the test prompts (cached generations)."""
     from tifkit.evaluate import build_judge, evaluate_policy
@@ -341,7 +374,7 @@ def evaluate_stage(ctx: Context, label: str, model_dir: Path | str):
     judge = build_judge(p.eval, cache_dir=ctx.run_dir / "eval")
     policy = load_stage(ctx, Path(model_dir), trainable=False) if label != "sft" else reference(ctx)
     res = evaluate_policy(policy, reference(ctx), ctx.tokenizer, ctx.test_prompts, judge, p.eval,
-                          cache_dir=ctx.run_dir / "eval" / "generations", policy_key=f"{ctx.run_dir.name}/{label}",
+                          cache_dir=ctx.run_dir / "eval" / "generations", policy_key=_model_key(ctx, label, model_dir),
                           ref_key=f"{ctx.run_dir.name}/sft", table_path=ctx.run_dir / "eval" / f"{label}.parquet",
                           show_progress=p.run.show_progress)
     return res
@@ -357,7 +390,7 @@ def evaluate_sets(ctx: Context, label: str, model_dir: Path | str) -> dict:
     return evaluate_from_params(ctx.p.eval, policy, reference(ctx), ctx.tokenizer, ctx.run_dir / "eval" / label,
                                 world_prompts=ctx.test_prompts or None,
                                 cache_dir=ctx.run_dir / "eval" / "generations",
-                                policy_key=f"{ctx.run_dir.name}/{label}", ref_key=f"{ctx.run_dir.name}/sft",
+                                policy_key=_model_key(ctx, label, model_dir), ref_key=f"{ctx.run_dir.name}/sft",
                                 show_progress=ctx.p.run.show_progress)
 
 
