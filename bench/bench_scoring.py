@@ -179,7 +179,7 @@ def render_section(results, args, device_desc) -> str:
     threads = torch.get_num_threads()
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     machine = (f"{device_desc}" if args.device != "cpu" else
-               f"CPU only: {os.cpu_count()} cores shared with 4 other engineers' jobs (load average {load[0]:.1f} at the "
+               f"CPU only: {os.cpu_count()} cores (load average {load[0]:.1f} at the "
                f"end of the run), {platform.machine()}")
     import transformers
 
