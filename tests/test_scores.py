@@ -124,6 +124,12 @@ def test_columns_dtypes_and_pass_through(setup, tmp_path):
     # tif is select.py's rule, and the reference log-probs went through the cache
     assert (t.tif.to_numpy() == select(t, SelectParams(rule="tif", keep=PARAMS.tif_keep)).mask).all()
     assert t.tif.sum() == round(0.64 * len(t))
+    # independently: the TIF pairs are exactly those whose IF is between the q_lo and q_hi order
+    # statistics of a centred band, i.e. no excluded pair lies strictly inside [min, max] of the kept IF
+    kept, rest = t["if"][t.tif], t["if"][~t.tif]
+    assert not ((rest > kept.min()) & (rest < kept.max())).any()
+    n_below, n_above = int((rest < kept.min()).sum()), int((rest > kept.max()).sum())
+    assert abs(n_below - n_above) <= 1  # the band is centred
     assert list(tmp_path.glob("logps-*.npz"))
     # IF agrees with influence_scores on the whole set (g_val once, chunked batches)
     tr, va = tokenize_pairs(setup["tok"], train), tokenize_pairs(setup["tok"], setup["val"])
