@@ -1,4 +1,4 @@
-# Two commands do everything on a fresh machine with Python >= 3.10 and pip:
+# Two commands do everything on a fresh machine with Python >= 3.11 and pip:
 #   make reproduce   set up .venv, then the default batch (built-in world, CPU) and every notebook (papermill)
 #   make test        set up .venv, then every test (notebooks included)
 PY ?= python3
