@@ -91,3 +91,52 @@ def test_score_select_evaluate_commands(tmp_path, capsys):
     assert len(list((run_dir / "models").glob("random-0.5-*"))) == 2
     keys = {p.stem for p in (run_dir / "eval" / "generations").glob("*.parquet")}
     assert len(keys) >= 3  # SFT + two different continuation models
+
+
+@pytest.mark.parametrize("lora", [False, True], ids=["full-ft", "lora"])
+def test_real_family_path_offline(tmp_path, capsys, lora):
+    """A 'real' checkpoint by local path, pairs from a local JSONL file, a local prompt set: the
+    route the GPU parameter files take, run end to end without a hub."""
+    import json as _json
+
+    import yaml
+
+    from tifkit.data import save_pairs
+    from tifkit.models import build_tiny_model
+    from tifkit.tokenizer import build_char_tokenizer
+    from tifkit.train import save_stage
+    from tifkit.world import WorldConfig, build_world
+
+    tok = build_char_tokenizer()
+    ckpt = save_stage(build_tiny_model("qwen", tok, hidden_size=32), tok, tmp_path / "my-sft-model")
+    w = build_world(WorldConfig(n_sft=10, n_train=60, n_val=10, n_test=12, n_rm=10), 0)
+    save_pairs(w.train, tmp_path / "pairs.jsonl")
+    (tmp_path / "prompts.jsonl").write_text("".join(_json.dumps({"prompt": p}) + "\n" for p in w.test.prompt))
+    params = {
+        "base": str(ROOT / "params/qwen3-0.6b.yaml"),
+        "run": {"root": str(tmp_path / "runs"), "show_progress": False},
+        "data": {"source": "jsonl", "path": str(tmp_path / "pairs.jsonl"), "val_size": 12, "max_tokens": 64},
+        "model": {"name_or_path": str(ckpt), "dtype": "float32", "device": "cpu",
+                  "lora": {"enabled": lora, "r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]}},
+        "train": {"batch_size": 8, "grad_accum": 1, "lr": 1e-3, "max_length": 64, "precompute_ref_log_probs": lora},
+        "eval": {"judge": "oracle", "prompt_sets": [str(tmp_path / "prompts.jsonl")], "max_new_tokens": 12},
+    }
+    f = tmp_path / "real.yaml"
+    f.write_text(yaml.safe_dump(params))
+    assert main(["run", str(f)]) == 0
+    out = capsys.readouterr().out
+    assert "prompts: WinRate of DPO vs SFT" in out and "on 12 prompts" in out
+    (run_dir,) = (tmp_path / "runs").glob("qwen3-0.6b-s0-*")
+    res = _json.loads((run_dir / "smoke.json").read_text())
+    assert res["sets"]["prompts"]["counts"]["win"] + res["sets"]["prompts"]["counts"]["tie"] + \
+        res["sets"]["prompts"]["counts"]["loss"] == 12
+    assert len(open(run_dir / "data" / "train.parquet", "rb").read()) > 0
+    import pandas as pd
+
+    assert len(pd.read_parquet(run_dir / "data" / "train.parquet")) == 48  # 60 - 12 held out as D_val
+    (full,) = (run_dir / "models").glob("full-*")
+    assert (full / "adapter_config.json").exists() == lora
+    if lora:  # scoring runs over the adapters only
+        assert main(["score", str(f)]) == 0
+        table = pd.read_parquet(capsys.readouterr().out.strip().splitlines()[-1])
+        assert len(table) == 48 and table["if"].notna().all() and "rm_margin" not in table

@@ -123,7 +123,7 @@ def prepare(params: Params, seed: int | None = None) -> Context:
         sft_demos = world.sft
     else:
         pairs, rep_tr = load_pairs(p.data, tokenizer=tokenizer)
-        n_val = p.data.val_size if p.data.val_size >= 1 else int(round(p.data.val_size * len(pairs)))
+        n_val = int(round(p.data.val_size)) if p.data.val_size >= 1 else int(round(p.data.val_size * len(pairs)))
         if not 0 < n_val < len(pairs):
             raise TifkitError(f"data.val_size={p.data.val_size} leaves no training or no validation pairs "
                               f"out of {len(pairs)}; choose a value between 1 and {len(pairs) - 1}.")
@@ -395,13 +395,27 @@ def evaluate_sets(ctx: Context, label: str, model_dir: Path | str) -> dict:
 
 
 def smoke(params: Params, seed: int | None = None) -> dict:
-    """World, SFT, warm-up and full-data DPO; print oracle rewards of SFT and DPO and DPO's WinRate."""
+    """SFT (tiny families), warm-up and full-data DPO, then the evaluation.
+
+    On the world: the oracle rewards of SFT and DPO on the test prompts and DPO's WinRate. On other
+    data (a real family): WinRate and SingleScore on every set of `eval.prompt_sets`."""
     t0 = time.time()
     ctx = prepare(params, seed)
     say(f"run folder: {ctx.run_dir}")
     sft_stage(ctx)
     warmup_stage(ctx)
     full_dir = continue_stage(ctx, "full", selection_mask(ctx, "full"))
+    obj = params.train.objective.upper()
+    if not ctx.test_prompts:  # real data: the benchmark prompt sets
+        results = evaluate_sets(ctx, "full", full_dir)
+        out = {"seed": ctx.seed, "seconds": round(time.time() - t0, 1), "run_dir": str(ctx.run_dir),
+               "sets": {k: r.summary() for k, r in results.items()}}
+        atomic_write_text(ctx.run_dir / "smoke.json", json.dumps(out, indent=2, default=str))
+        for name, r in results.items():
+            say(f"{name}: WinRate of {obj} vs SFT {r.winrate.estimate:.3f} [{r.winrate.lo:.3f}, {r.winrate.hi:.3f}] "
+                f"on {len(r.table)} prompts")
+        say(f"outputs: {ctx.run_dir}")
+        return out
     res = evaluate_stage(ctx, "full", full_dir)
     t = res.table
     out = {
@@ -413,8 +427,8 @@ def smoke(params: Params, seed: int | None = None) -> dict:
     }
     atomic_write_text(ctx.run_dir / "smoke.json", json.dumps(out, indent=2))
     say(f"oracle reward on {len(t)} test prompts: SFT {out['sft_reward']:.3f}, full-data "
-        f"{params.train.objective.upper()} {out['dpo_reward']:.3f}")
-    say(f"WinRate of {params.train.objective.upper()} vs SFT: {out['winrate']:.3f} "
+        f"{obj} {out['dpo_reward']:.3f}")
+    say(f"WinRate of {obj} vs SFT: {out['winrate']:.3f} "
         f"[{out['winrate_lo']:.3f}, {out['winrate_hi']:.3f}] (win/tie/loss {res.counts['win']}/{res.counts['tie']}/"
         f"{res.counts['loss']})")
     say(f"outputs: {ctx.run_dir}")
