@@ -23,7 +23,7 @@ import pandas as pd
 from tifkit.config import Params
 from tifkit.io import atomic_write_text, write_parquet
 
-NEEDS_SCORES = {"random": False, "full": False, "oracle": False}
+NO_SCORES = {"full", "oracle", "random"}  # rules that need no score table
 
 
 def _label(rule: str, keep: float) -> str:
@@ -41,7 +41,7 @@ def run_seed(params: Params, seed: int, rules: list[str]) -> tuple[pd.DataFrame,
     table = None
     rows = []
     for rule in rules:
-        if rule not in NEEDS_SCORES and table is None:
+        if rule not in NO_SCORES and table is None:
             from tifkit.pipeline import score_stage
 
             table = pd.read_parquet(score_stage(ctx))

@@ -42,6 +42,8 @@ def cmd_score(args) -> int:
 
 
 def cmd_select(args) -> int:
+    import dataclasses
+
     import pandas as pd
 
     from tifkit.data import save_pairs
@@ -52,8 +54,6 @@ def cmd_select(args) -> int:
     ctx = prepare(p, args.seed)
     table = pd.read_parquet(score_stage(ctx))
     keep = p.select.keep if args.keep is None else args.keep
-    import dataclasses
-
     res = select(table, dataclasses.replace(p.select, rule=args.rule, keep=keep))
     others = {}
     for rule in RULES:

@@ -701,6 +701,43 @@ def _resolve_ref(ref, train_tok, val_tok, batch_size, reduction, cache_dir, show
     raise TifkitError("ref must be the reference model or its log-probs ((train_w, train_l), (val_w, val_l)).")
 
 
+class ValidationTarget:
+    """IF against one validation gradient, for any number of training-pair sets (e.g. chunks).
+
+    Built once from g_val (as `validation_gradient` returns it); `scores(tok, ref_logps)` gives
+    < grad loss(theta; d), g_val > for the pairs of `tok` by `method`: "batched" (hooks, exact),
+    "loop" (one backward per pair, exact) or "projected" (JL projection to `project_dim`, `seed`,
+    whose projected g_val is computed here once).
+    """
+
+    def __init__(self, model: nn.Module, g_val: Sequence[torch.Tensor], method: Method = "batched",
+                 project_dim: int | None = None, seed: int = 0,
+                 projection: Literal["rademacher", "gaussian"] = "rademacher"):
+        if method not in ("batched", "loop", "projected"):
+            raise TifkitError(f"Unknown influence method {method!r}; use 'batched', 'loop' or 'projected'.")
+        if (method == "projected") != (project_dim is not None):
+            raise TifkitError("Set project_dim together with method='projected' (and only then).")
+        self.model, self.g_val, self.method = model, g_val, method
+        if method == "loop":
+            self.g_flat = torch.cat([g.reshape(-1) for g in g_val]).double()
+        elif method == "projected":
+            self.P = RandomProjection(trainable_parameters(model), project_dim, seed=seed, kind=projection)
+            self.z_val = project_vector(self.P, model, g_val)
+
+    def scores(self, tok: TokenizedPairs, ref_logps, beta: float, loss_type: LossType = "sigmoid",
+               reduction: Reduction = "sum", batch_size: int = 16, verify: bool = True,
+               show_progress: bool = True) -> np.ndarray:
+        m = self.model
+        if self.method == "batched":
+            return batched_influence(m, tok, ref_logps, self.g_val, beta, loss_type, reduction, batch_size, verify,
+                                     show_progress)
+        if self.method == "loop":
+            return np.array([float(flat_pair_gradient(m, tok, ref_logps, i, beta, loss_type, reduction).double()
+                                   @ self.g_flat) for i in range(len(tok))])
+        Z = projected_pair_gradients(m, tok, ref_logps, beta, self.P, loss_type, reduction, batch_size, show_progress)
+        return Z @ self.z_val
+
+
 def influence_scores(
     model: nn.Module,
     ref,
@@ -743,13 +780,8 @@ def influence_scores(
     if dtype is not None and next(model.parameters()).dtype != dtype:
         model = copy.deepcopy(model).to(dtype)
     ref_train, ref_val = _resolve_ref(ref, train_tok, val_tok, 2 * batch_size, reduction, ref_cache_dir, show_progress, dtype)
-    if method == "loop":
+    if method == "loop":  # the slow reference forms g_val by its own loop too
         return influence_loop(model, train_tok, ref_train, val_tok, ref_val, beta, loss_type, reduction, show_progress)
     g_val = validation_gradient(model, val_tok, ref_val, beta, loss_type, reduction, batch_size, show_progress)
-    named = trainable_parameters(model)
-    if method == "batched":
-        return batched_influence(model, train_tok, ref_train, g_val, beta, loss_type, reduction, batch_size, verify, show_progress)
-    P = RandomProjection(named, project_dim, seed=seed, kind=projection)
-    z_val = project_vector(P, model, g_val)
-    Z = projected_pair_gradients(model, train_tok, ref_train, beta, P, loss_type, reduction, batch_size, show_progress)
-    return Z @ z_val
+    target = ValidationTarget(model, g_val, method, project_dim, seed, projection)
+    return target.scores(train_tok, ref_train, beta, loss_type, reduction, batch_size, verify, show_progress)

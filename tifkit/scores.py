@@ -64,16 +64,7 @@ import pandas as pd
 import torch
 
 from tifkit import TifkitError
-from tifkit.influence import (
-    RandomProjection,
-    batched_influence,
-    dpo_loss_per_pair,
-    flat_pair_gradient,
-    project_vector,
-    projected_pair_gradients,
-    trainable_parameters,
-    validation_gradient,
-)
+from tifkit.influence import ValidationTarget, dpo_loss_per_pair, validation_gradient
 from tifkit.io import atomic_path, content_hash
 from tifkit.logprobs import TokenizedPairs, cached_pair_logprobs, model_content_hash, pair_logprobs, tokenize_pairs
 
@@ -135,13 +126,8 @@ class _Scorer:
         if self.method == "none":
             return
         ref_val = self.ref_logps(val_tok)
-        self.g_val = validation_gradient(policy, val_tok, ref_val, beta, loss_type, params.reduction, params.batch_size, show_progress)
-        named = trainable_parameters(policy)
-        if self.method == "loop":
-            self.g_flat = torch.cat([g.reshape(-1) for g in self.g_val]).double()
-        elif self.method == "projected":
-            self.P = RandomProjection(named, params.project_dim, seed=params.project_seed)
-            self.z_val = project_vector(self.P, policy, self.g_val)
+        g_val = validation_gradient(policy, val_tok, ref_val, beta, loss_type, params.reduction, params.batch_size, show_progress)
+        self.target = ValidationTarget(policy, g_val, self.method, params.project_dim, params.project_seed)
 
     def ref_logps(self, tok: TokenizedPairs):
         kw = dict(batch_size=self.p.batch_size, reduction=self.p.reduction, show_progress=False)
@@ -150,13 +136,9 @@ class _Scorer:
         return cached_pair_logprobs(self.ref, tok, self.cache_dir, model_hash=self.ref_hash, **kw)
 
     def influence(self, tok: TokenizedPairs, ref_lp, chunk_index: int) -> np.ndarray:
-        p, args = self.p, (self.beta, self.loss_type, self.p.reduction)
-        if self.method == "batched":  # autograd check on the first batch of chunk 0 only: rank-independent
-            return batched_influence(self.policy, tok, ref_lp, self.g_val, *args, p.batch_size, chunk_index == 0, False)
-        if self.method == "loop":
-            return np.array([float(flat_pair_gradient(self.policy, tok, ref_lp, i, *args).double() @ self.g_flat) for i in range(len(tok))])
-        Z = projected_pair_gradients(self.policy, tok, ref_lp, self.beta, self.P, self.loss_type, p.reduction, p.batch_size, False)
-        return Z @ self.z_val
+        # the batched path's autograd check runs on the first batch of chunk 0 only: rank-independent
+        return self.target.scores(tok, ref_lp, self.beta, self.loss_type, self.p.reduction, self.p.batch_size,
+                                  verify=chunk_index == 0, show_progress=False)
 
     def chunk(self, tok: TokenizedPairs, chunk_index: int) -> pd.DataFrame:
         """pair_id and every computed column except `tif`, for the pairs of `tok`."""
