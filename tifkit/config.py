@@ -1,8 +1,8 @@
 """Typed, validated run parameters loaded from ``params/*.yaml``.
 
 A params file is a YAML mapping whose top-level keys are sections (``run``, ``world``, ``data``,
-``model``, ``sft``, ``train``, ``score``, ``select``, ``eval``). Each section is a dataclass owned by
-the module that uses it; this file only assembles and validates them. A file may start from another
+``model``, ``sft``, ``train``, ``score``, ``select``, ``eval``). Each section is a dataclass defined
+here (the ground floor: this file imports no method module) and used by one module. A file may start from another
 with ``base: other.yaml`` (path relative to the file) and override only what differs, nanoGPT-style.
 
 Every mistake a user can make gives one sentence naming the key and the file::
@@ -23,13 +23,231 @@ from typing import Any, Literal
 import yaml
 
 from tifkit import TifkitError
-from tifkit.data import DataParams
-from tifkit.evaluate import EvalParams
-from tifkit.models import ModelParams
-from tifkit.scores import ScoreParams
-from tifkit.select import SelectParams
-from tifkit.train import SFTParams, TrainParams
-from tifkit.world import WorldConfig
+
+# ------------------------------------------------------------------------------ parameter sections
+# Every section of a params file is one dataclass here, so that this module is the ground floor:
+# it imports no method module, and each method module imports its section from here (the names
+# stay importable from their modules too: ``tifkit.world.WorldConfig`` is this class).
+
+Rule = Literal[
+    "full", "random", "top-if", "tif", "lossdiff", "irm", "lossdiff-irm", "rm-margin", "annotation-gap"
+]
+
+
+# ---- world
+@dataclass
+class WorldConfig:
+    """Parameters of the built-in world (section ``world:`` of a params file)."""
+
+    alphabet: str = "abcdefghijklmnop"
+    min_len: int = 3
+    max_len: int = 8
+    n_sft: int = 3000  # SFT demonstrations
+    n_train: int = 2000  # D_tr pairs
+    n_val: int = 200  # D_val pairs
+    n_test: int = 300  # D_test prompts
+    n_rm: int = 1000  # separate labelled pairs to train the reward-model baseline
+    # generator strengths: probability that each position of the response is right
+    strengths: list[float] = field(default_factory=lambda: [0.95, 0.8, 0.6, 0.4])
+    p_append: float = 0.1  # chance a generator appends 1-2 junk letters
+    p_drop: float = 0.1  # chance a generator drops one letter
+    verbose_suffix: str = "!!"  # the sign-off a "verbose" writer adds; the oracle counts it as extra length
+    p_verbose: float = 0.4  # chance a generated pair response carries the suffix
+    sft_exact: float = 0.5  # fraction of SFT demonstrations whose letters are exactly right
+    sft_verbose: float = 0.6  # fraction of SFT demonstrations with the suffix (greedy SFT inherits the habit)
+    bt_temperature: float = 0.05  # Bradley-Terry temperature on the oracle gap
+    flip_rate: float = 0.15  # fraction of D_tr (and reward-model) pairs mislabelled
+    systematic: float = 0.8  # share of the flips drawn among "longer answer is worse" pairs ...
+    bias_min_len: int = 6  # ... whose prompt has at least this many letters (the annotator's blind spot)
+    val_flip_rate: float = 0.0  # label noise of D_val (a small, carefully labelled set by default)
+    annotation_noise: float = 1.0  # std of the annotation score noise (1-10 scale)
+    annotation_length_bonus: float = 1.0  # annotation points per extra letter (annotator bias)
+
+    def __post_init__(self):
+        if not self.alphabet or len(set(self.alphabet)) != len(self.alphabet) or not self.alphabet.isalpha():
+            raise ValueError("world.alphabet must be distinct letters")
+        if not 1 <= self.min_len <= self.max_len:
+            raise ValueError("world.min_len must be >= 1 and <= world.max_len")
+        for name in ("flip_rate", "systematic", "val_flip_rate", "p_append", "p_drop", "sft_exact", "p_verbose",
+                     "sft_verbose"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"world.{name} must lie in [0, 1], got {v}")
+        if not self.strengths or any(not 0.0 <= s <= 1.0 for s in self.strengths):
+            raise ValueError("world.strengths must be a non-empty list of numbers in [0, 1]")
+
+
+# ---- data
+@dataclass
+class DataParams:
+    """Where the pairs come from and how they are cleaned (the ``data:`` section of params/*.yaml)."""
+
+    source: Literal["world", "hub", "jsonl", "parquet"] = "world"
+    path: str | None = None  # hub dataset id (or a saved datasets folder), or a local file
+    split: str = "train_prefs"  # hub split
+    hub_config: str | None = None  # hub dataset configuration name, if it has several
+    on_bad_rows: Literal["drop", "error"] = "drop"
+    max_tokens: int | None = None  # max tokens of prompt+chosen and of prompt+rejected; needs a tokenizer
+    max_pairs: int | None = None  # keep a seeded random subset of this many clean pairs (original order)
+    seed: int = 0
+    id_column: str | None = None  # None: "pair_id", then "prompt_id", then a content hash
+    columns: dict[str, str] = field(default_factory=dict)  # rename source columns, e.g. {"question": "prompt"}
+    keep_columns: list[str] = field(default_factory=list)  # extra source columns to keep
+    verbose: bool = True  # print the cleaning summary (it is always logged)
+    # D_val for data other than the world: held out from the cleaned pairs by `seed`;
+    # >= 1 is a count, < 1 a fraction
+    val_size: float = 0.05
+
+
+# ---- models
+@dataclass
+class LoraParams:
+    """LoRA adapters (peft). Off by default; on for the 8B families."""
+
+    enabled: bool = False
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list[str] | None = None  # None: peft's default for the architecture
+
+
+@dataclass
+class ModelParams:
+    """Section ``model:`` of a params file."""
+
+    family: str = "llama"  # a tiny family (llama, qwen, pythia, gpt2) or a free name for a real one
+    name_or_path: str | None = None  # hub id or local path of a real checkpoint; None: tiny family
+    tokenizer: str | None = None  # defaults to name_or_path
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
+    device: str = "auto"  # auto: cuda if available, else cpu
+    trust_remote_code: bool = False
+    revision: str | None = None
+    # size of the tiny families
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+    max_positions: int = 64
+    lora: LoraParams = field(default_factory=LoraParams)
+
+    @property
+    def is_tiny(self) -> bool:
+        return self.name_or_path is None
+
+
+# ---- train
+@dataclass
+class SFTParams:
+    """Section ``sft:`` (tiny families only; real families start from a given SFT checkpoint)."""
+
+    steps: int = 400
+    batch_size: int = 64
+    lr: float = 3e-3
+    warmup_steps: int = 30
+    weight_decay: float = 0.0
+
+
+@dataclass
+class TrainParams:
+    """Section ``train:``: the DPO / SLiC stages."""
+
+    objective: Literal["dpo", "slic"] = "dpo"
+    beta: float = 0.3
+    lr: float = 1e-4
+    batch_size: int = 32
+    grad_accum: int = 1
+    warmup_epochs: float = 1.0  # warm-up stage on D_tr
+    val_epochs: float = 1.0  # validation model on D_val
+    continue_epochs: float = 2.0  # continuation on the selected subset
+    val_start: Literal["warmup", "sft"] = "warmup"  # where the validation model starts (our decision)
+    max_length: int | None = 128
+    lr_scheduler: str = "constant"
+    optimizer: str = "adamw_torch"
+    precompute_ref_log_probs: bool = False
+    logging_steps: int = 10
+
+
+# ---- scores
+@dataclass
+class ScoreParams:
+    """Section ``score:``."""
+
+    batch_size: int = 32
+    reduction: Literal["sum", "mean"] = "sum"
+    influence: Literal["batched", "loop", "projected", "none"] = "batched"
+    project_dim: int | None = None
+    project_seed: int = 0
+    chunk_size: int = 512  # pairs per resumable shard
+    tif_keep: float = 0.64  # width of the middle IF band flagged as TIF
+    # reward-model margin baseline: a sequence-classification checkpoint (path or hub id); with the
+    # built-in world and no checkpoint, a tiny reward model is trained on the world's separate
+    # labelled pairs (world.n_rm), never on the oracle
+    reward_model: str | None = None
+    rm_steps: int = 400
+    max_length: int | None = None  # DPOConfig.max_length of training (TRL truncation); None: no truncation
+
+
+# ---- select
+@dataclass
+class SelectParams:
+    """Parameters of the `select` section.
+
+    rule: which selection rule to apply (see the module docstring).
+    keep: fraction of pairs kept, in (0, 1]; the count is round(keep * n). Ignored by `full`.
+    seed: seed of the `random` rule.
+    band_center: centre (as a percentile in [0, 1]) of the bands of `tif`, `lossdiff`, `irm` and
+        `lossdiff-irm`; 0.5 is the paper's middle band.
+    tif_lo, tif_hi: explicit TIF percentile edges in [0, 1]. Both given: they win over `keep`.
+        One given: the other is that edge plus/minus `keep`. Neither: a band of width `keep`
+        centred at `band_center`.
+    if_sign, lossdiff_sign, irm_sign: +1 or -1, multiplied into the score before ranking (flip
+        when a score table uses the opposite sign convention; matters for top-if and for
+        off-centre bands).
+    top_if_largest: `top-if` keeps the largest (True) or smallest (False) signed IF.
+    column: read this column instead of the rule's default one (single-score rules only), e.g. a
+        second IF column computed with another projection.
+    """
+
+    rule: Rule = "lossdiff-irm"
+    keep: float = 0.64
+    seed: int = 0
+    band_center: float = 0.5
+    tif_lo: float | None = None
+    tif_hi: float | None = None
+    if_sign: int = 1
+    lossdiff_sign: int = 1
+    irm_sign: int = 1
+    top_if_largest: bool = True
+    column: str | None = None
+
+
+# ---- evaluate
+@dataclass
+class EvalParams:
+    """The `evaluate` section of the parameters. Every field has a default."""
+
+    judge: Literal["oracle", "reward_model", "llm"] = "oracle"
+    reward_model: str = ""  # path or hub id of a sequence-classification checkpoint
+    trust_remote_code: bool = False
+    llm_base_url: str = "https://api.openai.com/v1"  # any OpenAI-compatible endpoint
+    llm_model: str = "gpt-4o"
+    api_key_env: str = "OPENAI_API_KEY"  # name of the env var holding the key ("" = no key)
+    timeout: float = 60.0  # seconds per judge request
+    max_retries: int = 5
+    requests_per_minute: int = 60  # 0 = no limit
+    concurrency: int = 4  # judge requests in flight at once
+    prompt_sets: list[str] = field(default_factory=lambda: ["world"])  # names or JSONL paths
+    max_new_tokens: int = 128
+    do_sample: bool = False  # greedy unless set
+    temperature: float = 1.0
+    top_p: float = 1.0
+    batch_size: int = 16
+    chat_template: Literal["auto", "on", "off"] = "auto"  # auto: when the tokenizer has one
+    single_score: bool = True  # also score the policy's responses alone (extra calls for LLM)
+    n_bootstrap: int = 1000
+    seed: int = 0
+    max_prompts: int | None = None  # the first N prompts of each set
+
+
 
 
 @dataclass

@@ -43,6 +43,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from tifkit import TifkitError
+from tifkit.config import DataParams  # noqa: F401  (parameter section; lives in config.py)
 from tifkit.io import atomic_path, content_hash
 
 log = logging.getLogger(__name__)
@@ -50,27 +51,6 @@ log = logging.getLogger(__name__)
 REQUIRED = ("prompt", "chosen", "rejected")
 SCORES = ("score_chosen", "score_rejected")
 REASONS = ("missing_field", "non_text", "empty_response", "identical_responses", "duplicate_id", "too_long")
-
-
-@dataclass
-class DataParams:
-    """Where the pairs come from and how they are cleaned (the ``data:`` section of params/*.yaml)."""
-
-    source: Literal["world", "hub", "jsonl", "parquet"] = "world"
-    path: str | None = None  # hub dataset id (or a saved datasets folder), or a local file
-    split: str = "train_prefs"  # hub split
-    hub_config: str | None = None  # hub dataset configuration name, if it has several
-    on_bad_rows: Literal["drop", "error"] = "drop"
-    max_tokens: int | None = None  # max tokens of prompt+chosen and of prompt+rejected; needs a tokenizer
-    max_pairs: int | None = None  # keep a seeded random subset of this many clean pairs (original order)
-    seed: int = 0
-    id_column: str | None = None  # None: "pair_id", then "prompt_id", then a content hash
-    columns: dict[str, str] = field(default_factory=dict)  # rename source columns, e.g. {"question": "prompt"}
-    keep_columns: list[str] = field(default_factory=list)  # extra source columns to keep
-    verbose: bool = True  # print the cleaning summary (it is always logged)
-    # D_val for data other than the world: held out from the cleaned pairs by `seed`;
-    # >= 1 is a count, < 1 a fraction
-    val_size: float = 0.05
 
 
 @dataclass

@@ -21,36 +21,10 @@ import numpy as np
 import pandas as pd
 
 from tifkit import TifkitError
+from tifkit.config import EvalParams  # noqa: F401  (parameter section; lives in config.py)
 from tifkit.io import atomic_write_text, content_hash, write_parquet
 from tifkit.judges import (VALUES, Judge, LLMJudge, OracleJudge, RewardModelJudge, ScoreJudge,
                            Verdict)
-
-
-@dataclass
-class EvalParams:
-    """The `evaluate` section of the parameters. Every field has a default."""
-
-    judge: Literal["oracle", "reward_model", "llm"] = "oracle"
-    reward_model: str = ""  # path or hub id of a sequence-classification checkpoint
-    trust_remote_code: bool = False
-    llm_base_url: str = "https://api.openai.com/v1"  # any OpenAI-compatible endpoint
-    llm_model: str = "gpt-4o"
-    api_key_env: str = "OPENAI_API_KEY"  # name of the env var holding the key ("" = no key)
-    timeout: float = 60.0  # seconds per judge request
-    max_retries: int = 5
-    requests_per_minute: int = 60  # 0 = no limit
-    concurrency: int = 4  # judge requests in flight at once
-    prompt_sets: list[str] = field(default_factory=lambda: ["world"])  # names or JSONL paths
-    max_new_tokens: int = 128
-    do_sample: bool = False  # greedy unless set
-    temperature: float = 1.0
-    top_p: float = 1.0
-    batch_size: int = 16
-    chat_template: Literal["auto", "on", "off"] = "auto"  # auto: when the tokenizer has one
-    single_score: bool = True  # also score the policy's responses alone (extra calls for LLM)
-    n_bootstrap: int = 1000
-    seed: int = 0
-    max_prompts: int | None = None  # the first N prompts of each set
 
 
 def gen_params_of(params: EvalParams) -> dict:

@@ -19,42 +19,9 @@ from typing import Literal
 import torch
 
 from tifkit import TifkitError
+from tifkit.config import LoraParams, ModelParams  # noqa: F401  (parameter section; lives in config.py)
 
 TINY_FAMILIES = ("llama", "qwen", "pythia", "gpt2")
-
-
-@dataclass
-class LoraParams:
-    """LoRA adapters (peft). Off by default; on for the 8B families."""
-
-    enabled: bool = False
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
-    target_modules: list[str] | None = None  # None: peft's default for the architecture
-
-
-@dataclass
-class ModelParams:
-    """Section ``model:`` of a params file."""
-
-    family: str = "llama"  # a tiny family (llama, qwen, pythia, gpt2) or a free name for a real one
-    name_or_path: str | None = None  # hub id or local path of a real checkpoint; None: tiny family
-    tokenizer: str | None = None  # defaults to name_or_path
-    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
-    device: str = "auto"  # auto: cuda if available, else cpu
-    trust_remote_code: bool = False
-    revision: str | None = None
-    # size of the tiny families
-    hidden_size: int = 64
-    num_layers: int = 2
-    num_heads: int = 4
-    max_positions: int = 64
-    lora: LoraParams = field(default_factory=LoraParams)
-
-    @property
-    def is_tiny(self) -> bool:
-        return self.name_or_path is None
 
 
 def resolve_device(device: str = "auto") -> torch.device:

@@ -64,30 +64,12 @@ import pandas as pd
 import torch
 
 from tifkit import TifkitError
+from tifkit.config import ScoreParams  # noqa: F401  (parameter section; lives in config.py)
 from tifkit.influence import ValidationTarget, dpo_loss_per_pair, validation_gradient
 from tifkit.io import atomic_path, content_hash
 from tifkit.logprobs import TokenizedPairs, cached_pair_logprobs, model_content_hash, pair_logprobs, tokenize_pairs
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class ScoreParams:
-    """Section ``score:``."""
-
-    batch_size: int = 32
-    reduction: Literal["sum", "mean"] = "sum"
-    influence: Literal["batched", "loop", "projected", "none"] = "batched"
-    project_dim: int | None = None
-    project_seed: int = 0
-    chunk_size: int = 512  # pairs per resumable shard
-    tif_keep: float = 0.64  # width of the middle IF band flagged as TIF
-    # reward-model margin baseline: a sequence-classification checkpoint (path or hub id); with the
-    # built-in world and no checkpoint, a tiny reward model is trained on the world's separate
-    # labelled pairs (world.n_rm), never on the oracle
-    reward_model: str | None = None
-    rm_steps: int = 400
-    max_length: int | None = None  # DPOConfig.max_length of training (TRL truncation); None: no truncation
 
 
 PASS_THROUGH = ("score_chosen", "score_rejected")

@@ -35,10 +35,8 @@ import pandas as pd
 from scipy import stats
 
 from tifkit import TifkitError
+from tifkit.config import Rule, SelectParams  # noqa: F401  (parameter section; lives in config.py)
 
-Rule = Literal[
-    "full", "random", "top-if", "tif", "lossdiff", "irm", "lossdiff-irm", "rm-margin", "annotation-gap"
-]
 RULES: tuple[str, ...] = get_args(Rule)
 
 # Where each score column comes from, for the "missing column" message.
@@ -50,39 +48,6 @@ _SOURCES = {
     "score_chosen": "the data source's annotation scores (tifkit.data.load_pairs keeps them when present)",
     "score_rejected": "the data source's annotation scores (tifkit.data.load_pairs keeps them when present)",
 }
-
-
-@dataclass
-class SelectParams:
-    """Parameters of the `select` section.
-
-    rule: which selection rule to apply (see the module docstring).
-    keep: fraction of pairs kept, in (0, 1]; the count is round(keep * n). Ignored by `full`.
-    seed: seed of the `random` rule.
-    band_center: centre (as a percentile in [0, 1]) of the bands of `tif`, `lossdiff`, `irm` and
-        `lossdiff-irm`; 0.5 is the paper's middle band.
-    tif_lo, tif_hi: explicit TIF percentile edges in [0, 1]. Both given: they win over `keep`.
-        One given: the other is that edge plus/minus `keep`. Neither: a band of width `keep`
-        centred at `band_center`.
-    if_sign, lossdiff_sign, irm_sign: +1 or -1, multiplied into the score before ranking (flip
-        when a score table uses the opposite sign convention; matters for top-if and for
-        off-centre bands).
-    top_if_largest: `top-if` keeps the largest (True) or smallest (False) signed IF.
-    column: read this column instead of the rule's default one (single-score rules only), e.g. a
-        second IF column computed with another projection.
-    """
-
-    rule: Rule = "lossdiff-irm"
-    keep: float = 0.64
-    seed: int = 0
-    band_center: float = 0.5
-    tif_lo: float | None = None
-    tif_hi: float | None = None
-    if_sign: int = 1
-    lossdiff_sign: int = 1
-    irm_sign: int = 1
-    top_if_largest: bool = True
-    column: str | None = None
 
 
 @dataclass

@@ -22,42 +22,12 @@ import torch
 from tqdm.auto import tqdm
 
 from tifkit import TifkitError
+from tifkit.config import SFTParams, TrainParams  # noqa: F401  (parameter section; lives in config.py)
 from tifkit.io import save_stage  # noqa: F401  (re-exported: stages save through it)
 
 log = logging.getLogger(__name__)
 
 LOSS_TYPES = {"dpo": "sigmoid", "slic": "hinge"}
-
-
-@dataclass
-class SFTParams:
-    """Section ``sft:`` (tiny families only; real families start from a given SFT checkpoint)."""
-
-    steps: int = 400
-    batch_size: int = 64
-    lr: float = 3e-3
-    warmup_steps: int = 30
-    weight_decay: float = 0.0
-
-
-@dataclass
-class TrainParams:
-    """Section ``train:``: the DPO / SLiC stages."""
-
-    objective: Literal["dpo", "slic"] = "dpo"
-    beta: float = 0.3
-    lr: float = 1e-4
-    batch_size: int = 32
-    grad_accum: int = 1
-    warmup_epochs: float = 1.0  # warm-up stage on D_tr
-    val_epochs: float = 1.0  # validation model on D_val
-    continue_epochs: float = 2.0  # continuation on the selected subset
-    val_start: Literal["warmup", "sft"] = "warmup"  # where the validation model starts (our decision)
-    max_length: int | None = 128
-    lr_scheduler: str = "constant"
-    optimizer: str = "adamw_torch"
-    precompute_ref_log_probs: bool = False
-    logging_steps: int = 10
 
 
 def _set_seed(seed: int) -> None:

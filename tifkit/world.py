@@ -37,53 +37,12 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
+from tifkit.config import WorldConfig  # noqa: F401  (parameter section; lives in config.py)
 
 # Bump when the generation code changes what a (config, seed) produces: cached models are keyed by it.
 WORLD_VERSION = 2
 PROMPT_PREFIX = "sort "
 PROMPT_SUFFIX = ":"
-
-
-@dataclass
-class WorldConfig:
-    """Parameters of the built-in world (section ``world:`` of a params file)."""
-
-    alphabet: str = "abcdefghijklmnop"
-    min_len: int = 3
-    max_len: int = 8
-    n_sft: int = 3000  # SFT demonstrations
-    n_train: int = 2000  # D_tr pairs
-    n_val: int = 200  # D_val pairs
-    n_test: int = 300  # D_test prompts
-    n_rm: int = 1000  # separate labelled pairs to train the reward-model baseline
-    # generator strengths: probability that each position of the response is right
-    strengths: list[float] = field(default_factory=lambda: [0.95, 0.8, 0.6, 0.4])
-    p_append: float = 0.1  # chance a generator appends 1-2 junk letters
-    p_drop: float = 0.1  # chance a generator drops one letter
-    verbose_suffix: str = "!!"  # the sign-off a "verbose" writer adds; the oracle counts it as extra length
-    p_verbose: float = 0.4  # chance a generated pair response carries the suffix
-    sft_exact: float = 0.5  # fraction of SFT demonstrations whose letters are exactly right
-    sft_verbose: float = 0.6  # fraction of SFT demonstrations with the suffix (greedy SFT inherits the habit)
-    bt_temperature: float = 0.05  # Bradley-Terry temperature on the oracle gap
-    flip_rate: float = 0.15  # fraction of D_tr (and reward-model) pairs mislabelled
-    systematic: float = 0.8  # share of the flips drawn among "longer answer is worse" pairs ...
-    bias_min_len: int = 6  # ... whose prompt has at least this many letters (the annotator's blind spot)
-    val_flip_rate: float = 0.0  # label noise of D_val (a small, carefully labelled set by default)
-    annotation_noise: float = 1.0  # std of the annotation score noise (1-10 scale)
-    annotation_length_bonus: float = 1.0  # annotation points per extra letter (annotator bias)
-
-    def __post_init__(self):
-        if not self.alphabet or len(set(self.alphabet)) != len(self.alphabet) or not self.alphabet.isalpha():
-            raise ValueError("world.alphabet must be distinct letters")
-        if not 1 <= self.min_len <= self.max_len:
-            raise ValueError("world.min_len must be >= 1 and <= world.max_len")
-        for name in ("flip_rate", "systematic", "val_flip_rate", "p_append", "p_drop", "sft_exact", "p_verbose",
-                     "sft_verbose"):
-            v = getattr(self, name)
-            if not 0.0 <= v <= 1.0:
-                raise ValueError(f"world.{name} must lie in [0, 1], got {v}")
-        if not self.strengths or any(not 0.0 <= s <= 1.0 for s in self.strengths):
-            raise ValueError("world.strengths must be a non-empty list of numbers in [0, 1]")
 
 
 @dataclass
