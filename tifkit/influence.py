@@ -62,13 +62,19 @@ except Exception:  # pragma: no cover
 # ----------------------------------------------------------------------------------------------------
 # Loss
 # ----------------------------------------------------------------------------------------------------
+def implicit_reward_margin(policy_logps_w, policy_logps_l, ref_w, ref_l, beta: float):
+    """IRM, the implicit reward margin h = beta * ((policy_w - ref_w) - (policy_l - ref_l)): the one
+    definition every module uses (scores, experiments, losses). Torch tensors or numpy arrays."""
+    return beta * ((policy_logps_w - ref_w) - (policy_logps_l - ref_l))
+
+
 def dpo_loss_per_pair(policy_logps_w, policy_logps_l, ref_w, ref_l, beta: float, loss_type: LossType = "sigmoid"):
     """Per-pair preference loss: DPO (`sigmoid`: -log sigmoid(h)) or SLiC (`hinge`: max(0, 1 - h)).
 
-    h = beta * ((policy_w - ref_w) - (policy_l - ref_l)). Works on torch tensors (differentiable)
-    and on numpy arrays; returns the same kind. Matches TRL's DPOTrainer `loss_type` of the same name.
+    h = implicit_reward_margin(...). Works on torch tensors (differentiable) and on numpy arrays;
+    returns the same kind. Matches TRL's DPOTrainer `loss_type` of the same name.
     """
-    h = beta * ((policy_logps_w - ref_w) - (policy_logps_l - ref_l))
+    h = implicit_reward_margin(policy_logps_w, policy_logps_l, ref_w, ref_l, beta)
     if torch.is_tensor(h):
         if loss_type == "sigmoid":
             return -F.logsigmoid(h)

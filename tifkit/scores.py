@@ -65,7 +65,7 @@ import torch
 
 from tifkit import TifkitError
 from tifkit.config import ScoreParams  # noqa: F401  (parameter section; lives in config.py)
-from tifkit.influence import ValidationTarget, dpo_loss_per_pair, validation_gradient
+from tifkit.influence import ValidationTarget, dpo_loss_per_pair, implicit_reward_margin, validation_gradient
 from tifkit.io import atomic_path, content_hash
 from tifkit.logprobs import TokenizedPairs, cached_pair_logprobs, model_content_hash, pair_logprobs, tokenize_pairs
 
@@ -135,7 +135,7 @@ class _Scorer:
             "logp_policy_chosen": pc, "logp_policy_rejected": pr,
             "logp_ref_chosen": rc, "logp_ref_rejected": rr,
             "logp_val_chosen": vc, "logp_val_rejected": vr,
-            "irm": self.beta * ((pc - rc) - (pr - rr)),
+            "irm": implicit_reward_margin(pc, pr, rc, rr, self.beta),
             "loss_policy": loss_policy, "loss_val": loss_val, "lossdiff": loss_policy - loss_val,
         }
         if self.method != "none":
