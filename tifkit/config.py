@@ -178,6 +178,16 @@ class ScoreParams:
     project_seed: int = 0
     chunk_size: int = 512  # pairs per resumable shard
     tif_keep: float = 0.64  # width of the middle IF band flagged as TIF
+    # what IF measures (influence.py): val_loss = grad of the mean validation loss (the paper's IF);
+    # val_margin = grad of the mean validation implicit-reward margin (no sigmoid(-h) weights on the
+    # validation side); unweighted = margin gradients on both sides (no weights at all)
+    if_measure: Literal["val_loss", "val_margin", "unweighted"] = "val_loss"
+    # scoring precision: model = the models as loaded (model.dtype); float32 / bfloat16 cast copies
+    # (bfloat16 keeps float32 log-softmax, g_val and IF accumulation)
+    dtype: Literal["model", "float32", "bfloat16"] = "model"
+    # memory the scoring run may use, GiB; None = the device's free memory (CUDA) or available RAM (CPU).
+    # An estimate is printed before scoring; a run that will not fit stops with an error first
+    memory_budget_gb: float | None = None
     # reward-model margin baseline: a sequence-classification checkpoint (path or hub id); with the
     # built-in world and no checkpoint, a tiny reward model is trained on the world's separate
     # labelled pairs (world.n_rm), never on the oracle
@@ -257,6 +267,9 @@ class RunParams:
     name: str = "tiny"
     seed: int = 0
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # seeds of multi-seed reports (batch)
+    # initialization/training seed (model init, SFT and DPO batch order, reward model), apart from the
+    # world/data seed (`seed`, `seeds`); None = the world seed (run folders then keep their old hash)
+    model_seed: int | None = None
     root: str = "runs"  # run folders live under here, keyed by the parameters' content hash
     show_progress: bool = True
     # rules the batch trains and evaluates (each at select.keep)

@@ -58,11 +58,18 @@ class Context:
     device: torch.device
     world: object | None = None
     sft_demos: pd.DataFrame | None = None
+    model_seed: int | None = None  # run.model_seed; None = the world seed
     _models: dict = field(default_factory=dict)
 
     @property
     def p(self) -> Params:
         return self.params
+
+    @property
+    def train_seed(self) -> int:
+        """Seed of model initialization and training (SFT, DPO stages, reward model); `seed` is the
+        world/data seed."""
+        return self.seed if self.model_seed is None else self.model_seed
 
     def model_dir(self, name: str) -> Path:
         return self.run_dir / "models" / name
@@ -73,6 +80,8 @@ def _training_key(p: Params, seed: int) -> str:
     d = p.to_dict()
     keep = {k: d[k] for k in ("world", "data", "model", "sft", "train")}
     keep["seed"] = seed
+    if p.run.model_seed is not None:  # absent when None, so existing run folders keep their hash
+        keep["model_seed"] = p.run.model_seed
     if p.data.source == "world":
         from tifkit.world import WORLD_VERSION
 
@@ -91,7 +100,8 @@ def prepare(params: Params, seed: int | None = None) -> Context:
 
     seed = params.run.seed if seed is None else seed
     p = params
-    run_dir = Path(p.run.root) / f"{p.run.name}-s{seed}-{_training_key(p, seed)}"
+    mtag = "" if p.run.model_seed is None else f"m{p.run.model_seed}"
+    run_dir = Path(p.run.root) / f"{p.run.name}-s{seed}{mtag}-{_training_key(p, seed)}"
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "params.yaml", dump_params(p))
     device = resolve_device(p.model.device)
@@ -135,7 +145,8 @@ def prepare(params: Params, seed: int | None = None) -> Context:
     for name, df in (("train", train), ("val", val)):
         write_parquet(df, data_dir / f"{name}.parquet")
     return Context(params=p, seed=seed, run_dir=run_dir, train=train, val=val, test_prompts=test_prompts,
-                   tokenizer=tokenizer, device=device, world=world, sft_demos=sft_demos)
+                   tokenizer=tokenizer, device=device, world=world, sft_demos=sft_demos,
+                   model_seed=p.run.model_seed)
 
 
 # ------------------------------------------------------------------------------------------- models
@@ -196,16 +207,16 @@ def sft_stage(ctx: Context) -> Path | str:
     m = p.model
     key = content_hash({"model": dataclasses.asdict(m), "sft": dataclasses.asdict(p.sft)}, 8)
     wkey = world_key(p.world, ctx.seed) if p.data.source == "world" else "data"
-    out = Path(p.run.root) / "cache" / "sft" / f"{m.family}-{wkey}-s{ctx.seed}-{key}"
+    out = Path(p.run.root) / "cache" / "sft" / f"{m.family}-{wkey}-s{ctx.train_seed}-{key}"
     if stage_done(out):
         return out
     if ctx.sft_demos is None:
         raise TifkitError("Tiny families learn the task from the built-in world's demonstrations: use data.source: "
                           "world, or set model.name_or_path to a real SFT checkpoint.")
     say(f"SFT {m.family} ({p.sft.steps} steps) -> {out}")
-    model = build_tiny_model(m.family, ctx.tokenizer, seed=ctx.seed, hidden_size=m.hidden_size,
+    model = build_tiny_model(m.family, ctx.tokenizer, seed=ctx.train_seed, hidden_size=m.hidden_size,
                              num_layers=m.num_layers, num_heads=m.num_heads, max_positions=m.max_positions)
-    model, losses = sft_train(model, ctx.tokenizer, ctx.sft_demos.prompt, ctx.sft_demos.response, p.sft, seed=ctx.seed,
+    model, losses = sft_train(model, ctx.tokenizer, ctx.sft_demos.prompt, ctx.sft_demos.response, p.sft, seed=ctx.train_seed,
                               device=str(ctx.device), show_progress=p.run.show_progress)
     save_stage(model, ctx.tokenizer, out, extra={"sft_loss": pd.DataFrame({"loss": losses})})
     return out
@@ -228,7 +239,7 @@ def _dpo_stage(ctx: Context, name: str, start: str, pairs: pd.DataFrame, epochs:
         model = load_stage(ctx, warmup_stage(ctx) if start == "warmup" else ctx.model_dir(start), trainable=True)
     say(f"{p.train.objective.upper()} stage '{name}' from {start} on {len(pairs)} pairs, {epochs:g} epochs -> {out}")
     t0 = time.time()
-    model, history = dpo_train(model, reference(ctx), ctx.tokenizer, pairs, p.train, epochs, seed=ctx.seed,
+    model, history = dpo_train(model, reference(ctx), ctx.tokenizer, pairs, p.train, epochs, seed=ctx.train_seed,
                                device=str(ctx.device), show_progress=p.run.show_progress)
     hist = pd.DataFrame([{k: v for k, v in h.items() if isinstance(v, (int, float))} for h in history])
     save_stage(model, ctx.tokenizer, out, extra={"train_log": hist})
@@ -313,7 +324,7 @@ def reward_model_stage(ctx: Context) -> Path | str | None:
     out = ctx.model_dir(f"reward-{key}")
     if not (out / "config.json").exists():
         say(f"reward model on {len(ctx.world.rm_train)} separate labelled pairs -> {out}")
-        train_reward_model(ctx.world.rm_train, ctx.tokenizer, steps=p.score.rm_steps, seed=ctx.seed,
+        train_reward_model(ctx.world.rm_train, ctx.tokenizer, steps=p.score.rm_steps, seed=ctx.train_seed,
                            hidden_size=p.model.hidden_size, num_layers=p.model.num_layers, out_dir=out,
                            progress=p.run.show_progress)
     return out
