@@ -1,4 +1,4 @@
-"""tifkit.analysis: AUROC against explicit pair counting, score reports and groups on synthetic
+"""tifkit.report, conclusions, experiments, notebooks: AUROC against explicit pair counting, score reports and groups on synthetic
 tables with known answers, model dependence, conclusions, and one toy group-training run."""
 import itertools
 from pathlib import Path
@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from tifkit import TifkitError
-from tifkit import analysis as A
+from tifkit import conclusions as C, experiments as E, notebooks as N, plots as P, report as R
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,18 +29,18 @@ def test_auroc_matches_explicit_pair_count(seed, higher):
     n = 60
     y = rng.random(n) < 0.3
     s = rng.integers(0, 6, size=n).astype(float) - 1.5 * y  # many ties, some signal
-    assert A.auroc(s, y, higher) == pytest.approx(auroc_by_pairs(s, y, higher), abs=1e-12)
+    assert R.auroc(s, y, higher) == pytest.approx(auroc_by_pairs(s, y, higher), abs=1e-12)
 
 
 def test_auroc_edges():
-    assert A.auroc([1, 2, 3, 4], [True, True, False, False]) == 1.0  # low score = positive
-    assert A.auroc([1, 2, 3, 4], [True, True, False, False], higher_is_positive=True) == 0.0
-    assert A.auroc([5, 5, 5], [True, False, True]) == 0.5
-    assert np.isnan(A.auroc([1, 2], [False, False]))
+    assert R.auroc([1, 2, 3, 4], [True, True, False, False]) == 1.0  # low score = positive
+    assert R.auroc([1, 2, 3, 4], [True, True, False, False], higher_is_positive=True) == 0.0
+    assert R.auroc([5, 5, 5], [True, False, True]) == 0.5
+    assert np.isnan(R.auroc([1, 2], [False, False]))
     with pytest.raises(TifkitError):
-        A.auroc([1.0, np.nan], [True, False])
+        R.auroc([1.0, np.nan], [True, False])
     with pytest.raises(TifkitError):
-        A.auroc([1.0, 2.0], [True])
+        R.auroc([1.0, 2.0], [True])
 
 
 def synthetic_table(n=200, seed=0):
@@ -55,9 +55,9 @@ def synthetic_table(n=200, seed=0):
 
 def test_score_report_known_answers():
     t = synthetic_table()
-    rep = A.score_report(t, keep=0.64)
+    rep = R.score_report(t, keep=0.64)
     assert list(rep.columns) == ["section", "name", "statistic", "value", "paper", "paper_lo", "paper_hi"]
-    get = lambda sec, name, stat="": A._get(rep, sec, name, stat)  # noqa: E731
+    get = lambda sec, name, stat="": R.report_value(rep, sec, name, stat)  # noqa: E731
     # AUROC: IF, IRM, rm margin, gap flag the low-IF flipped pairs perfectly; LossDiff is reversed
     for name in ("if", "irm", "rm_margin", "annotation_gap"):
         assert get("auroc", name) == pytest.approx(1.0)
@@ -82,25 +82,25 @@ def test_score_report_known_answers():
 
 def test_score_report_skips_missing_columns():
     t = synthetic_table().drop(columns=["rm_margin", "score_chosen", "score_rejected", "gt_flipped"])
-    rep = A.score_report(t)
+    rep = R.score_report(t)
     assert "auroc" not in set(rep.section)
     assert not {"rm-margin", "annotation-gap"} & set(rep.name)
 
 
 def test_aggregate_over_seeds():
-    reps = {s: A.score_report(synthetic_table(seed=s)) for s in (0, 1)}
-    agg = A.aggregate(reps, ["section", "name", "statistic"])
+    reps = {s: R.score_report(synthetic_table(seed=s)) for s in (0, 1)}
+    agg = R.aggregate(reps, ["section", "name", "statistic"])
     assert (agg.n_runs == 2).all() and "value_std" in agg and "paper" in agg
     assert len(agg) == len(reps[0])
 
 
 def test_overlap_sweep_and_venn():
     t = synthetic_table()
-    sw = A.overlap_sweep(t, keeps=(0.5, 0.64, 0.8))
+    sw = R.overlap_sweep(t, keeps=(0.5, 0.64, 0.8))
     assert set(sw.keep) == {0.5, 0.64, 0.8}
     assert (sw[sw.rule == "lossdiff-irm"].overlap == 1.0).all()
     assert (sw.n_kept == (sw.keep * 200).round()).all()
-    v = A.venn_counts(t, 0.64, rules=("tif", "top-if", "random"))
+    v = R.venn_counts(t, 0.64, rules=("tif", "top-if", "random"))
     assert sum(v[k] for k in ("100", "110", "101", "111")) == 128  # |TIF|
     assert sum(v[k] for k in ("010", "110", "011", "111")) == 128  # |top-IF|
     assert v["110"] + v["111"] == 92
@@ -108,17 +108,17 @@ def test_overlap_sweep_and_venn():
 
 def test_if_groups_sizes_and_order():
     t = synthetic_table(n=100)
-    g = A.if_groups(t)
+    g = R.if_groups(t)
     assert list(g) == ["small", "medium", "large"]
     assert [int(m.sum()) for m in g.values()] == [34, 33, 33]
     assert (sum(m.astype(int) for m in g.values()) == 1).all()  # a partition
     assert t["if"][g["small"]].max() < t["if"][g["medium"]].min() < t["if"][g["large"]].min()
-    g4 = A.if_groups(t, 4)
+    g4 = R.if_groups(t, 4)
     assert list(g4) == ["q1", "q2", "q3", "q4"] and [int(m.sum()) for m in g4.values()] == [25] * 4
-    s = A.group_summary(t, g)
+    s = R.group_summary(t, g)
     assert s.flipped_share.tolist()[0] == pytest.approx(20 / 34) and s.flipped_share.tolist()[2] == 0
     with pytest.raises(TifkitError):
-        A.if_groups(t.drop(columns=["if"]))
+        R.if_groups(t.drop(columns=["if"]))
 
 
 def test_model_dependence_synthetic():
@@ -126,7 +126,7 @@ def test_model_dependence_synthetic():
     x = t.set_index("pair_id")["if"]
     same = t.sample(frac=1.0, random_state=1)  # same values, rows shuffled: aligned by pair_id
     opposite = t.assign(**{"if": -t["if"]})
-    md = A.model_dependence({"a": t, "b": same, "c": opposite})
+    md = R.model_dependence({"a": t, "b": same, "c": opposite})
     assert md.spearman.loc["a", "b"] == pytest.approx(1.0) and md.pearson.loc["a", "c"] == pytest.approx(-1.0)
     assert md.tif_overlap.loc["a", "b"] == 1.0
     assert md.sign_disagreement.loc["a", "b"] == 0.0
@@ -135,35 +135,35 @@ def test_model_dependence_synthetic():
     assert np.allclose(md.sign_disagreement, md.sign_disagreement.T)
     pr = md.pairs()
     assert len(pr) == 3 and set(pr.columns) >= {"spearman", "tif_overlap", "sign_disagreement"}
-    assert "reproduces" in A.conclude_model_dependence(md)
-    assert "does not reproduce" in A.conclude_model_dependence(A.model_dependence({"a": t, "b": same}))
+    assert "reproduces" in C.conclude_model_dependence(md)
+    assert "does not reproduce" in C.conclude_model_dependence(R.model_dependence({"a": t, "b": same}))
     rng = np.random.default_rng(0)
     noisy = t.assign(**{"if": t["if"] + 0.5 * rng.normal(size=len(t))})
-    tight = A.model_dependence({"a": t, "b": noisy})  # within-family Spearman ~0.8
-    loose = A.model_dependence({"a": t, "b": t.assign(**{"if": rng.normal(size=len(t))})})
-    assert "families disagree more than initializations" in A.conclude_model_dependence(loose, control=tight)
-    assert "only weakly" in A.conclude_model_dependence(loose, control=loose)
+    tight = R.model_dependence({"a": t, "b": noisy})  # within-family Spearman ~0.8
+    loose = R.model_dependence({"a": t, "b": t.assign(**{"if": rng.normal(size=len(t))})})
+    assert "families disagree more than initializations" in C.conclude_model_dependence(loose, control=tight)
+    assert "only weakly" in C.conclude_model_dependence(loose, control=loose)
     with pytest.raises(TifkitError):
-        A.model_dependence({"a": t})
+        R.model_dependence({"a": t})
 
 
 def test_conclusions_follow_the_numbers():
     t = synthetic_table()
     rng = np.random.default_rng(0)
     good = t.assign(lossdiff=t["if"] + 0.3 * rng.normal(size=len(t)), irm=t["if"] + 1.0 * rng.normal(size=len(t)))
-    assert A.conclude_correlation(A.score_report(good)).startswith("Claim 4 reproduces:")
+    assert C.conclude_correlation(R.score_report(good)).startswith("Claim 4 reproduces:")
     swapped = good.assign(lossdiff=good.irm, irm=good.lossdiff)
-    assert "only in part" in A.conclude_correlation(A.score_report(swapped))
-    assert "does not reproduce" in A.conclude_correlation(A.score_report(t))  # LossDiff = -IF
+    assert "only in part" in C.conclude_correlation(R.score_report(swapped))
+    assert "does not reproduce" in C.conclude_correlation(R.score_report(t))  # LossDiff = -IF
     sw = pd.DataFrame({"keep": [0.5] * 3 + [0.64] * 3, "rule": ["lossdiff-irm", "lossdiff", "irm"] * 2,
                        "overlap": [0.8, 0.7, 0.6, 0.6, 0.7, 0.5], "n_kept": 0, "chance": [0.5] * 3 + [0.64] * 3})
-    assert "at 1 of 2 keep ratios (0.5)" in A.conclude_overlap(sw)
+    assert "at 1 of 2 keep ratios (0.5)" in C.conclude_overlap(sw)
     curves = pd.DataFrame({"group": ["small"] * 2 + ["medium"] * 2 + ["large"] * 3, "step": [0, 4, 0, 4, 0, 2, 4],
                            "val_loss": [0.69, 0.70, 0.69, 0.60, 0.69, 0.62, 0.65],
                            "val_margin": [0.0, -0.1, 0.0, 0.3, 0.0, 0.2, 0.1]})
-    assert A.conclude_groups(curves).startswith("Claim 2 reproduces.")
+    assert C.conclude_groups(curves).startswith("Claim 2 reproduces.")
     wins = pd.DataFrame({"name": ["small", "medium", "large"], "winrate": [0.4, 0.5, 0.6]})
-    assert "Claim 2 reproduces in part" in A.conclude_groups(curves, wins)
+    assert "Claim 2 reproduces in part" in C.conclude_groups(curves, wins)
 
 
 def test_rule_difference_and_benchmark_table():
@@ -175,42 +175,42 @@ def test_rule_difference_and_benchmark_table():
             rows.append(pd.DataFrame({"seed": seed, "rule": rule, "n_kept": 3, "prompt_idx": range(4),
                                       "prompt": "p", "reward_policy": 0.5, "reward_sft": 0.4, "verdict": v}))
     pp = pd.concat(rows, ignore_index=True)
-    d = A.rule_difference(pp, "lossdiff-irm", "full")
+    d = R.rule_difference(pp, "lossdiff-irm", "full")
     assert d["diff"] == pytest.approx(0.5) and d["lo"] <= d["diff"] <= d["hi"]
-    tab = A.benchmark_table({"llama": summarize(pp, n_bootstrap=200)})
+    tab = R.benchmark_table({"llama": summarize(pp, n_bootstrap=200)})
     assert tab.loc["full", "paper UltraFeedback %"] == "77.61" and tab.loc["full", "llama vs full"] == ""
     assert tab.loc["lossdiff-irm", "llama WinRate %"].startswith("87.5 [")
-    text = A.conclude_benchmark({"llama": {"per_prompt": pp}})
+    text = C.conclude_benchmark({"llama": {"per_prompt": pp}})
     assert "lossdiff-irm" not in text.split(":")[0] and "vs full +0.500" in text
     with pytest.raises(TifkitError):
-        A.rule_difference(pp, "tif", "full")
+        R.rule_difference(pp, "tif", "full")
 
 
 def test_notebook_params_scales(tmp_path):
-    p = A.notebook_params(str(ROOT / "params/tiny.yaml"), "ci")
-    assert p.world.n_train == 96 and p.run.root == A.CI_ROOT and not p.run.show_progress
-    full = A.notebook_params(str(ROOT / "params/tiny.yaml"), "full", ["train.objective=slic"])
+    p = N.notebook_params(str(ROOT / "params/tiny.yaml"), "ci")
+    assert p.world.n_train == 96 and p.run.root == N.CI_ROOT and not p.run.show_progress
+    full = N.notebook_params(str(ROOT / "params/tiny.yaml"), "full", ["train.objective=slic"])
     assert full.world.n_train == 2000 and full.run.root == "runs" and full.train.objective == "slic"
-    assert A.notebook_seeds(p, "ci") == [0] and A.notebook_seeds(full, "full") == [0, 1, 2]
-    assert A.notebook_seeds(full, "full", 4) == [4]
-    fams = A.family_params(str(ROOT / "params/tiny.yaml"), scale="ci", run_root=str(tmp_path))
-    assert {k: v.model.family for k, v in fams.items()} == {f: f for f in A.TINY_FAMILIES}
+    assert N.notebook_seeds(p, "ci") == [0] and N.notebook_seeds(full, "full") == [0, 1, 2]
+    assert N.notebook_seeds(full, "full", 4) == [4]
+    fams = N.family_params(str(ROOT / "params/tiny.yaml"), scale="ci", run_root=str(tmp_path))
+    assert {k: v.model.family for k, v in fams.items()} == {f: f for f in N.TINY_FAMILIES}
     assert fams["llama"].run.name == "tiny" and fams["qwen"].run.name == "tiny-qwen"
     with pytest.raises(TifkitError):
-        A.notebook_params(str(ROOT / "params/tiny.yaml"), "huge")
+        N.notebook_params(str(ROOT / "params/tiny.yaml"), "huge")
 
 
 def test_train_on_groups_toy(tmp_path):
     """Curves start at the warm-up model, end where the saved model is, and a rerun trains nothing."""
     from tifkit.pipeline import prepare, score_stage
 
-    p = A.notebook_params(str(ROOT / "params/tiny.yaml"), "ci", ["world.n_train=48", "world.n_val=16",
+    p = N.notebook_params(str(ROOT / "params/tiny.yaml"), "ci", ["world.n_train=48", "world.n_val=16",
                                                                  "sft.steps=20", "score.influence=batched"],
                           run_root=str(tmp_path))
     ctx = prepare(p, 0)
     table = pd.read_parquet(score_stage(ctx))
-    groups = A.if_groups(table)
-    run = A.train_on_groups(ctx, groups)
+    groups = R.if_groups(table)
+    run = E.train_on_groups(ctx, groups)
     c = run.curves
     assert set(c.group) == {"small", "medium", "large"}
     start = c[c.step == 0]
@@ -218,10 +218,10 @@ def test_train_on_groups_toy(tmp_path):
     for name, d in run.model_dirs.items():
         last = c[c.group == name].sort_values("step").iloc[-1]
         assert last.step > 0
-        m = A.validation_metrics(ctx, d)  # the saved model reproduces TRL's last logged evaluation
+        m = E.validation_metrics(ctx, d)  # the saved model reproduces TRL's last logged evaluation
         assert m["val_loss"] == pytest.approx(last.val_loss, abs=1e-5)
         assert m["val_margin"] == pytest.approx(last.val_margin, abs=1e-5)
     stamp = (run.model_dirs["small"] / "history.parquet").stat().st_mtime_ns
-    again = A.train_on_groups(ctx, groups)
+    again = E.train_on_groups(ctx, groups)
     assert (run.model_dirs["small"] / "history.parquet").stat().st_mtime_ns == stamp
     pd.testing.assert_frame_equal(again.curves, c)

@@ -20,7 +20,150 @@ import sys
 import time
 from pathlib import Path
 
+import json
+import warnings
+
+import numpy as np
+
 from tifkit import TifkitError
+from tifkit.config import load_params
+from tifkit.models import TINY_FAMILIES
+
+# The toy scale every notebook uses by default (CI, Colab): a minute or less on 2 CPU cores.
+CI_OVERRIDES = [
+    "world.n_sft=300", "world.n_train=96", "world.n_val=24", "world.n_test=32", "world.n_rm=32",
+    "model.hidden_size=32", "train.batch_size=16", "score.rm_steps=40",
+    "run.show_progress=false", "eval.batch_size=32",
+]
+
+
+CI_ROOT = "runs/nb-ci"
+
+
+def repo_root(start: str | os.PathLike | None = None) -> Path | None:
+    """The nearest folder at or above `start` (default: cwd) holding params/ and tifkit/."""
+    here = Path(start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / "params").is_dir() and (d / "tifkit").is_dir():
+            return d
+    return None
+
+
+def notebook_setup(threads: int | None = None, chdir: bool = True) -> Path:
+    """Offline, quiet, one figure style, `threads` torch threads (default: $TIFKIT_THREADS, else 1);
+    cwd moved to the repository root (notebooks/ -> ..) so that
+    params/ and runs/ paths are the same from Jupyter, papermill and Colab. Returns the cwd."""
+    import logging
+    import warnings
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    for name in ("transformers", "datasets", "trl", "accelerate"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        from datasets.utils.logging import disable_progress_bar
+        from transformers.utils import logging as hf_logging
+
+        disable_progress_bar()
+        hf_logging.disable_progress_bar()
+    except Exception:  # pragma: no cover - a library missing or changed
+        pass
+    import torch
+
+    # one thread unless told otherwise: the tiny models gain nothing from more, and on a shared
+    # machine several threads make timings erratic (docs/PERFORMANCE.md); GPUs are unaffected
+    threads = threads or int(os.environ.get("TIFKIT_THREADS", "0") or 0) or 1
+    torch.set_num_threads(threads)
+    from tifkit.plots import style
+
+    style()
+    if chdir:
+        root = repo_root()
+        if root is not None and root != Path.cwd().resolve():
+            os.chdir(root)
+    return Path.cwd()
+
+
+def notebook_params(params_file: str = "params/tiny.yaml", scale: str = "ci", overrides=(),
+                    run_root: str | None = None, progress: bool = False):
+    """Parameters of a notebook run: the params file, plus the toy overrides at ``scale="ci"``,
+    plus `overrides` ("section.key=value"), with run.root set to `run_root` (default: runs/nb-ci at
+    ci scale, the file's own run.root at full scale, so that full-scale notebooks reuse the batch's
+    cached stages). Progress bars are off unless `progress` (the stages still say what they do)."""
+    if scale not in ("ci", "full"):
+        raise TifkitError(f"scale must be 'ci' or 'full', got {scale!r}.")
+    items = list(CI_OVERRIDES) if scale == "ci" else []
+    items.append(f"run.show_progress={'true' if progress else 'false'}")
+    if run_root is None and scale == "ci":
+        run_root = CI_ROOT
+    if run_root is not None:
+        items.append(f"run.root={run_root}")
+    items += list(overrides or [])
+    return load_params(params_file, items)
+
+
+def notebook_seeds(p, scale: str = "ci", seeds=None) -> list[int]:
+    """`seeds` when given; one seed (run.seed) at ci scale; run.seeds at full scale."""
+    if seeds is not None:
+        return [int(s) for s in (seeds if isinstance(seeds, (list, tuple)) else [seeds])]
+    return [p.run.seed] if scale == "ci" else list(p.run.seeds)
+
+
+def family_params(params_file: str = "params/tiny.yaml", families=TINY_FAMILIES, params_files=None,
+                  scale: str = "ci", overrides=(), run_root: str | None = None) -> dict:
+    """{family: Params}: one params file per family (`params_files`), or `params_file` with
+    model.family set to each of `families` (run.name "<name>-<family>", the file's own family keeping
+    the plain name, as params/tiny-qwen.yaml etc. do, so their cached stages are shared)."""
+    out = {}
+    if params_files:
+        for f in params_files:
+            p = notebook_params(f, scale, overrides, run_root)
+            out[p.model.family if p.model.is_tiny else p.run.name] = p
+        return out
+    base = notebook_params(params_file, scale, overrides, run_root)
+    for fam in families:
+        extra = [] if fam == base.model.family else [f"model.family={fam}", f"run.name={base.run.name}-{fam}"]
+        out[fam] = notebook_params(params_file, scale, list(overrides or []) + extra, run_root)
+    return out
+
+
+def show(fig, path: str | os.PathLike) -> Path:
+    """Save `fig` as PNG (tifkit.plots.save) and display it inline when running under IPython."""
+    from tifkit.plots import save
+
+    path = save(fig, path)
+    try:
+        from IPython import get_ipython
+        from IPython.display import Image, display
+
+        if get_ipython() is not None:
+            display(Image(filename=str(path)))
+    except ImportError:  # pragma: no cover
+        pass
+    return path
+
+
+def save_json(obj, path: str | os.PathLike) -> Path:
+    """Write `obj` as JSON (atomic); the notebooks leave their key numbers next to their figures."""
+    from tifkit.io import atomic_write_text
+
+    return atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default))
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(type(o).__name__)
+
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 

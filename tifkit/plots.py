@@ -10,6 +10,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from tifkit.report import PAPER, ModelDependence, report_value, score_report  # noqa: E402
+
 PALETTE = {"sft": "#8c8c8c", "full": "#4c72b0", "oracle": "#55a868", "random": "#c44e52",
            "lossdiff-irm": "#8172b2", "tif": "#ccb974", "top-if": "#64b5cd", "lossdiff": "#dd8452",
            "irm": "#937860", "rm-margin": "#da8bc3", "annotation-gap": "#8c613c"}
@@ -80,5 +82,188 @@ def winrate_bars(summary: pd.DataFrame, title: str = ""):
     ax.set_xlabel("WinRate against SFT (oracle judge), 95% bootstrap interval")
     if title:
         ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------
+# Figures of the notebooks
+
+GROUP_COLORS = {"small": "#c44e52", "medium": "#55a868", "large": "#4c72b0"}
+
+
+def plot_score_scatter(table: pd.DataFrame, report: pd.DataFrame | None = None, max_points: int = 4000):
+    """LossDiff and IRM against IF, mislabelled pairs (world) in red, correlations in the titles."""
+    style()
+    report = score_report(table) if report is None else report
+    t = table.sample(min(len(table), max_points), random_state=0) if len(table) > max_points else table
+    flipped = t["gt_flipped"].to_numpy(dtype=bool) if "gt_flipped" in t else np.zeros(len(t), dtype=bool)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, col, label in zip(axes, ("lossdiff", "irm"), ("LossDiff", "IRM")):
+        ax.scatter(t["if"][~flipped], t[col][~flipped], s=8, alpha=0.5, color="#4c72b0", label="clean")
+        if flipped.any():
+            ax.scatter(t["if"][flipped], t[col][flipped], s=8, alpha=0.6, color="#c44e52", label="mislabelled")
+        ax.set_xlabel("IF (first-order influence on validation loss)")
+        ax.set_ylabel(label)
+        ax.set_title(f"{label} vs IF: Pearson {report_value(report, 'correlation', col, 'pearson'):.2f}, "
+                     f"Spearman {report_value(report, 'correlation', col, 'spearman'):.2f}")
+        ax.legend(frameon=False, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def plot_auroc(report: pd.DataFrame, std: pd.Series | None = None):
+    """Bar chart of each score's AUROC for the mislabelled pairs."""
+    style()
+    a = report[report.section == "auroc"]
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    err = a["value_std"].fillna(0).to_numpy() if "value_std" in a else None
+    names = a.name.tolist()
+    ax.bar(names, a.value, yerr=err, color=["#ccb974" if n == "if" else "#8172b2" for n in names], capsize=3)
+    ax.axhline(0.5, color="#333333", ls="--", lw=1, label="chance")
+    for i, v in enumerate(a.value):
+        ax.text(i, v + 0.02, f"{v:.2f}", ha="center", va="bottom")
+    ax.set_ylim(0, 1.1)
+    ax.set_ylabel("AUROC (low score = mislabelled)")
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_group_curves(curves: pd.DataFrame):
+    """Validation loss and margin against training steps for each IF group (mean over seeds, with
+    each seed faint when there are several)."""
+    style()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    seeds = sorted(curves.seed.unique()) if "seed" in curves else [None]
+    for ax, col, label in zip(axes, ("val_loss", "val_margin"), ("validation loss", "validation reward margin")):
+        for g in curves.group.unique():
+            c = curves[curves.group == g]
+            color = GROUP_COLORS.get(g)
+            if len(seeds) > 1:
+                for s in seeds:
+                    cs = c[c.seed == s].sort_values("step")
+                    ax.plot(cs.step, cs[col], color=color, alpha=0.25, lw=1)
+            m = c.groupby("step")[col].mean()
+            ax.plot(m.index, m.values, color=color, lw=2, marker="o", ms=3, label=f"{g} IF")
+        ax.set_xlabel("optimizer step (continuation from the warm-up model)")
+        ax.set_ylabel(label)
+        ax.legend(frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_winrates(summary: pd.DataFrame, title: str = "", name_col: str = "rule", ax=None):
+    """Horizontal WinRate-vs-SFT bars with 95% intervals, one per rule (or group)."""
+    style()
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6, 0.45 * len(summary) + 1.2))
+    s = summary.reset_index(drop=True)
+    est = s["winrate_vs_sft"] if "winrate_vs_sft" in s else s["winrate"]
+    y = np.arange(len(s))[::-1]
+    ax.barh(y, est, xerr=[est - s.winrate_lo, s.winrate_hi - est], capsize=3,
+            color=[GROUP_COLORS.get(n, color(n)) for n in s[name_col]])
+    ax.set_yticks(y, s[name_col])
+    ax.axvline(0.5, color="#333333", ls="--", lw=1)
+    if "full" in set(s[name_col]):
+        ax.axvline(float(est[s[name_col] == "full"].iloc[0]), color=color("full"), ls=":", lw=1.5)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("WinRate vs SFT (oracle judge), 95% interval")
+    if title:
+        ax.set_title(title)
+    if fig is not None:
+        fig.tight_layout()
+    return fig if fig is not None else ax.figure
+
+
+def plot_benchmark(summaries: dict[str, pd.DataFrame]):
+    """One WinRate panel per family."""
+    style()
+    n = len(summaries)
+    rows = max(len(s) for s in summaries.values())
+    fig, axes = plt.subplots(1, n, figsize=(4.6 * n, 0.42 * rows + 1.4), squeeze=False)
+    for ax, (fam, s) in zip(axes[0], summaries.items()):
+        plot_winrates(s, title=fam, ax=ax)
+    fig.tight_layout()
+    return fig
+
+
+def plot_overlap_sweep(sweep: pd.DataFrame):
+    """Overlap with TIF against the keep ratio for each rule; the paper's ranges shaded."""
+    style()
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    lo, hi = PAPER["overlap_lossdiff_irm"]
+    ax.axhspan(lo, hi, color=color("lossdiff-irm"), alpha=0.12, label="paper: LossDiff-IRM")
+    lo, hi = PAPER["overlap_single"]
+    ax.axhspan(lo, hi, color="#999999", alpha=0.12, label="paper: single proxies")
+    for rule in sweep.rule.unique():
+        s = sweep[sweep.rule == rule].groupby("keep").overlap.agg(["mean", "std"]).reset_index()
+        ax.errorbar(s.keep, s["mean"], yerr=s["std"].fillna(0), marker="o", ms=4, capsize=2, color=color(rule),
+                    lw=2.5 if rule == "lossdiff-irm" else 1.5, label=rule)
+    ch = sweep.groupby("keep").chance.mean()
+    ax.plot(ch.index, ch.values, color="#333333", ls="--", lw=1, label="chance (= keep)")
+    ax.set_xlabel("keep ratio")
+    ax.set_ylabel("overlap coefficient with the TIF selection")
+    ax.set_ylim(0, 1.02)
+    ax.legend(frameon=False, fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def plot_venn3(counts: dict, title: str = ""):
+    """A three-set Venn diagram (circles of equal size, region counts written in)."""
+    from matplotlib.patches import Circle
+
+    style()
+    fig, ax = plt.subplots(figsize=(5, 4.6))
+    centers = [(-0.55, 0.35), (0.55, 0.35), (0.0, -0.55)]
+    names = counts["rules"]
+    for (x, y), name in zip(centers, names):
+        ax.add_patch(Circle((x, y), 1.0, alpha=0.25, color=color(name)))
+        ax.add_patch(Circle((x, y), 1.0, fill=False, color=color(name), lw=1.5))
+    pos = {"100": (-1.05, 0.7), "010": (1.05, 0.7), "001": (0.0, -1.2), "110": (0.0, 0.85),
+           "101": (-0.75, -0.4), "011": (0.75, -0.4), "111": (0.0, 0.05)}
+    for k, (x, y) in pos.items():
+        ax.text(x, y, str(counts[k]), ha="center", va="center", fontsize=11)
+    for (x, y), name, dy in zip(centers, names, (1.15, 1.15, -1.15)):
+        ax.text(x, y + dy, name, ha="center", va="center", fontsize=11, weight="bold")
+    ax.set_xlim(-1.9, 1.9)
+    ax.set_ylim(-1.9, 1.75)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    ax.set_title(title or f"selections at keep; {counts['n']} pairs")
+    fig.tight_layout()
+    return fig
+
+
+def plot_dependence(md: ModelDependence, max_points: int = 3000):
+    """Spearman and sign-disagreement heatmaps, and the IF of the first two families against each other."""
+    style()
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    for ax, mat, title, cmap in ((axes[0], md.spearman, "Spearman of IF", "viridis"),
+                                 (axes[1], md.sign_disagreement, "share of pairs whose IF changes sign", "magma")):
+        im = ax.imshow(mat.to_numpy(), cmap=cmap, vmin=0 if "share" in title else -1, vmax=1 if "Spearman" in title else
+                       max(0.5, float(mat.to_numpy().max())))
+        ax.set_xticks(range(len(mat)), mat.columns)
+        ax.set_yticks(range(len(mat)), mat.index)
+        ax.grid(False)
+        lo, hi = im.get_clim()
+        for i in range(len(mat)):
+            for j in range(len(mat)):
+                v = mat.iloc[i, j]
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=9,
+                        color="black" if (v - lo) / (hi - lo) > 0.6 else "white")
+        ax.set_title(title)
+        fig.colorbar(im, ax=ax, shrink=0.8)
+    a, b = md.if_values.columns[:2]
+    v = md.if_values.sample(min(len(md.if_values), max_points), random_state=0)
+    ax = axes[2]
+    ax.scatter(v[a], v[b], s=6, alpha=0.5, color="#4c72b0")
+    ax.axhline(0, color="#333333", lw=0.8)
+    ax.axvline(0, color="#333333", lw=0.8)
+    ax.set_xlabel(f"IF under {a}")
+    ax.set_ylabel(f"IF under {b}")
+    ax.set_title(f"same pairs, {a} vs {b}")
     fig.tight_layout()
     return fig
