@@ -1,0 +1,108 @@
+"""Intervals that include training noise: a hierarchical bootstrap over seeds, then prompts.
+
+A WinRate measured on one trained model varies with the prompts it is judged on; across seeds it
+also varies with the model (initialization, batch order, world). Resampling prompts within each
+seed treats every trained model as fixed, and with a few seeds the models differ far more than the
+prompts do. `hierarchical_interval` resamples both levels: draw seeds with replacement, then
+prompts with replacement within each drawn seed, and take the mean of the per-seed means.
+
+With few seeds a plain percentile interval is too narrow (the bootstrap spread of a mean of n
+units is sqrt((n-1)/n) of its standard error, and its tails are normal rather than Student's t).
+The interval therefore uses the expanded percentile bootstrap (Hesterberg, 2015): the percentiles
+are taken at ``2 Phi(-sqrt(n/(n-1)) t_{n-1, 1-alpha/2})`` instead of ``alpha``, where n is the
+number of seeds, so that the interval matches a t interval over the seed means when the between-seed
+variation dominates. tests/test_stats.py checks its coverage on simulated experiments with a known
+between-seed variance.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from scipy import stats as _st
+
+from tifkit import TifkitError
+
+
+class SeedInterval(NamedTuple):
+    """A mean over seeds with its interval; unpacks as ``(estimate, lo, hi)`` first."""
+
+    estimate: float
+    lo: float
+    hi: float
+    per_seed: dict  # {seed: the seed's own mean}
+    n_better: int  # seeds whose mean is > 0 (for differences)
+    n_seeds: int
+
+
+def expanded_alpha(n_units: int, ci: float = 0.95) -> float:
+    """The two-sided tail mass at which the expanded percentile bootstrap reads its percentiles."""
+    alpha = 1.0 - ci
+    if n_units < 2:
+        return alpha
+    t = _st.t.ppf(1 - alpha / 2, n_units - 1)
+    return float(2 * _st.norm.cdf(-np.sqrt(n_units / (n_units - 1)) * t))
+
+
+def _groups(values, groups) -> tuple[list, list[np.ndarray]]:
+    values = np.asarray(values, dtype=float)
+    groups = np.asarray(groups)
+    if values.shape != groups.shape or values.ndim != 1:
+        raise TifkitError(f"hierarchical_interval needs one group label per value; got {values.shape} values and "
+                          f"{groups.shape} labels.")
+    keep = np.isfinite(values)  # judge errors (NaN) are left out, as in evaluate.bootstrap_interval
+    values, groups = values[keep], groups[keep]
+    labels = list(dict.fromkeys(groups.tolist()))  # first-seen order
+    return labels, [values[groups == g] for g in labels]
+
+
+def hierarchical_means(values, groups, n_bootstrap: int = 4000, seed: int = 0) -> np.ndarray:
+    """`n_bootstrap` bootstrap replicates of the mean of per-group means: groups (seeds) drawn with
+    replacement, then values (prompts) drawn with replacement within each drawn group.
+
+    Vectorised: a replicate's j-th drawn group contributes an independent within-group resample
+    mean, so each group's resample means are drawn in one block and handed out in order."""
+    labels, vals = _groups(values, groups)
+    n = len(labels)
+    if n == 0:
+        return np.full(n_bootstrap, np.nan)
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, n, size=(n_bootstrap, n))
+    seed_means = np.empty((n_bootstrap, n))
+    for g, v in enumerate(vals):
+        where = pick == g
+        k = int(where.sum())
+        if k:
+            idx = rng.integers(0, len(v), size=(k, len(v)))
+            seed_means[where] = v[idx].mean(axis=1)
+    return seed_means.mean(axis=1)
+
+
+def hierarchical_interval(values, groups, n_bootstrap: int = 4000, seed: int = 0, ci: float = 0.95,
+                          expand: bool = True) -> SeedInterval:
+    """Mean of per-group means (each seed weighs the same) with a hierarchical bootstrap interval.
+
+    `values` are per-prompt numbers (a verdict value, or the paired difference of two rules'
+    verdicts on the same prompt), `groups` the seed of each. `expand` (default) widens the
+    percentiles for few seeds (module docstring); with one seed the interval is over prompts only.
+    `n_better` counts the seeds whose own mean is above zero."""
+    labels, vals = _groups(values, groups)
+    if not labels:
+        nan = float("nan")
+        return SeedInterval(nan, nan, nan, {}, 0, 0)
+    per_seed = {lab: float(v.mean()) for lab, v in zip(labels, vals)}
+    est = float(np.mean(list(per_seed.values())))
+    means = hierarchical_means(values, groups, n_bootstrap, seed)
+    a = expanded_alpha(len(labels), ci) if expand else 1.0 - ci
+    lo, hi = np.quantile(means, [a / 2, 1 - a / 2])
+    return SeedInterval(est, float(lo), float(hi), per_seed, int(sum(m > 0 for m in per_seed.values())), len(labels))
+
+
+def paired_hierarchical_diff(a, b, groups, n_bootstrap: int = 4000, seed: int = 0, ci: float = 0.95,
+                             expand: bool = True) -> SeedInterval:
+    """Mean(a) - mean(b) on the same prompts and seeds (rows aligned), with `hierarchical_interval`."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape:
+        raise TifkitError(f"Paired scores have different lengths ({len(a)} vs {len(b)}); pass both rules' "
+                          "verdicts on the same prompts and seeds.")
+    return hierarchical_interval(a - b, groups, n_bootstrap, seed, ci, expand)
