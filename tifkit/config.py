@@ -449,9 +449,36 @@ def params_from_dict(data: dict, source: str = "<dict>") -> Params:
     return p
 
 
-def load_params(path: str | Path, overrides: dict | list[str] | None = None) -> Params:
-    """Load, merge `overrides` (a nested dict or ``key=value`` strings) and validate a params file."""
+def packaged_params() -> Path:
+    """The folder of the params files shipped inside the package (``tifkit.params``: the repository's
+    params/ folder, installed with the package by pyproject's package-dir mapping)."""
+    from importlib import resources
+
+    return Path(str(resources.files("tifkit.params")))
+
+
+def resolve_params_file(path: str | Path) -> Path:
+    """`path` when it exists; else the packaged params file of the same name; else `path` (whose
+    loading then says it does not exist and lists the packaged files)."""
     path = Path(path)
+    if path.is_file():
+        return path
+    try:
+        shipped = packaged_params() / path.name
+    except ModuleNotFoundError:  # pragma: no cover - a source tree without the package mapping
+        return path
+    if shipped.is_file() and (len(path.parts) == 1 or path.parent.name == "params"):
+        return shipped
+    return path
+
+
+def load_params(path: str | Path, overrides: dict | list[str] | None = None) -> Params:
+    """Load, merge `overrides` (a nested dict or ``key=value`` strings) and validate a params file.
+
+    `path` is a file, or the name of a params file shipped with tifkit ("tiny.yaml",
+    "params/tiny-qwen.yaml"), so notebooks and scripts work from any folder wherever tifkit is
+    installed (see `packaged_params`)."""
+    path = resolve_params_file(path)
     data = _read_yaml(path)
     if isinstance(overrides, list):
         overrides = parse_overrides(overrides)

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import sys
 import time
-from pathlib import Path
-
-import json
 import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -29,38 +29,59 @@ from tifkit import TifkitError
 from tifkit.config import load_params
 from tifkit.models import TINY_FAMILIES
 
-# The toy scale every notebook uses by default (CI, Colab): a minute or less on 2 CPU cores.
+# Three scales (docs/NOTEBOOKS.md):
+# - "default": what "Run all" gives a reader: the params file as is (2,000 pairs), one seed, a few
+#   minutes per notebook on 2 CPU cores; the real result for that seed.
+# - "ci": a toy world (96 pairs) that only checks the notebook runs (make test sets it through
+#   $TIFKIT_NOTEBOOK_SCALE, since nbmake runs notebooks as committed); its numbers are not results.
+# - "full": the params file's every seed (and, where a notebook has them, every family); what
+#   `make reproduce` runs after the batch, whose cached stages it reuses.
+SCALES = ("default", "ci", "full")
+SCALE_ENV = "TIFKIT_NOTEBOOK_SCALE"
 CI_OVERRIDES = [
     "world.n_sft=300", "world.n_train=96", "world.n_val=24", "world.n_test=32", "world.n_rm=32",
     "model.hidden_size=32", "train.batch_size=16", "score.rm_steps=40",
     "run.show_progress=false", "eval.batch_size=32",
 ]
-
-
 CI_ROOT = "runs/nb-ci"
+PAPER_URL = "https://arxiv.org/abs/2510.13212"
+# Where the repository is published: the Colab badges and the Colab install cell point here.
+REPO = "tifkit/tifkit"
+REPO_URL = f"https://github.com/{REPO}"
+
+
+def resolve_scale(scale: str | None = None) -> str:
+    """`scale`, else $TIFKIT_NOTEBOOK_SCALE, else "default"."""
+    scale = scale or os.environ.get(SCALE_ENV) or "default"
+    if scale not in SCALES:
+        raise TifkitError(f"scale must be one of {', '.join(SCALES)}, got {scale!r} (check ${SCALE_ENV}).")
+    return scale
 
 
 def repo_root(start: str | os.PathLike | None = None) -> Path | None:
     """The nearest folder at or above `start` (default: cwd) holding params/ and tifkit/."""
     here = Path(start or Path.cwd()).resolve()
     for d in (here, *here.parents):
-        if (d / "params").is_dir() and (d / "tifkit").is_dir():
+        if (d / "params").is_dir() and (d / "tifkit").is_dir() and (d / "pyproject.toml").is_file():
             return d
     return None
 
 
 def notebook_setup(threads: int | None = None, chdir: bool = True) -> Path:
-    """Offline, quiet, one figure style, `threads` torch threads (default: $TIFKIT_THREADS, else 1);
-    cwd moved to the repository root (notebooks/ -> ..) so that
-    params/ and runs/ paths are the same from Jupyter, papermill and Colab. Returns the cwd."""
+    """Offline, quiet, one figure style, `threads` torch threads (default: $TIFKIT_THREADS, else 1:
+    the tiny models gain nothing from more; notebooks that run several models at once use worker
+    processes instead). Inside a clone of the repository the cwd moves to its root, so that runs/
+    lands in one place whether the notebook runs from Jupyter, papermill or nbmake; anywhere else
+    (Colab, a notebook copied alone into a folder) the cwd stays and params come from the
+    installed package. Returns the cwd."""
     import logging
-    import warnings
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", message="IProgress not found")
     for name in ("transformers", "datasets", "trl", "accelerate"):
         logging.getLogger(name).setLevel(logging.ERROR)
     try:
@@ -73,8 +94,6 @@ def notebook_setup(threads: int | None = None, chdir: bool = True) -> Path:
         pass
     import torch
 
-    # one thread unless told otherwise: the tiny models gain nothing from more, and on a shared
-    # machine several threads make timings erratic (docs/PERFORMANCE.md); GPUs are unaffected
     threads = threads or int(os.environ.get("TIFKIT_THREADS", "0") or 0) or 1
     torch.set_num_threads(threads)
     from tifkit.plots import style
@@ -87,14 +106,14 @@ def notebook_setup(threads: int | None = None, chdir: bool = True) -> Path:
     return Path.cwd()
 
 
-def notebook_params(params_file: str = "params/tiny.yaml", scale: str = "ci", overrides=(),
+def notebook_params(params_file: str = "tiny.yaml", scale: str | None = None, overrides=(),
                     run_root: str | None = None, progress: bool = False):
-    """Parameters of a notebook run: the params file, plus the toy overrides at ``scale="ci"``,
-    plus `overrides` ("section.key=value"), with run.root set to `run_root` (default: runs/nb-ci at
-    ci scale, the file's own run.root at full scale, so that full-scale notebooks reuse the batch's
-    cached stages). Progress bars are off unless `progress` (the stages still say what they do)."""
-    if scale not in ("ci", "full"):
-        raise TifkitError(f"scale must be 'ci' or 'full', got {scale!r}.")
+    """Parameters of a notebook run: the params file (a path, or the name of a packaged file such as
+    "tiny.yaml"), plus the toy overrides at ``scale="ci"``, plus `overrides` ("section.key=value"),
+    with run.root set to `run_root` (default: runs/nb-ci at ci scale, the file's own run.root
+    otherwise, so that notebooks reuse the batch's cached stages). Progress bars are off unless
+    `progress` (the stages still say what they do)."""
+    scale = resolve_scale(scale)
     items = list(CI_OVERRIDES) if scale == "ci" else []
     items.append(f"run.show_progress={'true' if progress else 'false'}")
     if run_root is None and scale == "ci":
@@ -105,15 +124,15 @@ def notebook_params(params_file: str = "params/tiny.yaml", scale: str = "ci", ov
     return load_params(params_file, items)
 
 
-def notebook_seeds(p, scale: str = "ci", seeds=None) -> list[int]:
-    """`seeds` when given; one seed (run.seed) at ci scale; run.seeds at full scale."""
+def notebook_seeds(p, scale: str | None = None, seeds=None) -> list[int]:
+    """`seeds` when given; one seed (run.seed) at the default and ci scales; run.seeds at full scale."""
     if seeds is not None:
         return [int(s) for s in (seeds if isinstance(seeds, (list, tuple)) else [seeds])]
-    return [p.run.seed] if scale == "ci" else list(p.run.seeds)
+    return list(p.run.seeds) if resolve_scale(scale) == "full" else [p.run.seed]
 
 
-def family_params(params_file: str = "params/tiny.yaml", families=TINY_FAMILIES, params_files=None,
-                  scale: str = "ci", overrides=(), run_root: str | None = None) -> dict:
+def family_params(params_file: str = "tiny.yaml", families=TINY_FAMILIES, params_files=None,
+                  scale: str | None = None, overrides=(), run_root: str | None = None) -> dict:
     """{family: Params}: one params file per family (`params_files`), or `params_file` with
     model.family set to each of `families` (run.name "<name>-<family>", the file's own family keeping
     the plain name, as params/tiny-qwen.yaml etc. do, so their cached stages are shared)."""
@@ -128,6 +147,61 @@ def family_params(params_file: str = "params/tiny.yaml", families=TINY_FAMILIES,
         extra = [] if fam == base.model.family else [f"model.family={fam}", f"run.name={base.run.name}-{fam}"]
         out[fam] = notebook_params(params_file, scale, list(overrides or []) + extra, run_root)
     return out
+
+
+@dataclass
+class NotebookRun:
+    """What `start` returns: the notebook's parameters, seeds and figure folder, and its clock."""
+
+    name: str
+    scale: str
+    p: object  # tifkit.config.Params
+    seeds: list[int]
+    fig_dir: Path
+    t_start: float = field(default_factory=time.time)
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.name[:2]}_{self.p.run.name}"
+
+    def figure(self, fig, stem: str) -> Path:
+        """Save `fig` as ``<fig_dir>/<nn>_<run name>_<stem>.png`` and display it inline."""
+        return show(fig, self.fig_dir / f"{self.prefix}_{stem}.png")
+
+    def finish(self, **numbers) -> Path:
+        """Write the notebook's key numbers and conclusions as ``<nn>_<run name>_summary.json``."""
+        sec = round(time.time() - self.t_start, 1)
+        path = save_json({"notebook": self.name, "scale": self.scale, "seeds": self.seeds, **numbers,
+                          "seconds": sec}, self.fig_dir / f"{self.prefix}_summary.json")
+        print(f"done in {sec:.0f} s; numbers in {path}")
+        return path
+
+
+def start(name: str, scale: str | None = None, params_file: str = "tiny.yaml", overrides=(), seeds=None,
+          run_root: str | None = None, figures_dir: str | None = None) -> NotebookRun:
+    """The set-up cell of every notebook: quiet offline libraries, parameters at the chosen scale,
+    seeds, the figure folder (default: ``<run.root>/figures``; the papermill batch passes figures/),
+    and a banner that says what scale the numbers below are at."""
+    notebook_setup()
+    scale = resolve_scale(scale)
+    p = notebook_params(params_file, scale, overrides, run_root)
+    run = NotebookRun(name, scale, p, notebook_seeds(p, scale, seeds),
+                      Path(figures_dir) if figures_dir else Path(p.run.root) / "figures")
+    run.fig_dir.mkdir(parents=True, exist_ok=True)
+    import pandas as pd
+
+    pd.set_option("display.width", 160)
+    pd.set_option("display.precision", 4)
+    pd.set_option("display.max_columns", 30)
+    what = {"default": "the params file as is, one seed: the real result for that seed",
+            "ci": "CI SCALE: a toy world that only checks that the notebook runs. Its numbers are NOT results; "
+                  "run with scale = \"default\" (or unset $TIFKIT_NOTEBOOK_SCALE) for those",
+            "full": "every seed of the params file"}[scale]
+    print(f"scale={scale} ({what})")
+    print(f"params={params_file}  family={p.model.family}  seeds={run.seeds}  run root={p.run.root}")
+    print(f"world: {p.world.n_train} training pairs, {p.world.n_val} validation pairs, {p.world.n_test} test "
+          f"prompts; {p.train.objective.upper()}, beta={p.train.beta}, keep={p.select.keep}")
+    return run
 
 
 def show(fig, path: str | os.PathLike) -> Path:
