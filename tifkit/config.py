@@ -270,6 +270,10 @@ class RunParams:
     # initialization/training seed (model init, SFT and DPO batch order, reward model), apart from the
     # world/data seed (`seed`, `seeds`); None = the world seed (run folders then keep their old hash)
     model_seed: int | None = None
+    # worker processes of the batch (one torch thread each; seeds and rules in parallel); 0 = one per CPU core
+    workers: int = 0
+    # hierarchical bootstrap replicates (seeds, then prompts) behind every interval the batch reports
+    n_bootstrap: int = 10000
     root: str = "runs"  # run folders live under here, keyed by the parameters' content hash
     show_progress: bool = True
     # rules the batch trains and evaluates (each at select.keep)
