@@ -27,6 +27,7 @@ Every other input column is dropped, so TRL's DPOTrainer sees only what it shoul
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -74,18 +75,79 @@ class CleanReport:
 # ----------------------------------------------------------------------------------------- readers
 
 
+EXT_SOURCES = {".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
+
+
+def source_for_path(path: str | os.PathLike) -> str:
+    """The data source a file's extension names: .jsonl/.json -> jsonl, .parquet -> parquet, a saved
+    ``datasets`` folder -> hub; anything else is a TifkitError."""
+    p = Path(path).expanduser()
+    if p.suffix.lower() in EXT_SOURCES:
+        return EXT_SOURCES[p.suffix.lower()]
+    if p.is_dir():
+        return "hub"  # a folder written by save_pairs / Dataset.save_to_disk
+    raise TifkitError(f"Cannot tell the format of data file {str(path)!r} from its name: give a .jsonl file (one JSON "
+                      "object per line) or a .parquet file, or set data.source (jsonl, parquet or hub).")
+
+
+def resolve_source(params: DataParams) -> DataParams:
+    """`data.path` without `data.source` (still 'world'): the source the path's extension names.
+    (Never the built-in world with a path silently ignored.)"""
+    if params.source == "world" and params.path:
+        return dataclasses.replace(params, source=source_for_path(params.path))
+    return params
+
+
+def _read_text(path: Path) -> str:
+    """The file as UTF-8 text; empty, binary and non-UTF-8 files each get their own sentence."""
+    data = path.read_bytes()
+    if not data.strip():
+        raise TifkitError(f"Data file {path} is empty: give a JSONL file with one {{prompt, chosen, rejected}} "
+                          "object per line.")
+    if b"\x00" in data[:8192]:
+        raise TifkitError(f"Data file {path} is binary, not JSON lines: give a UTF-8 JSONL file (or a .parquet file "
+                          "named .parquet).")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise TifkitError(f"Data file {path} is not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}): "
+                          "re-save it as UTF-8.") from None
+
+
 def _read_jsonl(path: Path) -> pd.DataFrame:
-    text = path.read_text(encoding="utf-8")
+    text = _read_text(path)
     if text.lstrip().startswith("["):  # a plain JSON array of records is accepted too
-        return pd.DataFrame.from_records(json.loads(text))
-    records = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise TifkitError(f"Line {lineno} of {path} is not valid JSON ({err.msg}); fix or remove it.") from err
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise TifkitError(f"{path} starts like a JSON array but is not valid JSON ({err.msg} at line {err.lineno}); "
+                              "fix it or write one JSON object per line.") from None
+    else:
+        records = []
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as err:
+                    raise TifkitError(f"Line {lineno} of {path} is not valid JSON ({err.msg}); fix or remove it "
+                                      "(a file cut short ends in such a line).") from None
+    bad = next((i for i, r in enumerate(records if isinstance(records, list) else [records]) if not isinstance(r, dict)),
+               None)
+    if not isinstance(records, list) or bad is not None:
+        raise TifkitError(f"Record {1 + (bad or 0)} of {path} is not a JSON object: write one "
+                          "{\"prompt\": ..., \"chosen\": ..., \"rejected\": ...} object per line.")
     return pd.DataFrame.from_records(records)
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as err:  # noqa: BLE001 - not Parquet, truncated, damaged: one sentence
+        raise TifkitError(f"Data file {path} is not a readable Parquet file ({type(err).__name__}); write it again, "
+                          "or name a JSONL file .jsonl.") from None
+    return pd.DataFrame.from_records(table.to_pylist())
 
 
 def _read_hub(params: DataParams) -> pd.DataFrame:
@@ -122,12 +184,12 @@ def _read(params: DataParams, frame: pd.DataFrame | None) -> tuple[pd.DataFrame,
         return _read_hub(params), params.path
     path = Path(params.path).expanduser()
     if not path.is_file():
-        raise TifkitError(f"data.path {str(path)!r} does not exist: point data.path at a {params.source} file.")
-    if params.source == "jsonl":
-        return _read_jsonl(path), str(path)
-    import pyarrow.parquet as pq
-
-    return pd.DataFrame.from_records(pq.read_table(path).to_pylist()), str(path)
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise TifkitError(f"Data file {str(path)!r} {what}: point data.path (--data) at a {params.source} file.")
+    raw = _read_jsonl(path) if params.source == "jsonl" else _read_parquet(path)
+    if len(raw) == 0:
+        raise TifkitError(f"Data file {path} has no rows: give at least a few preference pairs.")
+    return raw, str(path)
 
 
 # ----------------------------------------------------------------------------------------- cleaning
@@ -297,6 +359,12 @@ def load_pairs(
         if name not in raw.columns:
             raise TifkitError(f"Column {name!r} is missing from {where}: add it or map it with data.columns.")
     ids, reasons, rows = _clean(raw, params, tokenizer, where)
+    first = next((r for r, why in zip(rows, reasons) if not why), None)
+    if first is not None and not isinstance(first[1], str) and tokenizer is not None \
+            and not getattr(tokenizer, "chat_template", None):
+        raise TifkitError(f"{where} holds chat messages but the tokenizer has no chat template: use a model whose "
+                          "tokenizer has one (or set model.tokenizer), or write the pairs as plain prompt/chosen/"
+                          "rejected strings.")
     if "prompt" not in raw.columns and not any(r and not isinstance(r[0], str) for r in rows):
         raise TifkitError(f"Column 'prompt' is missing from {where}: add it or map it with data.columns.")
 

@@ -22,7 +22,7 @@ import pandas as pd
 
 from tifkit import TifkitError
 from tifkit.config import EvalParams  # noqa: F401  (parameter section; lives in config.py)
-from tifkit.io import atomic_write_text, content_hash, write_parquet
+from tifkit.io import atomic_write_text, content_hash, parquet_ok, write_parquet
 from tifkit.judges import (VALUES, Judge, LLMJudge, OracleJudge, RewardModelJudge, ScoreJudge,
                            Verdict)
 
@@ -140,14 +140,15 @@ def cached_generate(model, tokenizer, prompts: Sequence[str], gen_params: dict |
 
     The key is (model identity, tokenizer, prompt set, `gen_params`). The model identity is
     `model_key` when given (e.g. the checkpoint's run folder), else a hash of its weights (which
-    reads every weight once). A rerun with the same key reads the file and generates nothing.
+    reads every weight once). A rerun with the same key reads the file and generates nothing; a
+    file that fails its checksum is regenerated (with a warning).
     """
     prompts = _as_prompt_list(prompts)
     gen_params = dict(gen_params or {})
     key = {"model": model_key or weights_hash(model), "tokenizer": tokenizer_hash(tokenizer),
            "prompts": content_hash(prompts, 16), "n_prompts": len(prompts), "gen": gen_params}
     path = Path(cache_dir) / f"gen-{content_hash(key, 16)}.parquet"
-    if path.exists():
+    if parquet_ok(path, "generation cache"):
         cached = pd.read_parquet(path)
         if cached["prompt"].tolist() == prompts:
             return cached["response"].tolist()
@@ -224,11 +225,39 @@ def load_prompt_set(name_or_path, prompts=None, max_prompts: int | None = None) 
         out = _prompts_from_records(records, str(path))
     elif str(name_or_path) in HUB_PROMPT_SETS:
         out = _load_hub_prompt_set(str(name_or_path))
+    elif _looks_like_path(name_or_path):
+        raise TifkitError(f"Prompt set file {str(name_or_path)!r} does not exist; fix the path in "
+                          "eval.prompt_sets (a JSONL file with a 'prompt' field per line).")
     else:
         raise TifkitError(f"Unknown prompt set {str(name_or_path)!r}; use one of "
                           f"{['world', *HUB_PROMPT_SETS]} or a path to a JSONL file with a "
                           "'prompt' field per line.")
     return out[:max_prompts] if max_prompts is not None else out
+
+
+def _looks_like_path(name) -> bool:
+    text = str(name)
+    return os.sep in text or "/" in text or Path(text).suffix.lower() in (".jsonl", ".json", ".parquet")
+
+
+def check_prompt_sets(params: EvalParams, has_world: bool) -> None:
+    """Judge / prompt-set compatibility, checked before any training or generation.
+
+    The oracle judge knows only the world's task; the "world" set needs the built-in world; a
+    prompt-set file must exist."""
+    for name in params.prompt_sets:
+        if str(name) == "world" and not has_world:
+            raise TifkitError("eval.prompt_sets names 'world' but the data are not the built-in world; set "
+                              "eval.prompt_sets to your prompts, e.g. --set 'eval.prompt_sets=[examples/prompts.jsonl]'.")
+        if str(name) not in ("world", *HUB_PROMPT_SETS) and _looks_like_path(name) and not Path(name).is_file():
+            raise TifkitError(f"Prompt set file {str(name)!r} does not exist; fix the path in eval.prompt_sets "
+                              "(a JSONL file with a 'prompt' field per line).")
+    if params.judge == "oracle" and not has_world:
+        raise TifkitError("The oracle judge scores only the built-in world's task; on your own data set "
+                          "eval.judge to 'reward_model' (with eval.reward_model) or 'llm' (with eval.llm_base_url).")
+    if params.judge == "reward_model" and not params.reward_model:
+        raise TifkitError("eval.judge is 'reward_model' but eval.reward_model is empty; set eval.reward_model "
+                          "to a sequence-classification checkpoint path or hub id.")
 
 
 def _load_hub_prompt_set(name: str) -> list[str]:
@@ -439,8 +468,8 @@ def build_judge(params: EvalParams, reward_fn=None,
                               "importable; pass reward_fn= or use another judge.") from None
     if params.judge == "reward_model":
         if not params.reward_model:
-            raise TifkitError("evaluate.judge is 'reward_model' but evaluate.reward_model is empty;"
-                              " set it to a sequence-classification checkpoint path or hub id.")
+            raise TifkitError("eval.judge is 'reward_model' but eval.reward_model is empty;"
+                              " set eval.reward_model to a sequence-classification checkpoint path or hub id.")
         return RewardModelJudge(params.reward_model, trust_remote_code=params.trust_remote_code,
                                 batch_size=params.batch_size)
     if params.judge == "llm":
@@ -464,13 +493,18 @@ def evaluate_from_params(params: EvalParams, policy, ref, tokenizer,
                          show_progress: bool = True) -> dict[str, EvalResult]:
     """Evaluate `policy` against `ref` on every set in `params.prompt_sets`.
 
-    Writes `out_dir/eval_<set>.parquet` (per-prompt tables) and `out_dir/eval_summary.json`;
+    Writes `out_dir/eval_<set>.parquet` (per-prompt tables) and `out_dir/eval_summary.json` (removed
+    first, written only when every set was judged, so a failed run never leaves an old one behind);
     generations are cached under `cache_dir` (default `out_dir/generations`). `world_prompts` are
     the world's test prompts (used by the "world" set); `judge` defaults to `build_judge(params,
     reward_fn, out_dir)`. Returns {set name: EvalResult}.
     """
     out_dir = Path(out_dir)
     cache_dir = Path(cache_dir) if cache_dir else out_dir / "generations"
+    # a previous run's summary must not outlive a failed run: it is removed now, written at the end
+    summary = out_dir / "eval_summary.json"
+    if summary.exists():
+        summary.unlink()
     judge = judge or build_judge(params, reward_fn, out_dir)
     results = {}
     for name in params.prompt_sets:

@@ -1,14 +1,82 @@
-"""Small file helpers: atomic writes and content hashes."""
+"""Small file helpers: atomic writes, content hashes, checksummed caches and stage folders.
+
+Every cached artifact carries a checksum of its content, written with it, and is verified when it
+is reused: Parquet tables carry ``tifkit.checksum`` (a hash of the column values) in their schema
+metadata; stage folders (model checkpoints) carry ``stage.json``, written last, with the sha256 of
+every file in the folder. ``stage.json`` is the only proof that a stage is done.
+
+Temporary files and folders are named ``.<name>.tmp-<pid>-<random>``: a process that was killed
+leaves some behind, and ``sweep_temps`` removes those whose process is gone.
+"""
 from __future__ import annotations
 
 import contextlib
-import shutil
 import hashlib
 import json
+import logging
 import os
+import re
+import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Iterator
+
+log = logging.getLogger(__name__)
+
+STAGE_FILE = "stage.json"
+CHECKSUM_KEY = b"tifkit.checksum"
+
+
+class CorruptCache(Exception):
+    """A cached file does not read back or its checksum does not match (the caller recomputes it)."""
+
+
+# ------------------------------------------------------------------------------------------ temp files
+def _tmp_prefix(name: str) -> str:
+    return f".{name}.tmp-{os.getpid()}-"
+
+
+_TMP_RE = re.compile(r"^\..*\.tmp-(\d+)-")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def sweep_temps(folder: str | os.PathLike, recursive: bool = True) -> int:
+    """Remove temporary files/folders under `folder` left by processes that no longer run; return the count."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    n = 0
+    for root, dirs, files in os.walk(folder):
+        for name in list(dirs) + files:
+            m = _TMP_RE.match(name)
+            if not m or _pid_alive(int(m.group(1))):
+                continue
+            path = Path(root) / name
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+                if name in dirs:
+                    dirs.remove(name)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+            n += 1
+        if not recursive:
+            break
+    if n:
+        log.info("removed %d temporary file(s) left by killed runs under %s", n, folder)
+    return n
 
 
 @contextlib.contextmanager
@@ -16,7 +84,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it is renamed onto `path` (no half files)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path.name), suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -37,34 +105,189 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return Path(path)
 
 
-def write_parquet(df, path: str | os.PathLike) -> Path:
-    """Write a DataFrame to Parquet atomically."""
-    with atomic_path(path) as tmp:
-        df.to_parquet(tmp, index=False)
-    return Path(path)
-
-
 def content_hash(obj, n: int = 12) -> str:
     """Stable short hash of a JSON-serialisable object (dict keys sorted)."""
     blob = json.dumps(obj, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:n]
 
 
-def save_stage(model, tokenizer, out_dir: str | os.PathLike, extra: dict | None = None) -> Path:
-    """save_pretrained model and tokenizer (and `extra` DataFrames as Parquet) into a temporary
-    sibling folder, then rename it onto `out_dir`: a folder that exists is complete."""
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------------- checksummed Parquet
+def table_checksum(table) -> str:
+    """sha256 of a pyarrow Table's column names and values (schema metadata and chunking ignored)."""
+    import numpy as np
+    import pyarrow as pa
+
+    h = hashlib.sha256()
+    h.update(str(table.num_rows).encode())
+    for name, col in zip(table.column_names, table.columns):
+        h.update(f"|{name}|".encode())
+        col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+        t = col.type
+        if (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)) and col.null_count == 0:
+            arr = np.ascontiguousarray(col.to_numpy(zero_copy_only=False))
+            h.update(str(arr.dtype).encode())
+            h.update(arr.tobytes())
+        else:
+            h.update(json.dumps(col.to_pylist(), default=str).encode())
+    return h.hexdigest()
+
+
+def frame_checksum(df) -> str:
+    """`table_checksum` of a DataFrame as it is written to Parquet."""
+    import pyarrow as pa
+
+    return table_checksum(pa.Table.from_pandas(df, preserve_index=False))
+
+
+def write_table(df, path: str | os.PathLike, meta: dict[bytes, bytes] | None = None) -> Path:
+    """Write a DataFrame to Parquet atomically and deterministically (fixed schema, no timestamps),
+    with `meta` and a content checksum in the schema metadata."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    extra = {**(meta or {}), CHECKSUM_KEY: table_checksum(table).encode()}
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+    return Path(path)
+
+
+def write_parquet(df, path: str | os.PathLike) -> Path:
+    """Write a DataFrame to Parquet atomically, with a content checksum (see `read_verified`)."""
+    return write_table(df, path)
+
+
+def read_verified(path: str | os.PathLike, columns: list[str] | None = None):
+    """Read a Parquet file written by `write_table` and check its checksum; return the pyarrow Table.
+
+    Raises `CorruptCache` when the file does not read, has no checksum, or the values differ."""
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+        expected = (table.schema.metadata or {}).get(CHECKSUM_KEY)
+        ok = expected is not None and table_checksum(table).encode() == expected
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any parse error means a damaged file
+        raise CorruptCache(f"{path} does not read back ({type(e).__name__}: {str(e)[:100]})") from None
+    if not ok:
+        raise CorruptCache(f"{path} fails its checksum" if expected is not None else f"{path} has no checksum")
+    return table.select(columns) if columns is not None else table
+
+
+def parquet_ok(path: str | os.PathLike, what: str = "cached file") -> bool:
+    """True if `path` exists and passes its checksum; a damaged file is reported (warning) and removed."""
+    path = Path(path)
+    if not path.exists():
+        return False
+    try:
+        read_verified(path)
+        return True
+    except CorruptCache as e:
+        _warn(f"{what} {e}; recomputing it.")
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return False
+
+
+def _warn(msg: str) -> None:
+    import sys
+
+    print(f"[tifkit] warning: {msg}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------- stage folders
+_locks: dict[str, object] = {}
+_locks_guard = threading.Lock()
+
+
+def stage_lock(out_dir: str | os.PathLike):
+    """A file lock for one stage folder (`.<name>.lock` beside it), re-entrant within a process."""
+    from filelock import FileLock
+
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    key = str((out_dir.parent / f".{out_dir.name}.lock").resolve())
+    with _locks_guard:
+        if key not in _locks:
+            _locks[key] = FileLock(key)
+        return _locks[key]
+
+
+def _folder_checksums(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): file_sha256(p) for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != STAGE_FILE}
+
+
+def stage_info(out_dir: str | os.PathLike) -> dict | None:
+    """The parsed stage.json of a stage folder, or None."""
     try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        for name, df in (extra or {}).items():
-            df.to_parquet(tmp / f"{name}.parquet", index=False)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        info = json.loads((Path(out_dir) / STAGE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def stage_complete(out_dir: str | os.PathLike, verify: bool = True, warn: bool = True) -> bool:
+    """True if `out_dir` is a finished stage: its stage.json exists and (with `verify`) every file it
+    lists has the recorded sha256. A folder that fails is reported (warning) and counts as not done."""
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        return False
+    info = stage_info(out_dir)
+    if info is None:
+        if warn and any(out_dir.iterdir()):
+            _warn(f"stage folder {out_dir} has no valid {STAGE_FILE} (an interrupted save); redoing it.")
+        return False
+    files = info.get("files")
+    if not verify or files is None:  # stage.json of older versions lists no files
+        return True
+    for name, digest in files.items():
+        p = out_dir / name
+        if not p.is_file() or file_sha256(p) != digest:
+            if warn:
+                _warn(f"{p} is missing or fails its checksum (damaged stage folder); redoing the stage.")
+            return False
+    return True
+
+
+def save_stage(model, tokenizer, out_dir: str | os.PathLike, extra: dict | None = None,
+               info: dict | None = None) -> Path:
+    """save_pretrained model and tokenizer (and `extra` DataFrames as Parquet) into a temporary
+    sibling folder, write stage.json (with `info` and the sha256 of every file) last, then rename the
+    folder onto `out_dir`. Holds the stage's lock: two processes saving the same stage never race, and
+    a complete stage another process saved meanwhile is kept (the save is then a no-op)."""
+    out_dir = Path(out_dir)
+    with stage_lock(out_dir):
+        if stage_complete(out_dir, warn=False) and all((out_dir / f"{n}.parquet").exists() for n in (extra or {})):
+            return out_dir
+        tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(out_dir.name), dir=out_dir.parent))
+        try:
+            model.save_pretrained(tmp)
+            if tokenizer is not None:
+                tokenizer.save_pretrained(tmp)
+            for name, df in (extra or {}).items():
+                df.to_parquet(tmp / f"{name}.parquet", index=False)
+            record = {**(info or {}), "files": _folder_checksums(tmp)}
+            (tmp / STAGE_FILE).write_text(json.dumps(record, indent=1, default=str))
+            if out_dir.exists():
+                old = Path(tempfile.mkdtemp(prefix=_tmp_prefix(out_dir.name + ".old"), dir=out_dir.parent))
+                os.replace(out_dir, old / "stage")
+                os.replace(tmp, out_dir)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, out_dir)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
     return out_dir

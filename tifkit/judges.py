@@ -23,8 +23,8 @@ import os
 import re
 import threading
 import time
-import urllib.error
-import urllib.request
+import socket
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from email.utils import parsedate_to_datetime
@@ -263,6 +263,51 @@ class _RateLimiter:
         time.sleep(max(0.0, start - now))
 
 
+def http_post(url: str, body: bytes, headers: dict, deadline_s: float) -> tuple[int, object, bytes]:
+    """POST `body` to `url`; return (status, headers, reply bytes) or raise.
+
+    `deadline_s` bounds the whole request (connect, send, headers and body): when it passes, a
+    watchdog shuts the socket down, whatever the server is doing, and `TimeoutError` is raised. (A
+    per-read socket timeout alone would let a server that drips its reply byte by byte hold a call
+    for ever.) Plain http.client, no proxy support: point `base_url` at the endpoint itself."""
+    u = urllib.parse.urlsplit(url)
+    cls = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
+    conn = cls(u.hostname, u.port, timeout=deadline_s)
+    expired = threading.Event()
+
+    def expire():
+        expired.set()
+        sock = conn.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    timer = threading.Timer(deadline_s, expire)
+    timer.daemon = True
+    timer.start()
+    late = TimeoutError(f"no complete reply within the {deadline_s:g} s deadline")
+    try:
+        conn.connect()
+        if expired.is_set():
+            raise late
+        conn.request("POST", (u.path or "/") + (f"?{u.query}" if u.query else ""), body=body, headers=headers)
+        resp = conn.getresponse()
+        data = resp.read()
+        status, reply_headers = resp.status, resp.headers
+    except (OSError, http.client.HTTPException):
+        if expired.is_set():
+            raise late from None
+        raise
+    finally:
+        timer.cancel()
+        conn.close()
+    if expired.is_set():
+        raise late
+    return status, reply_headers, data
+
+
 def _retry_after(headers) -> float | None:
     """Seconds from a Retry-After header (seconds or HTTP date), or None."""
     value = headers.get("Retry-After") if headers else None
@@ -353,27 +398,24 @@ class LLMJudge(Judge):
         for attempt in range(self.max_retries + 1):
             self._limiter.wait()
             self.stats.add("n_requests")
-            request = urllib.request.Request(self.url, data=body, headers=self._headers,
-                                             method="POST")
             wait = None
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as resp:
-                    payload = json.loads(resp.read().decode())
-                return payload["choices"][0]["message"]["content"] or ""
-            except urllib.error.HTTPError as e:
-                if e.code in (401, 403, 404):
-                    raise TifkitError(f"The LLM judge endpoint {self.url} answered HTTP {e.code} "
+                status, headers, data = http_post(self.url, body, self._headers, self.timeout)
+                if status in (401, 403, 404):
+                    raise TifkitError(f"The LLM judge endpoint {self.url} answered HTTP {status} "
                                       "(bad API key, model name or URL); check the judge's "
-                                      f"base_url, model and the key in ${self.api_key_env}.") from None
-                if e.code != 429 and e.code < 500:
-                    raise _CallFailed(f"HTTP {e.code}") from None
-                reason, wait = f"HTTP {e.code}", _retry_after(e.headers)
-            except (TimeoutError, urllib.error.URLError, ConnectionError,
-                    http.client.HTTPException) as e:
-                if isinstance(e, TimeoutError) or isinstance(getattr(e, "reason", None),
-                                                             TimeoutError):
+                                      f"base_url, model and the key in ${self.api_key_env}.")
+                if status == 429 or status >= 500:
+                    reason, wait = f"HTTP {status}", _retry_after(headers)
+                elif not 200 <= status < 300:
+                    raise _CallFailed(f"HTTP {status}")
+                else:
+                    payload = json.loads(data.decode())
+                    return payload["choices"][0]["message"]["content"] or ""
+            except (TimeoutError, OSError, http.client.HTTPException) as e:
+                if isinstance(e, TimeoutError):
                     self.stats.add("n_timeouts")
-                reason = f"{type(e).__name__}: {getattr(e, 'reason', e)}"
+                reason = f"{type(e).__name__}: {e}"
             except (ValueError, KeyError, IndexError, TypeError) as e:
                 reason = f"malformed response ({type(e).__name__})"
             if attempt == self.max_retries:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Sequence
@@ -41,6 +42,8 @@ import torch
 
 from tifkit import TifkitError
 from tifkit.io import atomic_path
+
+log = logging.getLogger(__name__)
 
 Reduction = Literal["sum", "mean"]
 
@@ -402,17 +405,33 @@ def cached_pair_logprobs(
 
     A rerun with the same weights, pairs and reduction reads the file and runs no forward pass.
     `model_hash` skips hashing the weights (pass a hash you already trust, e.g. of the checkpoint files).
-    The file is written atomically (no half files) and read without pickle.
+    The file is written atomically (no half files) with a checksum of the values, and read without pickle;
+    a file that is damaged or fails its checksum is recomputed (with a warning).
     """
     key = logprob_cache_key(model, tokenized, reduction, model_hash)
     path = Path(cache_dir) / f"logps-{key}.npz"
     if path.exists():
-        with np.load(path, allow_pickle=False) as z:
-            chosen, rejected = z["chosen"], z["rejected"]
-        if len(chosen) == len(tokenized):
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                chosen, rejected, stored = z["chosen"], z["rejected"], str(z["checksum"])
+            ok = len(chosen) == len(tokenized) and stored == _logps_checksum(chosen, rejected)
+        except Exception:  # noqa: BLE001 - truncated, not a zip, bad CRC, missing array: recompute
+            ok = False
+        if ok:
             return chosen, rejected
+        log.warning("%s is damaged or incomplete; recomputing the reference log-probs.", path)
+        print(f"[tifkit] warning: {path} is damaged or fails its checksum; recomputing it.", flush=True)
     chosen, rejected = pair_logprobs(model, tokenized, batch_size=batch_size, reduction=reduction, show_progress=show_progress)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:  # a file object: np.savez would otherwise append ".npz" to the name
-            np.savez(f, chosen=chosen, rejected=rejected)
+            np.savez(f, chosen=chosen, rejected=rejected, checksum=np.array(_logps_checksum(chosen, rejected)))
     return chosen, rejected
+
+
+def _logps_checksum(chosen: np.ndarray, rejected: np.ndarray) -> str:
+    h = hashlib.sha256()
+    for a in (chosen, rejected):
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()

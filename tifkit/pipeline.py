@@ -33,8 +33,8 @@ import torch
 
 from tifkit import TifkitError
 from tifkit.config import Params, dump_params
-from tifkit.io import atomic_write_text, content_hash, write_parquet
-from tifkit.train import LOSS_TYPES, stage_done
+from tifkit.io import atomic_write_text, content_hash, parquet_ok, stage_complete, stage_lock, sweep_temps, write_parquet
+from tifkit.train import LOSS_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ class Context:
     world: object | None = None
     sft_demos: pd.DataFrame | None = None
     model_seed: int | None = None  # run.model_seed; None = the world seed
+    data_note: str = ""  # what cleaning and the D_val hold-out did to the data (own-data route)
     _models: dict = field(default_factory=dict)
 
     @property
@@ -95,14 +96,16 @@ def prepare(params: Params, seed: int | None = None) -> Context:
     The run folder is keyed by everything that changes the trained SFT, warm-up and validation
     models (world, data, model, sft, train, seed); scores are keyed by the score parameters inside
     it, and continuation models by the exact set of pairs they were trained on."""
-    from tifkit.data import load_pairs
+    from tifkit.data import load_pairs, resolve_source
     from tifkit.models import resolve_device
 
     seed = params.run.seed if seed is None else seed
-    p = params
+    p = dataclasses.replace(params, data=resolve_source(params.data))  # data.path without data.source
     mtag = "" if p.run.model_seed is None else f"m{p.run.model_seed}"
     run_dir = Path(p.run.root) / f"{p.run.name}-s{seed}{mtag}-{_training_key(p, seed)}"
     run_dir.mkdir(parents=True, exist_ok=True)
+    sweep_temps(run_dir)  # temporary files of killed runs (only those whose process is gone)
+    sweep_temps(Path(p.run.root) / "cache")
     atomic_write_text(run_dir / "params.yaml", dump_params(p))
     device = resolve_device(p.model.device)
 
@@ -114,10 +117,14 @@ def prepare(params: Params, seed: int | None = None) -> Context:
     else:
         from transformers import AutoTokenizer
 
+        name = p.model.tokenizer or p.model.name_or_path
+        if str(name).startswith((".", "/", "~")) and not Path(name).expanduser().exists():
+            raise TifkitError(f"Model folder {name!r} does not exist: fix model.name_or_path (--model), or write a "
+                              "small local one with `tifkit export-tiny DIR`.")
         try:
-            tokenizer = AutoTokenizer.from_pretrained(p.model.tokenizer or p.model.name_or_path,
-                                                      trust_remote_code=p.model.trust_remote_code)
-        except OSError as e:
+            tokenizer = AutoTokenizer.from_pretrained(str(Path(name).expanduser()) if Path(name).expanduser().exists()
+                                                      else name, trust_remote_code=p.model.trust_remote_code)
+        except (OSError, ValueError) as e:
             raise TifkitError(f"Could not load the tokenizer of {p.model.name_or_path!r} ({str(e).splitlines()[0][:120]}): "
                               "give a local path or allow hub access.") from None
         if tokenizer.pad_token is None:
@@ -131,8 +138,11 @@ def prepare(params: Params, seed: int | None = None) -> Context:
         val, rep_val = load_pairs(dataclasses.replace(p.data, max_pairs=None), tokenizer=tokenizer, frame=world.val)
         test_prompts = list(world.test.prompt)
         sft_demos = world.sft
+        data_note = ""
     else:
-        pairs, rep_tr = load_pairs(p.data, tokenizer=tokenizer)
+        # rows longer than the model's context are counted as too_long unless data.max_tokens says otherwise
+        dp = p.data if p.data.max_tokens is not None else dataclasses.replace(p.data, max_tokens=_context_length(p))
+        pairs, rep_tr = load_pairs(dp, tokenizer=tokenizer)
         n_val = int(round(p.data.val_size)) if p.data.val_size >= 1 else int(round(p.data.val_size * len(pairs)))
         if not 0 < n_val < len(pairs):
             raise TifkitError(f"data.val_size={p.data.val_size} leaves no training or no validation pairs "
@@ -141,12 +151,32 @@ def prepare(params: Params, seed: int | None = None) -> Context:
         val, train = pairs.iloc[np.sort(perm[:n_val])], pairs.iloc[np.sort(perm[n_val:])]
         train, val = train.reset_index(drop=True), val.reset_index(drop=True)
         test_prompts = []
+        data_note = (f"{rep_tr.summary()}; {len(val)} of the {len(pairs)} clean pairs held out as D_val "
+                     f"(data.val_size={p.data.val_size:g}), {len(train)} to score and select")
     data_dir = run_dir / "data"
     for name, df in (("train", train), ("val", val)):
         write_parquet(df, data_dir / f"{name}.parquet")
     return Context(params=p, seed=seed, run_dir=run_dir, train=train, val=val, test_prompts=test_prompts,
                    tokenizer=tokenizer, device=device, world=world, sft_demos=sft_demos,
-                   model_seed=p.run.model_seed)
+                   model_seed=p.run.model_seed, data_note=data_note)
+
+
+def _context_length(p: Params) -> int | None:
+    """The model's context length (positions), or None when its config does not say."""
+    if p.model.is_tiny:
+        return p.model.max_positions
+    try:
+        from transformers import AutoConfig
+
+        cfg = AutoConfig.from_pretrained(p.model.name_or_path, trust_remote_code=p.model.trust_remote_code)
+    except Exception:  # noqa: BLE001 - no config readable: no limit (the load itself reports the problem)
+        return None
+    cfg = getattr(cfg, "text_config", None) or cfg
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        v = getattr(cfg, name, None)
+        if isinstance(v, int) and v > 0:
+            return v
+    return None
 
 
 # ------------------------------------------------------------------------------------------- models
@@ -163,8 +193,12 @@ def load_stage(ctx: Context, path: Path, trainable: bool = True):
         base = _load_base(ctx)
         model = PeftModel.from_pretrained(base, str(path), is_trainable=trainable)
     else:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=resolve_dtype(p.dtype),
-                                                     trust_remote_code=p.trust_remote_code)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=resolve_dtype(p.dtype),
+                                                         trust_remote_code=p.trust_remote_code)
+        except (OSError, ValueError, RuntimeError) as e:
+            raise TifkitError(f"Could not load the model in {path} ({type(e).__name__}: {str(e).splitlines()[0][:120]}): "
+                              "delete that folder and rerun to retrain it.") from None
     model.to(ctx.device)
     if not trainable:
         model.eval()
@@ -181,8 +215,13 @@ def _load_base(ctx: Context):
 
     p = ctx.p.model
     path = sft_stage(ctx)
-    return AutoModelForCausalLM.from_pretrained(path, dtype=resolve_dtype(p.dtype), trust_remote_code=p.trust_remote_code,
-                                                revision=None if Path(str(path)).exists() else p.revision).to(ctx.device)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=resolve_dtype(p.dtype), trust_remote_code=p.trust_remote_code,
+                                                     revision=None if Path(str(path)).exists() else p.revision)
+    except (OSError, ValueError, RuntimeError) as e:
+        raise TifkitError(f"Could not load the model {str(path)!r} ({type(e).__name__}: {str(e).splitlines()[0][:120]}): "
+                          "check model.name_or_path (--model) and that its weights are complete.") from None
+    return model.to(ctx.device)
 
 
 def reference(ctx: Context):
@@ -197,8 +236,6 @@ def reference(ctx: Context):
 
 def sft_stage(ctx: Context) -> Path | str:
     """The SFT model: trained for tiny families (cached across runs), given for real ones."""
-    from tifkit.models import build_tiny_model
-    from tifkit.train import save_stage, sft_train
     from tifkit.world import world_key
 
     p = ctx.p
@@ -208,28 +245,49 @@ def sft_stage(ctx: Context) -> Path | str:
     key = content_hash({"model": dataclasses.asdict(m), "sft": dataclasses.asdict(p.sft)}, 8)
     wkey = world_key(p.world, ctx.seed) if p.data.source == "world" else "data"
     out = Path(p.run.root) / "cache" / "sft" / f"{m.family}-{wkey}-s{ctx.train_seed}-{key}"
-    if stage_done(out):
+    if stage_complete(out):
         return out
     if ctx.sft_demos is None:
         raise TifkitError("Tiny families learn the task from the built-in world's demonstrations: use data.source: "
-                          "world, or set model.name_or_path to a real SFT checkpoint.")
+                          "world, or set model.name_or_path (--model) to a real SFT checkpoint, e.g. one written by "
+                          "`tifkit export-tiny DIR`.")
+    with stage_lock(out):  # a concurrent run training the same stage: wait for it, then reuse its folder
+        if stage_complete(out, warn=False):
+            return out
+        return _train_sft(ctx, out)
+
+
+def _train_sft(ctx: Context, out: Path) -> Path:
+    from tifkit.models import build_tiny_model
+    from tifkit.train import save_stage, sft_train
+
+    p, m = ctx.p, ctx.p.model
+    t0 = time.time()
     say(f"SFT {m.family} ({p.sft.steps} steps) -> {out}")
     model = build_tiny_model(m.family, ctx.tokenizer, seed=ctx.train_seed, hidden_size=m.hidden_size,
                              num_layers=m.num_layers, num_heads=m.num_heads, max_positions=m.max_positions)
     model, losses = sft_train(model, ctx.tokenizer, ctx.sft_demos.prompt, ctx.sft_demos.response, p.sft, seed=ctx.train_seed,
                               device=str(ctx.device), show_progress=p.run.show_progress)
-    save_stage(model, ctx.tokenizer, out, extra={"sft_loss": pd.DataFrame({"loss": losses})})
+    save_stage(model, ctx.tokenizer, out, extra={"sft_loss": pd.DataFrame({"loss": losses})},
+               info={"name": "sft", "steps": p.sft.steps, "seconds": round(time.time() - t0, 2)})
     return out
 
 
 def _dpo_stage(ctx: Context, name: str, start: str, pairs: pd.DataFrame, epochs: float) -> Path:
     """Train from `start` ("sft" or another stage name) on `pairs`; cached in models/<name>."""
+    out = ctx.model_dir(name)
+    if stage_complete(out):
+        return out
+    with stage_lock(out):  # a concurrent run training the same stage: wait for it, then reuse its folder
+        if stage_complete(out, warn=False):
+            return out
+        return _train_dpo(ctx, out, name, start, pairs, epochs)
+
+
+def _train_dpo(ctx: Context, out: Path, name: str, start: str, pairs: pd.DataFrame, epochs: float) -> Path:
     from tifkit.models import apply_lora
     from tifkit.train import dpo_train, save_stage
 
-    out = ctx.model_dir(name)
-    if stage_done(out):
-        return out
     p = ctx.p
     if start == "sft":
         model = _load_base(ctx)
@@ -242,9 +300,9 @@ def _dpo_stage(ctx: Context, name: str, start: str, pairs: pd.DataFrame, epochs:
     model, history = dpo_train(model, reference(ctx), ctx.tokenizer, pairs, p.train, epochs, seed=ctx.train_seed,
                                device=str(ctx.device), show_progress=p.run.show_progress)
     hist = pd.DataFrame([{k: v for k, v in h.items() if isinstance(v, (int, float))} for h in history])
-    save_stage(model, ctx.tokenizer, out, extra={"train_log": hist})
-    atomic_write_text(out / "stage.json", json.dumps({"name": name, "start": start, "n_pairs": len(pairs),
-                                                      "epochs": epochs, "seconds": round(time.time() - t0, 2)}))
+    save_stage(model, ctx.tokenizer, out, extra={"train_log": hist},  # stage.json (with checksums) last
+               info={"name": name, "start": start, "n_pairs": len(pairs), "epochs": epochs,
+                     "seconds": round(time.time() - t0, 2)})
     return out
 
 
@@ -276,14 +334,15 @@ def score_stage(ctx: Context) -> Path:
     p = ctx.p
     key = content_hash({"score": dataclasses.asdict(p.score), "beta": p.train.beta, "obj": p.train.objective}, 10)
     out = ctx.run_dir / "scores" / f"scores-{key}.parquet"
-    if out.exists():
+    if parquet_ok(out, "score table"):
         return out
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1:  # under `accelerate launch`: rank 0 trains the stages, the others wait for them
         if rank == 0:
             warmup_stage(ctx), val_stage(ctx), reward_model_stage(ctx)
         else:
-            _wait_for(lambda: stage_done(ctx.model_dir("warmup")) and stage_done(ctx.model_dir("val")))
+            _wait_for(lambda: stage_complete(ctx.model_dir("warmup"), warn=False)
+                      and stage_complete(ctx.model_dir("val"), warn=False))
     core = _score_core(ctx, key)
     if world > 1 and rank != 0:  # rank 0 adds rm_margin and writes the final table
         _wait_for(out.exists)
@@ -298,6 +357,9 @@ def score_stage(ctx: Context) -> Path:
         table["rm_margin"] = rm_margins(model, tok, ctx.train, batch_size=p.score.batch_size,
                                         max_length=p.train.max_length, progress=p.run.show_progress)
     write_parquet(table, out)
+    from tifkit.scores import verify_table
+
+    verify_table(out)  # `tifkit score` never hands back a table that does not read back
     return out
 
 
@@ -322,7 +384,11 @@ def reward_model_stage(ctx: Context) -> Path | str | None:
     key = content_hash({"steps": p.score.rm_steps, "h": p.model.hidden_size, "l": p.model.num_layers,
                         "world": dataclasses.asdict(p.world)}, 8)
     out = ctx.model_dir(f"reward-{key}")
-    if not (out / "config.json").exists():
+    if stage_complete(out):
+        return out
+    with stage_lock(out):
+        if stage_complete(out, warn=False):
+            return out
         say(f"reward model on {len(ctx.world.rm_train)} separate labelled pairs -> {out}")
         train_reward_model(ctx.world.rm_train, ctx.tokenizer, steps=p.score.rm_steps, seed=ctx.train_seed,
                            hidden_size=p.model.hidden_size, num_layers=p.model.num_layers, out_dir=out,
@@ -336,7 +402,7 @@ def _score_core(ctx: Context, key: str) -> Path:
 
     p = ctx.p
     out = ctx.run_dir / "scores" / f"core-{key}.parquet"
-    if out.exists():
+    if parquet_ok(out, "score table"):
         return out
     dirs = {"policy": warmup_stage(ctx), "ref": sft_stage(ctx), "val": val_stage(ctx)}
     say(f"scoring {len(ctx.train)} pairs (IRM, LossDiff, IF: {p.score.influence}) -> {out}")

@@ -35,8 +35,9 @@ Sharding and resume (`run_scoring`). Under `accelerate launch` process r of N sc
 c with c % N == r; a plain `python` call is one process. Each finished chunk is written atomically
 to `work_dir/chunk-00003.parquet` (pair_id plus the computed columns) with a key in the file's
 metadata: a hash of the three models' weights, the chunk's and D_val's token ids, the parameters,
-beta and loss_type. A rerun skips a chunk whose file carries the right key and pair_ids and
-recomputes any other (a kill leaves no half file: files are renamed into place). Every computed chunk
+beta and loss_type, and a checksum of its values. A rerun skips a chunk whose file carries the right
+key and pair_ids and passes its checksum, and recomputes any other with a warning (a kill leaves no half
+file: files are renamed into place; a damaged one is recomputed). Every computed chunk
 appends a line to `work_dir/chunks.log`. After a barrier, process 0 reads the chunk files in order,
 adds `tif` (a percentile band over all of D_tr, hence only here) and the passed-through columns, and
 writes `out_path` atomically; every process returns `out_path` (work_dir and out_path must be on a
@@ -65,8 +66,9 @@ import torch
 
 from tifkit import TifkitError
 from tifkit.config import ScoreParams  # noqa: F401  (parameter section; lives in config.py)
-from tifkit.influence import ValidationTarget, dpo_loss_per_pair, implicit_reward_margin, validation_gradient
-from tifkit.io import atomic_path, content_hash
+from tifkit.influence import (ValidationTarget, cast_for_scoring, check_memory, dpo_loss_per_pair, estimate_for_models,
+                              implicit_reward_margin, validation_gradient)
+from tifkit.io import CorruptCache, content_hash, read_verified, write_table
 from tifkit.logprobs import TokenizedPairs, cached_pair_logprobs, model_content_hash, pair_logprobs, tokenize_pairs
 
 log = logging.getLogger(__name__)
@@ -92,6 +94,12 @@ def _check(params: ScoreParams, train_df: pd.DataFrame, val_df: pd.DataFrame | N
         raise TifkitError("IF needs validation pairs: give val_df, or set score.influence: none.")
 
 
+def _longest(*toks) -> int:
+    """The longest sequence (prompt + response tokens) of the given tokenized sets (for the memory estimate)."""
+    return max((int(max(c.max(), r.max())) for t in toks if t is not None and len(t) for c, r in [t.sequence_lengths()]),
+               default=0)
+
+
 def _chunks(n: int, size: int) -> list[range]:
     return [range(s, min(n, s + size)) for s in range(0, n, size)]
 
@@ -99,8 +107,15 @@ def _chunks(n: int, size: int) -> list[range]:
 class _Scorer:
     """What every chunk needs, computed once per process: models, D_val's reference log-probs, g_val."""
 
-    def __init__(self, policy, ref, val_model, val_tok, params: ScoreParams, beta, loss_type, cache_dir, show_progress):
+    def __init__(self, policy, ref, val_model, val_tok, params: ScoreParams, beta, loss_type, cache_dir, show_progress,
+                 seq_len: int | None = None):
         dpo_loss_per_pair(np.zeros(1), np.zeros(1), 0.0, 0.0, beta, loss_type)  # raises on a bad loss_type
+        # score.dtype: cast copies (models untouched); then the memory estimate, before any batch runs
+        policy, ref, val_model = (cast_for_scoring(m, params.dtype) for m in (policy, ref, val_model))
+        if seq_len:
+            est = estimate_for_models(policy, [ref, val_model], params.batch_size, seq_len, params.influence != "none")
+            check_memory(est, next(policy.parameters()).device, params.memory_budget_gb, batch_pairs=params.batch_size,
+                         say=print if show_progress else log.info)
         self.policy, self.ref, self.val_model = policy, ref, val_model
         self.p, self.beta, self.loss_type, self.cache_dir = params, beta, loss_type, cache_dir
         self.ref_hash = model_content_hash(ref) if cache_dir is not None else None
@@ -108,8 +123,10 @@ class _Scorer:
         if self.method == "none":
             return
         ref_val = self.ref_logps(val_tok)
-        g_val = validation_gradient(policy, val_tok, ref_val, beta, loss_type, params.reduction, params.batch_size, show_progress)
-        self.target = ValidationTarget(policy, g_val, self.method, params.project_dim, params.project_seed)
+        g_val = validation_gradient(policy, val_tok, ref_val, beta, loss_type, params.reduction, params.batch_size,
+                                    show_progress, measure=params.if_measure)
+        self.target = ValidationTarget(policy, g_val, self.method, params.project_dim, params.project_seed,
+                                       measure=params.if_measure)
 
     def ref_logps(self, tok: TokenizedPairs):
         kw = dict(batch_size=self.p.batch_size, reduction=self.p.reduction, show_progress=False)
@@ -169,7 +186,8 @@ def score_table(policy, ref, val_model, tokenizer, train_df: pd.DataFrame, val_d
     _check(params, train_df, val_df)
     train_tok = tokenize_pairs(tokenizer, train_df, params.max_length)
     val_tok = tokenize_pairs(tokenizer, val_df, params.max_length) if params.influence != "none" else None
-    scorer = _Scorer(policy, ref, val_model, val_tok, params, beta, loss_type, cache_dir, show_progress)
+    scorer = _Scorer(policy, ref, val_model, val_tok, params, beta, loss_type, cache_dir, show_progress,
+                     seq_len=_longest(train_tok, val_tok))
     chunks = _chunks(len(train_tok), params.chunk_size)
     parts = [scorer.chunk(train_tok.subset(r), c) for c, r in enumerate(tqdm(chunks, desc="scoring chunks", disable=not show_progress))]
     return _finish(pd.concat(parts, ignore_index=True), train_df, params)
@@ -182,15 +200,9 @@ _KEY = b"tifkit.chunk_key"
 
 
 def _write_table(df: pd.DataFrame, path, meta: dict[bytes, bytes]) -> Path:
-    """Deterministic atomic Parquet: fixed column order and schema, no timestamps (pyarrow writes none)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pa.Table.from_pandas(df, preserve_index=False)
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
-    return Path(path)
+    """Deterministic atomic Parquet: fixed column order and schema, no timestamps (pyarrow writes none),
+    and a checksum of the values (io.write_table) that every reader verifies."""
+    return write_table(df, path, meta)
 
 
 def _write_chunk(df: pd.DataFrame, path: Path, key: str) -> None:
@@ -198,18 +210,28 @@ def _write_chunk(df: pd.DataFrame, path: Path, key: str) -> None:
 
 
 def _chunk_done(path: Path, key: str, pair_ids: list[str]) -> bool:
-    import pyarrow.parquet as pq
-
+    """The chunk file exists, passes its checksum (values included), and belongs to this run."""
     if not path.exists():
         return False
     try:
-        ok = pq.read_schema(path).metadata.get(_KEY) == key.encode()
-        ok = ok and pq.read_table(path, columns=["pair_id"]).column(0).to_pylist() == pair_ids
-    except Exception:  # unreadable: recompute
-        ok = False
+        table = read_verified(path)
+    except CorruptCache as e:
+        log.warning("%s; recomputing that chunk.", e)
+        print(f"[tifkit] warning: {e}; recomputing that chunk.", flush=True)
+        return False
+    ok = (table.schema.metadata or {}).get(_KEY) == key.encode()
+    ok = ok and table.column("pair_id").to_pylist() == pair_ids
     if not ok:
         log.warning("%s belongs to another run (key or pair_ids differ); recomputing it.", path)
     return ok
+
+
+def verify_table(path) -> pd.DataFrame:
+    """Read a score table (or chunk) and check its checksum; a damaged file raises TifkitError."""
+    try:
+        return read_verified(path).to_pandas()
+    except CorruptCache as e:
+        raise TifkitError(f"Score table {e}: delete it and rerun `tifkit score` to rebuild it.") from None
 
 
 def run_scoring(model_dirs: dict, train_df: pd.DataFrame, val_df: pd.DataFrame | None, params: ScoreParams,
@@ -222,7 +244,6 @@ def run_scoring(model_dirs: dict, train_df: pd.DataFrame, val_df: pd.DataFrame |
     `loader(name, folder) -> (model, tokenizer)` loads each checkpoint (default: `models.load_model`);
     the pipeline passes one that puts LoRA adapters on the SFT base, so that IF runs over the
     adapters (the parameters with requires_grad) only."""
-    import pyarrow.parquet as pq
     from accelerate import PartialState
     from accelerate.utils import parse_flag_from_env
     from tqdm.auto import tqdm
@@ -259,7 +280,8 @@ def run_scoring(model_dirs: dict, train_df: pd.DataFrame, val_df: pd.DataFrame |
     todo = [c for c in mine if not _chunk_done(path[c], keys[c], toks[c].pair_ids)]
     if todo:
         scorer = _Scorer(models["policy"], models["ref"], models["val"], val_tok, params, beta, loss_type,
-                         work_dir / "ref-logps", show_progress and state.is_main_process)
+                         work_dir / "ref-logps", show_progress and state.is_main_process,
+                         seq_len=_longest(train_tok, val_tok))
         for c in tqdm(todo, desc=f"scoring chunks (process {rank}/{world})", disable=not show_progress):
             _write_chunk(scorer.chunk(toks[c], c), path[c], keys[c])
             with open(work_dir / "chunks.log", "a") as f:
@@ -271,8 +293,9 @@ def run_scoring(model_dirs: dict, train_df: pd.DataFrame, val_df: pd.DataFrame |
         for c in range(len(chunks)):
             if not _chunk_done(path[c], keys[c], toks[c].pair_ids):
                 raise TifkitError(f"Chunk {path[c]} is missing after scoring; rerun run_scoring to compute it.")
-        scored = pd.concat([pq.read_table(p).to_pandas() for p in path], ignore_index=True)
+        scored = pd.concat([read_verified(p).to_pandas() for p in path], ignore_index=True)
         meta = json.dumps({"params": asdict(params), "beta": beta, "loss_type": loss_type, "run_key": run_key}, sort_keys=True)
         _write_table(_finish(scored, train_df, params), out_path, {b"tifkit.scores": meta.encode()})
+        verify_table(out_path)  # never hand back a table that does not read back
     state.wait_for_everyone()
     return out_path
