@@ -430,18 +430,38 @@ def _deep_merge(a: dict, b: dict) -> dict:
 
 
 def parse_overrides(items: list[str] | None) -> dict:
-    """``["train.lr=1e-4", "model.family=qwen"]`` -> nested dict (values parsed as YAML)."""
+    """``["train.lr=1e-4", "model.family=qwen"]`` -> nested dict (values parsed as YAML).
+    A malformed item is a TifkitError naming that ``--set``."""
     out: dict = {}
     for item in items or []:
         if "=" not in item:
-            raise TifkitError(f"Override {item!r} must look like section.key=value (e.g. train.lr=1e-4).")
+            raise TifkitError(f"--set {item!r} must look like section.key=value (e.g. --set train.lr=1e-4).")
         key, raw = item.split("=", 1)
-        node = out
         parts = key.strip().split(".")
+        if not all(parts):
+            raise TifkitError(f"--set {item!r}: {key.strip()!r} is not a section.key name (e.g. --set train.lr=1e-4).")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            problem = getattr(e, "problem", None) or type(e).__name__
+            raise TifkitError(f"--set {item!r}: the value is not valid YAML ({problem}); quote it or close its "
+                              "brackets, e.g. --set 'select.keep=0.5' or --set 'run.seeds=[0, 1]'.") from None
+        node = out
         for p in parts[:-1]:
             node = node.setdefault(p, {})
-        node[parts[-1]] = yaml.safe_load(raw)
+            if not isinstance(node, dict):
+                raise TifkitError(f"--set {item!r} conflicts with an earlier --set of {p!r}; give each key once.")
+        node[parts[-1]] = value
     return out
+
+
+def _blame(bad_key: str, items: list[str]) -> str | None:
+    """The --set item that set `bad_key` (or a key inside it, or the section it checks), if any."""
+    for item in reversed(items):
+        k = item.split("=", 1)[0].strip()
+        if bad_key == k or bad_key.startswith((k + ".", k + "[")) or (bad_key and k.startswith(bad_key + ".")):
+            return item
+    return None
 
 
 def params_from_dict(data: dict, source: str = "<dict>") -> Params:
@@ -484,11 +504,18 @@ def load_params(path: str | Path, overrides: dict | list[str] | None = None) -> 
     installed (see `packaged_params`)."""
     path = resolve_params_file(path)
     data = _read_yaml(path)
+    items = list(overrides) if isinstance(overrides, list) else []
     if isinstance(overrides, list):
         overrides = parse_overrides(overrides)
     if overrides:
         data = _deep_merge(data, overrides)
-    return params_from_dict(data, str(path))
+    try:
+        p = _build(Params, data, "")
+    except _Bad as e:  # blame the --set that gave the bad value, else the file
+        item = _blame(e.key, items)
+        raise TifkitError(f"{f'--set {item}' if item else path}: {e.msg}.") from None
+    p.source = str(path)
+    return p
 
 
 def dump_params(p: Params) -> str:
