@@ -20,6 +20,7 @@ from tifkit.influence import (
     flat_pair_gradient,
     influence_loop,
     influence_scores,
+    measure_losses,
     project_vector,
     projected_pair_gradients,
     trainable_parameters,
@@ -115,17 +116,23 @@ def naive_seq_logp(model, prompt, completion):
     return lp[pos, torch.tensor(completion, dtype=torch.long)].sum()
 
 
-def naive_pair_loss(model, tk, i, ref_w, ref_l):
+def naive_pair_loss(model, tk, i, ref_w, ref_l, margin=False):
+    """DPO's -log sigmoid(h), or with margin=True the linear measurement -h."""
     w = naive_seq_logp(model, tk.prompt_ids[i], tk.chosen_ids[i])
     l = naive_seq_logp(model, tk.prompt_ids[i], tk.rejected_ids[i])
     h = BETA * ((w - float(ref_w[i])) - (l - float(ref_l[i])))
-    return -F.logsigmoid(h)
+    return -h if margin else -F.logsigmoid(h)
 
 
-def naive_grad(model, tk, i, ref):
+def naive_grad(model, tk, i, ref, margin=False):
     params = [p for p in model.parameters() if p.requires_grad]
-    g = torch.autograd.grad(naive_pair_loss(model, tk, i, *ref), params)
+    g = torch.autograd.grad(naive_pair_loss(model, tk, i, *ref, margin=margin), params)
     return torch.cat([x.reshape(-1) for x in g])
+
+
+# (training side uses the margin loss -h, validation side uses it) for each IF measurement, written
+# out here independently of influence.measure_losses
+MEASURE_SIDES = {"val_loss": (False, False), "val_margin": (False, True), "unweighted": (True, True)}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -143,33 +150,39 @@ def test_loss_matches_trl_formulas():
         dpo_loss_per_pair(pw, pl, rw, rl, BETA, "ipo")
 
 
-def test_loop_equals_independent_autograd(tok, data):
-    """The exact loop equals a from-scratch float64 autograd computation (unpadded, per sequence)."""
+@pytest.mark.parametrize("measure", list(MEASURE_SIDES))
+def test_loop_equals_independent_autograd(tok, data, measure):
+    """The exact loop equals a from-scratch float64 autograd computation (unpadded, per sequence),
+    for each IF measurement."""
     train, val = data
     policy, ref = policy_and_ref("llama", tok)
     rtr, rva = ref_logps(ref, train, val)
-    got = influence_loop(policy, train, rtr, val, rva, BETA, show_progress=False)
+    got = influence_loop(policy, train, rtr, val, rva, BETA, show_progress=False, measure=measure)
     policy.eval()
-    g_val = sum(naive_grad(policy, val, j, rva) for j in range(len(val))) / len(val)
-    want = np.array([float(naive_grad(policy, train, i, rtr) @ g_val) for i in range(len(train))])
+    m_tr, m_val = MEASURE_SIDES[measure]
+    g_val = sum(naive_grad(policy, val, j, rva, m_val) for j in range(len(val))) / len(val)
+    want = np.array([float(naive_grad(policy, train, i, rtr, m_tr) @ g_val) for i in range(len(train))])
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-8 * np.abs(want).max())
 
 
-def test_loop_equals_finite_differences(tok, data):
-    """IF(d) = d/de L_val(theta + e * grad loss(d)) at e = 0 (central differences, float64, NeoX: all float64 ops)."""
+@pytest.mark.parametrize("measure", list(MEASURE_SIDES))
+def test_loop_equals_finite_differences(tok, data, measure):
+    """IF(d) = d/de M_val(theta + e * grad T(d)) at e = 0 (central differences, float64, NeoX: all
+    float64 ops), with T the training-side loss and M_val the mean validation-side loss of `measure`."""
     train, val = data
     policy, ref = policy_and_ref("neox", tok)
     policy.eval()
     rtr, rva = ref_logps(ref, train, val)
-    got = influence_loop(policy, train, rtr, val, rva, BETA, show_progress=False)
+    got = influence_loop(policy, train, rtr, val, rva, BETA, show_progress=False, measure=measure)
     params = list(policy.parameters())
+    m_tr, m_val = MEASURE_SIDES[measure]
 
     def val_loss():
         with torch.no_grad():
-            return float(sum(naive_pair_loss(policy, val, j, *rva) for j in range(len(val))) / len(val))
+            return float(sum(naive_pair_loss(policy, val, j, *rva, margin=m_val) for j in range(len(val))) / len(val))
 
     for i in (0, 5, 11):
-        g = flat_pair_gradient(policy, train, rtr, i, BETA)
+        g = naive_grad(policy, train, i, rtr, m_tr)
         eps = 1e-3 / float(g.norm())
         fd = []
         for sign in (1, -1):
@@ -346,3 +359,42 @@ def test_bad_arguments(tok, data):
         influence_scores(policy, (rtr, rva), train, val, method="fast")
     with pytest.raises(TifkitError):
         influence_scores(policy, (rtr, (rva[0][:2], rva[1][:2])), train, val)
+    with pytest.raises(TifkitError, match="if_measure"):
+        influence_scores(policy, (rtr, rva), train, val, measure="val_cosine")
+
+
+@pytest.mark.parametrize("family,measure", [("gpt2", "val_margin"), ("llama", "unweighted"), ("lora", "val_margin")])
+def test_batched_equals_loop_per_measure(tok, data, family, measure):
+    """The batched hooks (and the projection, on average) follow the measurement like the loop does."""
+    train, val = data
+    policy, ref = policy_and_ref(family, tok)
+    rtr, rva = ref_logps(ref, train, val)
+    loop = influence_loop(policy, train, rtr, val, rva, BETA, show_progress=False, measure=measure)
+    fast = influence_scores(policy, (rtr, rva), train, val, beta=BETA, batch_size=5, show_progress=False,
+                            measure=measure)
+    np.testing.assert_allclose(fast, loop, rtol=RTOL[family], atol=RTOL[family] * 1e-2 * np.abs(loop).max())
+    default = influence_loop(policy, train, rtr, val, rva, BETA, show_progress=False)
+    assert np.abs(default - loop).max() > 1e-3 * np.abs(loop).max()  # the measurement changes the scores
+
+
+def test_measures_differ_by_the_sigmoid_weights(tok, data):
+    """For DPO, val_margin IF = sigmoid(-h_d) * unweighted IF for every pair (the training-side weight),
+    and with a single validation pair v, val_loss IF = sigmoid(-h_v) * val_margin IF."""
+    train, val = data
+    policy, ref = policy_and_ref("llama", tok)
+    rtr, rva = ref_logps(ref, train, val)
+    kw = dict(beta=BETA, batch_size=8, show_progress=False)
+    vm = influence_scores(policy, (rtr, rva), train, val, measure="val_margin", **kw)
+    un = influence_scores(policy, (rtr, rva), train, val, measure="unweighted", **kw)
+    pw, pl = pair_logprobs(policy, train, show_progress=False)
+    h = BETA * ((pw - rtr[0]) - (pl - rtr[1]))
+    np.testing.assert_allclose(vm, un / (1 + np.exp(h)), rtol=1e-6, atol=1e-9 * np.abs(vm).max())
+    one = val.subset([2])
+    r1 = (rva[0][[2]], rva[1][[2]])
+    vl1 = influence_scores(policy, (rtr, r1), train, one, measure="val_loss", **kw)
+    vm1 = influence_scores(policy, (rtr, r1), train, one, measure="val_margin", **kw)
+    qw, ql = pair_logprobs(policy, one, show_progress=False)
+    hv = BETA * ((qw - r1[0]) - (ql - r1[1]))[0]
+    # (Llama rounds its norm inputs to float32: RTOL["llama"])
+    np.testing.assert_allclose(vl1, vm1 / (1 + np.exp(hv)), rtol=RTOL["llama"], atol=1e-7 * np.abs(vl1).max())
+    assert measure_losses("hinge", "unweighted") == ("margin", "margin")

@@ -7,6 +7,20 @@ tiny model, the LoRA adapters of a PEFT model). Positive IF: a gradient step on 
 validation loss. The loss is DPO's `-log sigmoid(h)` ("sigmoid") or SLiC's `max(0, 1 - h)` ("hinge"),
 with h(d) = beta * (logratio(y_w|x) - logratio(y_l|x)) and logratio = log pi_theta - log pi_ref.
 
+What is measured on the validation side, and which loss is differentiated on the training side,
+is the parameter `measure` (influence libraries separate the training loss from the measurement).
+With the margin loss m(d) = -h(d) (a linear "loss": its gradient is -grad h, with no weight):
+
+    measure        training side          validation side (g_val)       IF(d) for DPO (sigmoid)
+    "val_loss"     grad loss(theta; d)    mean_v grad loss(theta; v)    s_d * mean_v s_v <grad h_d, grad h_v>
+    "val_margin"   grad loss(theta; d)    mean_v grad m(theta; v)       s_d * mean_v     <grad h_d, grad h_v>
+    "unweighted"   grad m(theta; d)       mean_v grad m(theta; v)             mean_v     <grad h_d, grad h_v>
+
+where s = sigmoid(-h) is DPO's per-pair weight (for SLiC, s = 1[h < 1]). "val_loss" is the default
+(the paper's IF); "val_margin" asks how a step on d moves the mean validation margin, so that
+validation pairs the model ranks wrongly (large s_v) no longer dominate; "unweighted" also drops
+the training pair's weight. All three keep the sign convention: positive IF helps the validation side.
+
 Three ways to compute it, all returning one float64 per training pair in input order:
 
 - ``method="loop"`` (`influence_loop`): the slow, obviously-correct reference. One backward per pair,
@@ -28,7 +42,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
+import os
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Callable, Literal, Mapping, Sequence
 
 import numpy as np
@@ -52,6 +68,8 @@ from tifkit.logprobs import (
 
 LossType = Literal["sigmoid", "hinge"]
 Method = Literal["batched", "loop", "projected"]
+Measure = Literal["val_loss", "val_margin", "unweighted"]
+MEASURES = ("val_loss", "val_margin", "unweighted")
 
 try:  # GPT-2's transposed linear layer
     from transformers.pytorch_utils import Conv1D
@@ -75,6 +93,8 @@ def dpo_loss_per_pair(policy_logps_w, policy_logps_l, ref_w, ref_l, beta: float,
     returns the same kind. Matches TRL's DPOTrainer `loss_type` of the same name.
     """
     h = implicit_reward_margin(policy_logps_w, policy_logps_l, ref_w, ref_l, beta)
+    if loss_type == "margin":  # IF's measurement m = -h (see `measure_losses`); not a training loss
+        return -h if torch.is_tensor(h) else -np.asarray(h, dtype=np.float64)
     if torch.is_tensor(h):
         if loss_type == "sigmoid":
             return -F.logsigmoid(h)
@@ -92,6 +112,18 @@ def dpo_loss_per_pair(policy_logps_w, policy_logps_l, ref_w, ref_l, beta: float,
 # ----------------------------------------------------------------------------------------------------
 # Shared plumbing
 # ----------------------------------------------------------------------------------------------------
+def measure_losses(loss_type: LossType, measure: Measure = "val_loss") -> tuple[str, str]:
+    """(training-side loss, validation-side loss) of IF under `measure` (module docstring);
+    "margin" stands for the linear loss m = -h."""
+    if measure == "val_loss":
+        return loss_type, loss_type
+    if measure == "val_margin":
+        return loss_type, "margin"
+    if measure == "unweighted":
+        return "margin", "margin"
+    raise TifkitError(f"Unknown IF measurement {measure!r}; use one of {', '.join(MEASURES)} (score.if_measure).")
+
+
 def trainable_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
     """(name, parameter) for every parameter with requires_grad, each shared parameter once."""
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
@@ -152,26 +184,30 @@ def validation_gradient(
     reduction: Reduction = "sum",
     batch_size: int = 16,
     show_progress: bool = False,
+    measure: Measure = "val_loss",
 ) -> list[torch.Tensor]:
-    """g_val = mean over validation pairs of grad loss(theta; v), one tensor per trainable parameter.
+    """g_val = mean over validation pairs of grad loss(theta; v), one tensor per trainable parameter
+    (with measure="val_margin" or "unweighted": of the margin loss -h(v); module docstring).
 
-    Batched (ordinary backward of the mean loss); returned detached, in the parameters' dtype.
+    Batched (ordinary backward of the mean loss); returned detached, in the parameters' dtype, or in
+    float32 for a bfloat16 / float16 model (accumulated in float32 across batches).
     """
     n = len(val_tok)
     if n == 0:
         raise TifkitError("The validation set is empty; IF needs at least one validation pair.")
+    val_loss_type = measure_losses(loss_type, measure)[1]
     rw, rl = _as_ref_pair(ref_logps_val, n, "the validation pairs")
     names, params = zip(*trainable_parameters(model))
     pad_id, device = pad_token_id_of(model), model_device(model)
-    acc = [torch.zeros_like(p) for p in params]
+    acc = [torch.zeros_like(p, dtype=_compute_dtype(model)) for p in params]
     with _scoring_mode(model):
         buckets = _length_buckets(val_tok, batch_size)
         for idx in _progress(buckets, len(buckets), "validation gradient", show_progress):
-            loss = _pair_losses(model, val_tok, idx, rw, rl, beta, loss_type, reduction, pad_id, device).sum() / n
+            loss = _pair_losses(model, val_tok, idx, rw, rl, beta, val_loss_type, reduction, pad_id, device).sum() / n
             grads = torch.autograd.grad(loss, params, allow_unused=True)
             for a, g in zip(acc, grads):
                 if g is not None:
-                    a.add_(g)
+                    a.add_(g.to(a.dtype))
     return acc
 
 
@@ -179,7 +215,8 @@ def validation_gradient(
 # Exact slow reference: one backward per pair
 # ----------------------------------------------------------------------------------------------------
 def flat_pair_gradient(model, tok: TokenizedPairs, ref_logps, index: int, beta: float, loss_type: LossType = "sigmoid", reduction: Reduction = "sum") -> torch.Tensor:
-    """The full gradient of one pair's loss over the trainable parameters, flattened (name order)."""
+    """The full gradient of one pair's loss over the trainable parameters, flattened (name order).
+    `loss_type` may also be "margin" (the loss -h of IF's margin measurements)."""
     rw, rl = _as_ref_pair(ref_logps, len(tok), "these pairs")
     params = [p for _, p in trainable_parameters(model)]
     with _scoring_mode(model):
@@ -198,23 +235,26 @@ def influence_loop(
     loss_type: LossType = "sigmoid",
     reduction: Reduction = "sum",
     show_progress: bool = True,
+    measure: Measure = "val_loss",
 ) -> np.ndarray:
     """IF by the definition, one pair at a time (the reference the fast paths are tested against).
 
     g_val is the mean of the validation pairs' flattened gradients (one backward each), and
     IF(d) = flat_grad(d) . g_val (dot product in float64). `ref_logps_*` are (chosen, rejected) arrays.
+    `measure` picks the training- and validation-side losses (module docstring).
     """
     n_val = len(tokenized_val)
     if n_val == 0:
         raise TifkitError("The validation set is empty; IF needs at least one validation pair.")
+    train_lt, val_lt = measure_losses(loss_type, measure)
     g_val = None
     for i in _progress(range(n_val), n_val, "validation gradient (loop)", show_progress):
-        g = flat_pair_gradient(model, tokenized_val, ref_logps_val, i, beta, loss_type, reduction).double()
+        g = flat_pair_gradient(model, tokenized_val, ref_logps_val, i, beta, val_lt, reduction).double()
         g_val = g / n_val if g_val is None else g_val + g / n_val
     n = len(tokenized_train)
     out = np.zeros(n, dtype=np.float64)
     for i in _progress(range(n), n, "IF (loop)", show_progress):
-        g = flat_pair_gradient(model, tokenized_train, ref_logps_train, i, beta, loss_type, reduction)
+        g = flat_pair_gradient(model, tokenized_train, ref_logps_train, i, beta, train_lt, reduction)
         out[i] = float(g.double() @ g_val)
     return out
 
@@ -283,7 +323,11 @@ class _InnerProductHooks:
     ):
         self.model = model
         self.targets = targets  # id(param) -> G tensor shaped like the parameter (mode "dot")
-        self.dtype = compute_dtype
+        self.dtype = compute_dtype  # accumulation: per-row sums, the row dot products, per-row gradients
+        # matmul operands: the model's own dtype for a bfloat16/float16 model (the GEMMs accumulate in
+        # float32 inside; their outputs are summed in `dtype`), else `dtype`
+        self.mm_dtype = _operand_dtype(model, compute_dtype)
+        self._G_low: dict[int, torch.Tensor] = {}  # G in mm_dtype, converted once per parameter
         self.mode = mode
         self.sink = sink
         self.track = track_per_param
@@ -329,7 +373,7 @@ class _InnerProductHooks:
                 f"Module '{mname}' sees an activation of shape {tuple(x.shape)} without the batch's {self.n_rows} rows "
                 "as first dimension; the batched influence cannot attribute it per pair, use method='loop'."
             )
-        return x.reshape(self.n_rows, -1, x.shape[-1]).to(self.dtype)
+        return x.reshape(self.n_rows, -1, x.shape[-1]).to(self.mm_dtype)
 
     def _add(self, p: nn.Parameter, contrib: torch.Tensor):
         self.rows += contrib
@@ -338,7 +382,12 @@ class _InnerProductHooks:
             self.per_param[id(p)] = (s + float(contrib.sum()), a + float(contrib.abs().sum()))
 
     def _G(self, p) -> torch.Tensor:
-        return self.targets[id(p)].to(self.dtype)
+        """G (g_val's part for p) in the matmul operand dtype."""
+        if self.mm_dtype == self.targets[id(p)].dtype:
+            return self.targets[id(p)]
+        if id(p) not in self._G_low:
+            self._G_low[id(p)] = self.targets[id(p)].to(self.mm_dtype)
+        return self._G_low[id(p)]
 
     # -- the hook --------------------------------------------------------------------------------
     def _make_hook(self, mname: str, m: nn.Module, own):
@@ -419,16 +468,16 @@ class _InnerProductHooks:
                         G = self._G(p)
                         Gt = G if kind == "linear" else G.T  # (out, in)
                         if Gt.shape[0] <= Gt.shape[1]:
-                            self._add(p, _row_dot(a3 @ Gt.T, b3))  # (R, T, out) . b
+                            self._add(p, _row_dot(a3 @ Gt.T, b3, self.dtype))  # (R, T, out) . b
                         else:
-                            self._add(p, _row_dot(b3 @ Gt, a3))  # (R, T, in) . a
+                            self._add(p, _row_dot(b3 @ Gt, a3, self.dtype))  # (R, T, in) . a
                     else:
                         eq = "rto,rti->roi" if kind == "linear" else "rto,rti->rio"
-                        self.sink(p, torch.einsum(eq, b3, a3).reshape(R, -1))
+                        self.sink(p, torch.einsum(eq, b3, a3).reshape(R, -1).to(self.dtype))
                 elif n == "bias":
-                    gb = b3.sum(dim=1)  # (R, out)
+                    gb = b3.to(self.dtype).sum(dim=1)  # (R, out)
                     if self.mode == "dot":
-                        self._add(p, gb @ self._G(p))
+                        self._add(p, gb @ self.targets[id(p)].to(self.dtype))
                     else:
                         self.sink(p, gb)
                 else:  # pragma: no cover
@@ -440,18 +489,18 @@ class _InnerProductHooks:
             (n, p), = own
             if self.mode == "dot":
                 G = self._G(p)
-                self._add(p, _row_dot(G[ids] * keep[..., None], b3))
+                self._add(p, _row_dot(G[ids] * keep[..., None], b3, self.dtype))
             else:
                 V, d = p.shape
                 flat_idx = (torch.arange(R, device=ids.device)[:, None] * V + ids)[keep]
                 g = torch.zeros(R * V, d, dtype=self.dtype, device=b3.device)
-                g.index_add_(0, flat_idx, b3[keep])
+                g.index_add_(0, flat_idx, b3[keep].to(self.dtype))
                 self.sink(p, g.reshape(R, -1))
         else:  # generic: contraction of the output gradient with the JVP along G
             if self.mode == "dot":
                 ydot = self._rows3(tangent, mname)
                 # one JVP covers all of the module's parameters: booked under the first one
-                self._add(own[0][1], _row_dot(ydot, b3))
+                self._add(own[0][1], _row_dot(ydot, b3, self.dtype))
             else:
                 self._generic_grads(mname, module, own, tangent, b3)
 
@@ -467,13 +516,16 @@ class _InnerProductHooks:
                 e[j] = 1
                 tangents = {k: (e.view_as(q) if k == n else torch.zeros_like(q)) for k, q in primals.items()}
                 ydot = self._rows3(self._jvp(module, primals, tangents, args, kwargs), mname)
-                cols.append((ydot * b3).sum(dim=(1, 2)))
+                cols.append((ydot.to(self.dtype) * b3.to(self.dtype)).sum(dim=(1, 2)))
             self.sink(p, torch.stack(cols, dim=1))  # (R, numel)
 
 
-def _row_dot(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """sum over all but the first axis of x * y, as one batched matrix product (no (R, T, k) temporary)."""
+def _row_dot(x: torch.Tensor, y: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """sum over all but the first axis of x * y, as one batched matrix product (no (R, T, k) temporary);
+    in `dtype` (float32 for bfloat16 operands: a long sum in bfloat16 would lose the small terms)."""
     R = x.shape[0]
+    if dtype is not None:
+        x, y = x.to(dtype), y.to(dtype)
     return torch.bmm(x.reshape(R, 1, -1), y.reshape(R, -1, 1)).reshape(R)
 
 
@@ -490,7 +542,14 @@ def _frozen(params: Sequence[nn.Parameter]):
 
 
 def _compute_dtype(model) -> torch.dtype:
+    """Accumulation dtype of IF: float64 for a float64 model, else float32 (bfloat16 models included)."""
     return torch.float64 if next(model.parameters()).dtype == torch.float64 else torch.float32
+
+
+def _operand_dtype(model, compute_dtype: torch.dtype) -> torch.dtype:
+    """Matmul operand dtype of the hooks: a half-precision model's own dtype, else the compute dtype."""
+    dt = next(model.parameters()).dtype
+    return dt if dt in (torch.bfloat16, torch.float16) else compute_dtype
 
 
 def _check_per_param(model, hooks: _InnerProductHooks, targets, generic_groups) -> None:
@@ -506,10 +565,12 @@ def _check_per_param(model, hooks: _InnerProductHooks, targets, generic_groups) 
         for o in others:
             expected[first] += expected.pop(o)
     scale = sum(abs(v) for v in expected.values()) + 1e-30
+    # half-precision models: autograd's p.grad and the hooks' operands are rounded to 8 bits of mantissa
+    rel = 3e-2 if next(model.parameters()).dtype in (torch.bfloat16, torch.float16) else 1e-3
     for pid, want in expected.items():
         got, spread = hooks.per_param.get(pid, (0.0, 0.0))
         # rounding: relative to the result and to the size of the row terms that were summed
-        if abs(got - want) > 1e-3 * max(abs(got), abs(want)) + 1e-4 * spread + 1e-7 * scale:
+        if abs(got - want) > rel * max(abs(got), abs(want)) + 0.1 * rel * spread + 1e-4 * rel * scale:
             raise TifkitError(
                 f"The batched influence misses part of the gradient of '{names[pid]}' (hooks {got:.6g}, autograd {want:.6g}); "
                 "this model uses the parameter outside its module's forward, score it with method='loop'."
@@ -713,17 +774,19 @@ class ValidationTarget:
     Built once from g_val (as `validation_gradient` returns it); `scores(tok, ref_logps)` gives
     < grad loss(theta; d), g_val > for the pairs of `tok` by `method`: "batched" (hooks, exact),
     "loop" (one backward per pair, exact) or "projected" (JL projection to `project_dim`, `seed`,
-    whose projected g_val is computed here once).
+    whose projected g_val is computed here once). `measure` must be the one g_val was computed
+    with: it picks the training-side loss (the margin loss -h for "unweighted").
     """
 
     def __init__(self, model: nn.Module, g_val: Sequence[torch.Tensor], method: Method = "batched",
                  project_dim: int | None = None, seed: int = 0,
-                 projection: Literal["rademacher", "gaussian"] = "rademacher"):
+                 projection: Literal["rademacher", "gaussian"] = "rademacher", measure: Measure = "val_loss"):
         if method not in ("batched", "loop", "projected"):
             raise TifkitError(f"Unknown influence method {method!r}; use 'batched', 'loop' or 'projected'.")
         if (method == "projected") != (project_dim is not None):
             raise TifkitError("Set project_dim together with method='projected' (and only then).")
-        self.model, self.g_val, self.method = model, g_val, method
+        measure_losses("sigmoid", measure)  # raises on an unknown measurement
+        self.model, self.g_val, self.method, self.measure = model, g_val, method, measure
         if method == "loop":
             self.g_flat = torch.cat([g.reshape(-1) for g in g_val]).double()
         elif method == "projected":
@@ -734,6 +797,7 @@ class ValidationTarget:
                reduction: Reduction = "sum", batch_size: int = 16, verify: bool = True,
                show_progress: bool = True) -> np.ndarray:
         m = self.model
+        loss_type = measure_losses(loss_type, self.measure)[0]
         if self.method == "batched":
             return batched_influence(m, tok, ref_logps, self.g_val, beta, loss_type, reduction, batch_size, verify,
                                      show_progress)
@@ -761,6 +825,7 @@ def influence_scores(
     ref_cache_dir: str | None = None,
     verify: bool = True,
     show_progress: bool = True,
+    measure: Measure = "val_loss",
 ) -> np.ndarray:
     """IF(d) = < grad loss(theta; d), g_val > for every training pair, float64, in input order.
 
@@ -778,7 +843,9 @@ def influence_scores(
         ref_cache_dir: cache the reference log-probs there (see `cached_pair_logprobs`).
         verify: batched path only: on the first batch, compare every parameter's summed hook
             contribution with autograd's gradient and raise if a part of the gradient is missed.
+        measure: "val_loss" (default: the paper's IF), "val_margin" or "unweighted" (module docstring).
     """
+    measure_losses(loss_type, measure)  # raises on an unknown measurement
     if method not in ("batched", "loop", "projected"):
         raise TifkitError(f"Unknown influence method {method!r}; use 'batched', 'loop' or 'projected'.")
     if (method == "projected") != (project_dim is not None):
@@ -787,7 +854,135 @@ def influence_scores(
         model = copy.deepcopy(model).to(dtype)
     ref_train, ref_val = _resolve_ref(ref, train_tok, val_tok, 2 * batch_size, reduction, ref_cache_dir, show_progress, dtype)
     if method == "loop":  # the slow reference forms g_val by its own loop too
-        return influence_loop(model, train_tok, ref_train, val_tok, ref_val, beta, loss_type, reduction, show_progress)
-    g_val = validation_gradient(model, val_tok, ref_val, beta, loss_type, reduction, batch_size, show_progress)
-    target = ValidationTarget(model, g_val, method, project_dim, seed, projection)
+        return influence_loop(model, train_tok, ref_train, val_tok, ref_val, beta, loss_type, reduction, show_progress,
+                              measure)
+    g_val = validation_gradient(model, val_tok, ref_val, beta, loss_type, reduction, batch_size, show_progress, measure)
+    target = ValidationTarget(model, g_val, method, project_dim, seed, projection, measure)
     return target.scores(train_tok, ref_train, beta, loss_type, reduction, batch_size, verify, show_progress)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Precision and memory
+# ----------------------------------------------------------------------------------------------------
+SCORING_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def cast_for_scoring(model: nn.Module, dtype: str = "model") -> nn.Module:
+    """The model in the scoring dtype (`score.dtype`): "model" keeps it; "float32" / "bfloat16" give a
+    cast copy (the caller's model is untouched) unless it already has that dtype. The requires_grad
+    flags (all weights, or LoRA adapters only) carry over."""
+    if dtype == "model":
+        return model
+    if dtype not in SCORING_DTYPES:
+        raise TifkitError(f"Unknown score.dtype {dtype!r}; use model, float32 or bfloat16.")
+    want = SCORING_DTYPES[dtype]
+    if next(model.parameters()).dtype == want:
+        return model
+    return copy.deepcopy(model).to(want)
+
+
+@dataclass
+class MemoryEstimate:
+    """Peak memory of a scoring run on one device, by part (bytes); `total` is their sum."""
+
+    weights: int  # every model held at once (policy, reference, validation model)
+    gradients: int  # g_val (float32) + one batch's parameter gradients + G in the operand dtype
+    activations: int  # one IF batch's saved activations and the hooks' held layer inputs
+    logits: int  # one batch's logits and the float32 log-softmax of the scored positions
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.gradients + self.activations + self.logits
+
+    def describe(self) -> str:
+        g = lambda b: f"{b / 2**30:.1f}"  # noqa: E731
+        return (f"{g(self.total)} GiB (weights {g(self.weights)}, gradients {g(self.gradients)}, "
+                f"activations {g(self.activations)}, logits {g(self.logits)})")
+
+
+def _cfg(config, *names, default=None):
+    for n in names:
+        v = getattr(config, n, None)
+        if v is not None:
+            return v
+    return default
+
+
+def estimate_scoring_memory(config, n_params: int, n_trainable: int, dtype: torch.dtype, batch_pairs: int,
+                            seq_len: int, n_models: int = 3, influence: bool = True) -> MemoryEstimate:
+    """An upper-end estimate of one process's peak memory while scoring (from the architecture's
+    config alone, so that it can be printed before any weight is allocated).
+
+    For a forward+backward of `2 * batch_pairs` rows of `seq_len` tokens through a decoder with
+    hidden size h, MLP width I and L layers, with frozen weights (the batched IF's pass), autograd
+    keeps about (6h + 3I) values per token per layer (norm inputs, q/k/v and attention output, the
+    MLP's gate, up and activation), and the hooks hold the inputs of the trainable linear layers
+    (3h + I per token per layer when every weight trains, 3h for LoRA on all projections) and the
+    norms' tangents (2h). Logits: (rows x tokens x vocab) in the model dtype plus float32 copies of
+    the scored positions. Without IF (influence=False): one forward's logits and a layer's activations.
+    """
+    h = int(_cfg(config, "hidden_size", "n_embd"))
+    L = int(_cfg(config, "num_hidden_layers", "n_layer"))
+    inter = int(_cfg(config, "intermediate_size", "n_inner", default=4 * h) or 4 * h)
+    V = int(_cfg(config, "vocab_size"))
+    b = torch.finfo(dtype).bits // 8
+    acc = 8 if dtype == torch.float64 else 4
+    tokens = 2 * batch_pairs * seq_len
+    weights = n_models * n_params * b
+    logits = tokens * V * (b + 2 * acc)
+    if not influence:
+        return MemoryEstimate(weights, 0, tokens * (4 * h + 2 * inter) * b, logits)
+    full = n_trainable > 0.5 * n_params
+    held = (3 * h + inter) if full else 3 * h
+    activations = tokens * L * (6 * h + 3 * inter + held + 2 * h) * b
+    gradients = n_trainable * (acc + 2 * b)
+    return MemoryEstimate(weights, gradients, activations, logits)
+
+
+def estimate_for_models(policy: nn.Module, others: Sequence[nn.Module], batch_pairs: int, seq_len: int,
+                        influence: bool = True) -> MemoryEstimate:
+    """`estimate_scoring_memory` for loaded models (a policy, plus the other models held at once)."""
+    base = getattr(policy, "get_base_model", lambda: policy)()
+    n = sum(p.numel() for p in policy.parameters())
+    n_tr = sum(p.numel() for _, p in trainable_parameters(policy)) if influence else 0
+    dtype = next(policy.parameters()).dtype
+    n_other = sum(sum(p.numel() for p in m.parameters()) for m in others if m is not policy)
+    est = estimate_scoring_memory(base.config, n, n_tr, dtype, batch_pairs, seq_len, 1, influence)
+    est.weights += n_other * torch.finfo(dtype).bits // 8
+    return est
+
+
+def available_memory(device) -> int:
+    """Free memory of `device` in bytes: CUDA's free memory, or the machine's available RAM."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
+
+
+def check_memory(estimate: MemoryEstimate, device, budget_gb: float | None = None, what: str = "scoring",
+                 batch_pairs: int | None = None, say: Callable[[str], None] | None = print) -> MemoryEstimate:
+    """Print the estimate; raise TifkitError when it exceeds the budget (`budget_gb`, or the device's
+    free memory), naming a batch size that would fit when a smaller one would."""
+    budget = int(budget_gb * 2**30) if budget_gb is not None else available_memory(device)
+    src = f"budget {budget_gb:g} GiB" if budget_gb is not None else f"{budget / 2**30:.1f} GiB free on {device}"
+    if say is not None:
+        say(f"[tifkit] memory estimate for {what}: {estimate.describe()}; {src}")
+    if estimate.total <= budget:
+        return estimate
+    fix = "use a GPU with more memory, LoRA (model.lora.enabled), or score.dtype: bfloat16"
+    per_batch = estimate.activations + estimate.logits
+    fixed = estimate.weights + estimate.gradients
+    if batch_pairs and batch_pairs > 1 and per_batch > 0 and fixed < budget:
+        fits = int((budget - fixed) / (per_batch / batch_pairs))
+        if fits >= 1:
+            fix = f"lower score.batch_size from {batch_pairs} to {min(fits, batch_pairs - 1)}"
+    raise TifkitError(f"{what.capitalize()} needs about {estimate.total / 2**30:.1f} GiB but has {src}; {fix}.")
