@@ -1,6 +1,6 @@
 # Two commands do everything on a fresh machine with Python >= 3.11 and pip:
 #   make reproduce   set up .venv, then the default batch (built-in world, CPU) and every notebook (papermill)
-#   make test        set up .venv, then every test (notebooks included)
+#   make test        set up .venv, then every test and every notebook (nbmake, toy CI scale)
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -11,7 +11,7 @@ PARAMS ?= params/tiny.yaml
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup reproduce test smoke clean-runs
+.PHONY: setup reproduce test smoke lab notebooks clean-runs
 
 setup: $(STAMP)
 
@@ -29,8 +29,18 @@ reproduce: setup
 smoke: setup
 	$(BIN)/python -m tifkit run $(PARAMS)
 
+# Every test, then every notebook under nbmake at the toy CI scale (nbmake runs notebooks as committed,
+# so the scale comes through the environment), in one pytest run.
 test: setup
-	$(BIN)/python -m pytest
+	TIFKIT_NOTEBOOK_SCALE=ci $(BIN)/python -m pytest --nbmake --nbmake-timeout=300 tests notebooks
+
+# JupyterLab on the notebooks (their default scale: the real world size, one seed).
+lab: setup
+	$(BIN)/jupyter lab notebooks/
+
+# Regenerate notebooks/*.ipynb from their jupytext sources notebooks/*.py (outputs stripped).
+notebooks: setup
+	$(BIN)/python -m tifkit.notebooks --sync
 
 clean-runs:
 	rm -rf runs

@@ -1,7 +1,8 @@
-"""Run the notebooks as a papermill batch.
+"""Notebook set-up (scales, parameters, figures) and the papermill batch runner.
 
     python -m tifkit.notebooks                       # every notebook at full scale (params/tiny.yaml)
     python -m tifkit.notebooks --scale ci 02 03      # two notebooks at the toy CI scale
+    python -m tifkit.notebooks --sync                # notebooks/*.ipynb from their jupytext sources
     python -m tifkit.notebooks --params params/tiny-qwen.yaml --out runs/notebooks-qwen 02
     python -m tifkit.notebooks --run-root runs/fresh 00         # full scale, nothing cached
 
@@ -263,6 +264,42 @@ def resolve(names=None, notebook_dir: str | os.PathLike | None = None) -> list[s
     return out
 
 
+def _paired_notebook(py: Path):
+    """The .ipynb that belongs with the jupytext percent script `py`: its cells, no outputs, stable
+    cell ids ("00-03": notebook number, cell index), the kernelspec and jupytext pairing metadata."""
+    import jupytext
+    import nbformat
+
+    nb = jupytext.read(py)
+    nb.metadata = {"jupytext": {"formats": "ipynb,py:percent"},
+                   "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+                   "language_info": {"name": "python"}}
+    for i, c in enumerate(nb.cells):
+        c.id = f"{py.stem[:2]}-{i:02d}"
+        if c.cell_type == "code":
+            c.outputs, c.execution_count = [], None
+        c.metadata = {k: v for k, v in c.metadata.items() if k == "tags"}
+    nbformat.validator.normalize(nb)
+    return nbformat.writes(nb) + "\n"
+
+
+def sync_notebooks(notebook_dir: str | os.PathLike | None = None, check: bool = False) -> list[str]:
+    """Write each notebooks/NN_*.ipynb from its jupytext source NN_*.py (outputs stripped, stable ids).
+    With `check`, write nothing and return the names whose .ipynb is missing or differs."""
+    d = Path(notebook_dir or NOTEBOOK_DIR)
+    stale = []
+    for py in sorted(d.glob("[0-9][0-9]_*.py")):
+        text = _paired_notebook(py)
+        ipynb = py.with_suffix(".ipynb")
+        if not ipynb.exists() or ipynb.read_text() != text:
+            stale.append(py.stem)
+            if not check:
+                from tifkit.io import atomic_write_text
+
+                atomic_write_text(ipynb, text)
+    return stale
+
+
 def run_notebooks(names=None, params_file: str = "params/tiny.yaml", out_dir: str | os.PathLike = "runs/notebooks",
                   scale: str = "full", kernel: str = "python3", figures_dir: str | None = None,
                   parameters: dict | None = None, notebook_dir: str | os.PathLike | None = None,
@@ -276,8 +313,7 @@ def run_notebooks(names=None, params_file: str = "params/tiny.yaml", out_dir: st
     """
     import papermill as pm
 
-    if scale not in ("ci", "full"):
-        raise TifkitError(f"scale must be 'ci' or 'full', got {scale!r}.")
+    scale = resolve_scale(scale)
     nb_dir = Path(notebook_dir or NOTEBOOK_DIR)
     todo = resolve(names, nb_dir)  # before any folder is made: a bad name leaves nothing behind
     cwd = Path(cwd or nb_dir.parent)
@@ -322,7 +358,8 @@ def _write_runtimes(path: Path, rows) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tifkit.notebooks", description="Run the notebooks with papermill.")
     ap.add_argument("names", nargs="*", help="notebooks by name or number (default: all)")
-    ap.add_argument("--scale", choices=["ci", "full"], default="full")
+    ap.add_argument("--scale", choices=list(SCALES), default="full",
+                    help="default: one seed at the real size; ci: toy; full: every seed (default of this runner)")
     ap.add_argument("--params", default="params/tiny.yaml", help="params file given to every notebook")
     ap.add_argument("--out", default="runs/notebooks", help="folder of the executed copies")
     ap.add_argument("--figures", default=None, help="figures folder (default: figures/ at full scale)")
@@ -332,7 +369,13 @@ def main(argv=None) -> int:
                     "the params file's at full scale)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                     help="parameter override passed to every notebook (repeatable)")
+    ap.add_argument("--sync", action="store_true", help="write notebooks/*.ipynb from their jupytext sources "
+                    "notebooks/*.py (outputs stripped) and exit")
     args = ap.parse_args(argv)
+    if args.sync:
+        for name in sync_notebooks():
+            print(f"[notebooks] wrote {name}.ipynb from {name}.py")
+        return 0
     extra = {}
     if args.seeds:
         extra["seeds"] = [int(s) for s in args.seeds.split(",")]
