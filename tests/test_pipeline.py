@@ -71,6 +71,15 @@ def test_score_select_evaluate_commands(tmp_path, capsys):
     last = capsys.readouterr().out.strip().splitlines()[-1]
     table = pd.read_parquet(last)
     assert len(table) == 48 and {"irm", "lossdiff", "if", "tif", "rm_margin"} <= set(table.columns)
+    # the `tif` column follows the run's select section (one definition with the tif rule), and a
+    # changed band rescoring nothing but the flag
+    from tifkit.select import SelectParams, select
+
+    assert main(["score", *base, "--set", "select.keep=0.5", "--set", "select.band_center=0.3"]) == 0
+    moved = pd.read_parquet(capsys.readouterr().out.strip().splitlines()[-1])
+    assert moved["if"].equals(table["if"]) and moved.tif.sum() == 24
+    assert (moved.tif.to_numpy() == select(moved, SelectParams(rule="tif", keep=0.5, band_center=0.3)).mask).all()
+    assert not moved.tif.equals(table.tif)
 
     out = tmp_path / "kept.jsonl"
     assert main(["select", *base, "--rule", "lossdiff-irm", "--keep", "0.5", "-o", str(out)]) == 0

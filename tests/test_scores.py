@@ -122,7 +122,7 @@ def test_columns_dtypes_and_pass_through(setup, tmp_path):
     pd.testing.assert_frame_equal(t[["score_chosen", "score_rejected", *gt]], train[["score_chosen", "score_rejected", *gt]])
     assert np.isfinite(t[[c for c, d in SCORE_DTYPES.items() if d == "float64"]].to_numpy()).all()
     # tif is select.py's rule, and the reference log-probs went through the cache
-    assert (t.tif.to_numpy() == select(t, SelectParams(rule="tif", keep=PARAMS.tif_keep)).mask).all()
+    assert (t.tif.to_numpy() == select(t, SelectParams(rule="tif", keep=0.64)).mask).all()
     assert t.tif.sum() == round(0.64 * len(t))
     # independently: the TIF pairs are exactly those whose IF is between the q_lo and q_hi order
     # statistics of a centred band, i.e. no excluded pair lies strictly inside [min, max] of the kept IF

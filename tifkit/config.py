@@ -177,7 +177,6 @@ class ScoreParams:
     project_dim: int | None = None
     project_seed: int = 0
     chunk_size: int = 512  # pairs per resumable shard
-    tif_keep: float = 0.64  # width of the middle IF band flagged as TIF
     # what IF measures (influence.py): val_loss = grad of the mean validation loss (the paper's IF);
     # val_margin = grad of the mean validation implicit-reward margin (no sigmoid(-h) weights on the
     # validation side); unweighted = margin gradients on both sides (no weights at all)

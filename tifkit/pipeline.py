@@ -333,7 +333,8 @@ def score_stage(ctx: Context) -> Path:
     """The per-pair score table (IRM, LossDiff, IF, TIF, rm_margin) at the warm-up model; cached by parameters."""
     p = ctx.p
     key = content_hash({"score": dataclasses.asdict(p.score), "beta": p.train.beta, "obj": p.train.objective}, 10)
-    out = ctx.run_dir / "scores" / f"scores-{key}.parquet"
+    tif_key = content_hash({k: getattr(p.select, k) for k in ("keep", "band_center", "tif_lo", "tif_hi", "if_sign")}, 6)
+    out = ctx.run_dir / "scores" / f"scores-{key}-{tif_key}.parquet"
     if parquet_ok(out, "score table"):
         return out
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
@@ -348,6 +349,10 @@ def score_stage(ctx: Context) -> Path:
         _wait_for(out.exists)
         return out
     table = pd.read_parquet(core)
+    if "tif" in table.columns:  # the run's select section decides the band (select.tif_flags: one definition)
+        from tifkit.select import tif_flags
+
+        table["tif"] = tif_flags(table, p.select)
     rm = reward_model_stage(ctx)
     if rm is not None:
         from tifkit.reward import load_reward_model, rm_margins

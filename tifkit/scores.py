@@ -17,8 +17,8 @@ Columns (METHOD.md "Scores"; logp_* are sums over response tokens unless `reduct
                                          -log sigmoid(h) (loss_type "sigmoid") or SLiC max(0, 1-h) ("hinge")
     lossdiff                             float64  loss_policy - loss_val
     if                                   float64  <grad loss(theta; d), g_val>   (absent if influence="none")
-    tif                                  bool     IF in the middle band of width tif_keep (select.py's
-                                                  "tif" rule; absent if influence="none")
+    tif                                  bool     what select.py's "tif" rule keeps under the run's select
+                                                  section (select.tif_flags); absent if influence="none"
     prompt_tokens, chosen_tokens, rejected_tokens  int64  token counts after TRL truncation
     trl_dropped                          bool     TRL's DPOTrainer would drop this pair (prompt >= max_length)
     score_chosen, score_rejected         as given, when train_df has them
@@ -80,8 +80,6 @@ PASS_THROUGH = ("score_chosen", "score_rejected")
 def _check(params: ScoreParams, train_df: pd.DataFrame, val_df: pd.DataFrame | None) -> None:
     if params.chunk_size < 1 or params.batch_size < 1:
         raise TifkitError(f"score.chunk_size and score.batch_size must be >= 1 (got {params.chunk_size}, {params.batch_size}).")
-    if not 0 < params.tif_keep <= 1:
-        raise TifkitError(f"score.tif_keep must be in (0, 1], got {params.tif_keep}.")
     if params.influence not in ("batched", "loop", "projected", "none"):
         raise TifkitError(f"Unknown score.influence {params.influence!r}; use batched, loop, projected or none.")
     if (params.influence == "projected") != (params.project_dim is not None):
@@ -163,21 +161,21 @@ class _Scorer:
         return pd.DataFrame(cols)
 
 
-def _finish(scored: pd.DataFrame, train_df: pd.DataFrame, params: ScoreParams) -> pd.DataFrame:
-    """Add `tif` (a band over all of D_tr) after `if`, then score_* and gt_* columns of train_df."""
-    from tifkit.select import SelectParams, select
+def _finish(scored: pd.DataFrame, train_df: pd.DataFrame, select_params=None) -> pd.DataFrame:
+    """Add `tif` (select.tif_flags under `select_params`: a band over all of D_tr) after `if`, then
+    score_* and gt_* columns of train_df."""
+    from tifkit.select import tif_flags
 
     table = scored.reset_index(drop=True)
     if "if" in table.columns:
-        mask = select(table[["if"]], SelectParams(rule="tif", keep=params.tif_keep)).mask
-        table.insert(table.columns.get_loc("if") + 1, "tif", np.asarray(mask, dtype=bool))
+        table.insert(table.columns.get_loc("if") + 1, "tif", np.asarray(tif_flags(table, select_params), dtype=bool))
     extra = [c for c in PASS_THROUGH if c in train_df.columns] + [c for c in train_df.columns if str(c).startswith("gt_")]
     return pd.concat([table, train_df[extra].reset_index(drop=True)], axis=1)
 
 
 def score_table(policy, ref, val_model, tokenizer, train_df: pd.DataFrame, val_df: pd.DataFrame | None,
                 params: ScoreParams, beta: float, loss_type: str = "sigmoid", cache_dir=None,
-                show_progress: bool = True) -> pd.DataFrame:
+                show_progress: bool = True, select_params=None) -> pd.DataFrame:
     """The score table (see the module docstring) of `train_df` for warm-up policy `policy`, reference
     `ref` and validation model `val_model`; `val_df` gives D_val for IF (unused with influence="none").
     Reference log-probs are cached in `cache_dir` when given."""
@@ -190,7 +188,7 @@ def score_table(policy, ref, val_model, tokenizer, train_df: pd.DataFrame, val_d
                      seq_len=_longest(train_tok, val_tok))
     chunks = _chunks(len(train_tok), params.chunk_size)
     parts = [scorer.chunk(train_tok.subset(r), c) for c, r in enumerate(tqdm(chunks, desc="scoring chunks", disable=not show_progress))]
-    return _finish(pd.concat(parts, ignore_index=True), train_df, params)
+    return _finish(pd.concat(parts, ignore_index=True), train_df, select_params)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -236,7 +234,7 @@ def verify_table(path) -> pd.DataFrame:
 
 def run_scoring(model_dirs: dict, train_df: pd.DataFrame, val_df: pd.DataFrame | None, params: ScoreParams,
                 beta: float, loss_type: str = "sigmoid", out_path="scores.parquet", work_dir="score-work",
-                model_params=None, show_progress: bool = True, loader=None) -> Path:
+                model_params=None, show_progress: bool = True, loader=None, select_params=None) -> Path:
     """Score `train_df` with the checkpoints `model_dirs` = {"policy", "ref", "val": folder} and write
     the table to `out_path` (Parquet). Resumable and shardable through `work_dir` (module docstring);
     run it under `accelerate launch` for several processes. Returns `out_path` on every process.
@@ -295,7 +293,7 @@ def run_scoring(model_dirs: dict, train_df: pd.DataFrame, val_df: pd.DataFrame |
                 raise TifkitError(f"Chunk {path[c]} is missing after scoring; rerun run_scoring to compute it.")
         scored = pd.concat([read_verified(p).to_pandas() for p in path], ignore_index=True)
         meta = json.dumps({"params": asdict(params), "beta": beta, "loss_type": loss_type, "run_key": run_key}, sort_keys=True)
-        _write_table(_finish(scored, train_df, params), out_path, {b"tifkit.scores": meta.encode()})
+        _write_table(_finish(scored, train_df, select_params), out_path, {b"tifkit.scores": meta.encode()})
         verify_table(out_path)  # never hand back a table that does not read back
     state.wait_for_everyone()
     return out_path

@@ -315,3 +315,10 @@ def report(result: SelectionResult, others: dict | None = None) -> str:
     for name, other in (others or {}).items():
         lines.append(f"  overlap with {name}: {overlap_coefficient(result, other):.3f}")
     return "\n".join(lines)
+
+
+def tif_flags(table: pd.DataFrame, params: SelectParams | None = None) -> np.ndarray:
+    """The `tif` column of a score table: exactly the pairs the `tif` rule keeps under `params`
+    (select.keep, band_center, tif_lo/tif_hi, if_sign). The column and the rule share this one
+    definition, so a table's `tif` flags never disagree with what `select.rule: tif` keeps."""
+    return select(table, replace(params or SelectParams(), rule="tif")).mask
