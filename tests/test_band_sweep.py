@@ -1,0 +1,99 @@
+"""The band-position sweep (tifkit.experiments): TIF bands of fixed width moved along IF, checked
+against a rank loop and against the rules they coincide with; subsets trained in worker processes
+give the numbers of one process."""
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tifkit import TifkitError
+from tifkit import experiments as E
+from tifkit.config import SelectParams, load_params
+from tifkit.select import select
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _table(n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"pair_id": [f"p{i}" for i in range(n)], "if": rng.normal(size=n)})
+
+
+@pytest.mark.parametrize("center", [0.0, 0.1, 0.32, 0.41, 0.5, 0.77, 1.0])
+@pytest.mark.parametrize("width", [0.34, 0.64])
+def test_band_mask_is_the_rank_window(center, width):
+    """Slow path: sort by IF, keep ranks [start, start + k) with start = round(c n - k / 2) clamped."""
+    t = _table()
+    n, k = len(t), int(round(width * len(t)))
+    start = int(round(center * n - k / 2))
+    start = min(max(start, 0), n - k)
+    ranked = sorted(range(n), key=lambda i: (t["if"][i], i))
+    expected = np.zeros(n, dtype=bool)
+    for r, i in enumerate(ranked):
+        if start <= r < start + k:
+            expected[i] = True
+    got = E.band_mask(t, width, center)
+    assert got.sum() == k
+    np.testing.assert_array_equal(got, expected)
+    edges = E.band_selection(t, width, center).bands["if"]
+    assert edges["lo"] == pytest.approx(start / n) and edges["hi"] == pytest.approx((start + k) / n)
+
+
+def test_band_ends_are_top_if_and_bottom_if_and_middle_is_tif():
+    t = _table(2000, 3)
+    sp = SelectParams(tif_lo=0.1, tif_hi=0.3)  # explicit edges must not leak into the sweep
+    np.testing.assert_array_equal(E.band_mask(t, 0.64, 0.68, sp), select(t, rule="top-if", keep=0.64).mask)
+    np.testing.assert_array_equal(E.band_mask(t, 0.64, 0.5, sp), select(t, rule="tif", keep=0.64).mask)
+    low = t["if"].rank(method="first").to_numpy() <= 1280
+    np.testing.assert_array_equal(E.band_mask(t, 0.64, 0.32, sp), low)
+    assert not np.array_equal(E.band_mask(t, 0.64, 0.41), E.band_mask(t, 0.64, 0.5))
+
+
+def test_band_specs_and_errors():
+    s = E.band_specs(0.34, [0.17, 0.5, 0.83])
+    assert list(s) == ["band@0.17", "band@0.50", "band@0.83"] and s["band@0.83"] == ("band", 0.34, 0.83)
+    assert E.group_specs(3) == {"small": ("if-group", 3, "small"), "medium": ("if-group", 3, "medium"),
+                                "large": ("if-group", 3, "large")}
+    with pytest.raises(TifkitError, match="width"):
+        E.band_specs(1.5)
+    with pytest.raises(TifkitError, match="centre"):
+        E.band_specs(0.5, [0.2, 1.2])
+    with pytest.raises(TifkitError, match="same label"):
+        E.band_specs(0.5, [0.5, 0.501])
+    with pytest.raises(TifkitError, match="no subsets"):
+        E.subset_experiment(None, [0], {})
+
+
+def _toy(root):
+    return load_params(ROOT / "params/tiny.yaml", [
+        f"run.root={root}", "world.n_sft=200", "world.n_train=48", "world.n_val=16", "world.n_test=12",
+        "world.n_rm=16", "sft.steps=20", "model.hidden_size=32", "train.batch_size=16",
+        "run.show_progress=false", "eval.n_bootstrap=200", "score.rm_steps=10"])
+
+
+@pytest.mark.slow
+def test_subset_experiment_workers_match_one_process(tmp_path):
+    """Two bands, an IF group and the full-data rule, from empty caches in 1 and in 2 worker processes:
+    the same curves, summaries and verdicts; bands have their width, IF edges and D_val curves from
+    the warm-up model; a rerun trains nothing."""
+    specs = {**E.band_specs(0.5, [0.25, 0.75]), "medium": ("if-group", 3, "medium"), "full": ("rule", "full", 1.0)}
+    one = E.subset_experiment(_toy(tmp_path / "one"), [0], specs, workers=1)
+    two = E.subset_experiment(_toy(tmp_path / "two"), [0], specs, workers=2)
+    for key in ("curves", "summary", "per_prompt"):
+        pd.testing.assert_frame_equal(one[key], two[key])
+    np.testing.assert_allclose(one["winrates"].winrate, two["winrates"].winrate)
+    s = one["summary"].set_index("group")
+    assert list(s.index) == list(specs) and s.loc["band@0.25", "n"] == 24 and s.loc["full", "n"] == 48
+    assert s.loc["band@0.25", "lo_pct"] == 0.0 and s.loc["band@0.75", "hi_pct"] == 1.0
+    assert s.loc["band@0.25", "if_max"] <= s.loc["band@0.75", "if_min"]
+    c = one["curves"]
+    assert set(c.group) == {"band@0.25", "band@0.75", "medium"}  # a rule has no curves
+    assert c[c.step == 0].val_loss.nunique() == 1 and (c.groupby("group").step.max() > 0).all()
+    pp = one["per_prompt"]
+    assert pp.groupby("rule").size().to_dict() == {n: 12 for n in specs}
+    w = one["winrates"].set_index("name")
+    for n in specs:
+        assert w.loc[n, "winrate"] == pytest.approx(pp[pp.rule == n].verdict.mean())
+    again = E.band_sweep(_toy(tmp_path / "one"), [0], 0.5, [0.25, 0.75], workers=1)
+    pd.testing.assert_frame_equal(again["curves"], c[c.group.str.startswith("band")].reset_index(drop=True))
