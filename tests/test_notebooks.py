@@ -107,9 +107,13 @@ def test_notebook_alone_in_an_empty_folder_with_tifkit_from_a_wheel(tmp_path):
     into an empty folder, run there by papermill: params files come from the package, nothing from
     the working directory. The fresh environment reuses this one's dependencies through a .pth file
     (no downloads) but gets tifkit only from the wheel."""
+    src = tmp_path / "src"  # build from a copy: an in-tree build would leave build/ in the checkout
+    src.mkdir()
+    for part in ("pyproject.toml", "README.md", "tifkit", "params"):
+        (shutil.copytree if (ROOT / part).is_dir() else shutil.copy)(ROOT / part, src / part)
     wheels = tmp_path / "wheels"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels),
-                    str(ROOT)], check=True, capture_output=True)
+                    str(src)], check=True, capture_output=True)
     (wheel,) = wheels.glob("tifkit-*.whl")
     env_dir = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True)
