@@ -1,68 +1,191 @@
 """The default batch: every seed and rule of a params file, summary tables and figures.
 
 For each seed: SFT -> warm-up -> (scores when a rule needs them) -> continuation on each rule's
-selection -> evaluation against SFT on the test prompts. Then, pooled over seeds (prompts resampled
-within each seed):
+selection -> evaluation against SFT on the test prompts. The work runs in `run.workers` worker
+processes (default one per CPU core), one torch thread each: first one task per seed (its stages, its
+scores and its first rule), then one task per (seed, other rule). Every task is deterministic on its
+own, so the numbers do not depend on the number of workers (tested). Then, over seeds:
 
-- WinRate of each rule against SFT, with a bootstrap 95% interval;
-- the paired difference of each rule's WinRate against full data, with its interval;
-- the oracle reward distribution figure of SFT, full data and the oracle selection.
+- WinRate of each rule against SFT;
+- the paired difference of each rule's WinRate against full data and against random selection;
 
-Outputs: ``<run.root>/<run.name>-batch/summary.csv`` and ``per_prompt.parquet``, and the figures
-under ``figures/``.
+each with a hierarchical bootstrap interval (seeds, then prompts within each seed: tifkit.stats), the
+per-seed values and "better in k of n seeds"; the score diagnostics per seed; the oracle reward
+distribution figure.
+
+Outputs: ``<run.root>/<run.name>-batch/summary.csv``, ``per_prompt.parquet``, ``batch.json``; under
+``figures/``: ``<name>_summary.csv``, ``<name>_score_diagnostics.csv``, the figures, and
+``<name>_provenance.json`` (commit, hash of the tifkit sources, parameters, sha256 of every file the
+batch wrote there; tifkit.results). The CSVs also carry the commit and source hash in columns, the
+PNGs in text chunks.
 """
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from tifkit import TifkitError
 from tifkit.config import Params
 from tifkit.io import atomic_write_text, write_parquet
 
 NO_SCORES = {"full", "oracle", "random"}  # rules that need no score table
+BASELINES = ("full", "random")  # every rule's WinRate is compared with these, paired on the same prompts
 
 
 def _label(rule: str, keep: float) -> str:
     return rule if rule in ("full", "oracle") else f"{rule}-{keep:g}"
 
 
-def run_seed(params: Params, seed: int, rules: list[str]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """All rules for one seed: (one row per (rule, test prompt), the score table or None)."""
-    from tifkit.pipeline import continue_stage, evaluate_stage, prepare, say, selection_mask, sft_stage, warmup_stage
+# ------------------------------------------------------------------------------------------ one seed
+def _rule_rows(ctx, rule: str, table: pd.DataFrame | None) -> pd.DataFrame:
+    """Train the continuation on `rule`'s selection, evaluate it; one row per test prompt."""
+    from tifkit.pipeline import continue_stage, evaluate_stage, say, selection_mask
+
+    params, seed = ctx.p, ctx.seed
+    mask = selection_mask(ctx, rule, table=table)
+    label = _label(rule, params.select.keep)
+    res = evaluate_stage(ctx, label, continue_stage(ctx, label, mask))
+    t = res.table
+    say(f"seed {seed} {label}: kept {int(mask.sum())}/{len(mask)}, reward {t.score_policy.mean():.3f} "
+        f"(SFT {t.score_ref.mean():.3f}), WinRate vs SFT {res.winrate.estimate:.3f}")
+    return pd.DataFrame({
+        "seed": seed, "rule": rule, "n_kept": int(mask.sum()), "prompt_idx": np.arange(len(t)), "prompt": t.prompt,
+        "reward_policy": t.score_policy, "reward_sft": t.score_ref, "verdict": t.verdict_value,
+        "len_policy": t.response_policy.str.len(), "len_sft": t.response_ref.str.len(),
+    })
+
+
+def _start_seed(params: Params, seed: int, rules: list[str]):
+    """A seed's shared stages (SFT, warm-up, scores if any rule needs them) and its first rule.
+    Returns (context, score table or None, rows of rules[0])."""
+    from tifkit.pipeline import prepare, say, score_stage, sft_stage, warmup_stage
 
     ctx = prepare(params, seed)
     say(f"seed {seed}: run folder {ctx.run_dir}")
     sft_stage(ctx)
     warmup_stage(ctx)
-    table = None
-    rows = []
-    for rule in rules:
-        if rule not in NO_SCORES and table is None:
-            from tifkit.pipeline import score_stage
+    table = pd.read_parquet(score_stage(ctx)) if any(r not in NO_SCORES for r in rules) else None
+    return ctx, table, _rule_rows(ctx, rules[0], table)
 
-            table = pd.read_parquet(score_stage(ctx))
-        mask = selection_mask(ctx, rule, table=table)
-        label = _label(rule, params.select.keep)
-        res = evaluate_stage(ctx, label, continue_stage(ctx, label, mask))
-        t = res.table
-        rows.append(pd.DataFrame({
-            "seed": seed, "rule": rule, "n_kept": int(mask.sum()), "prompt_idx": np.arange(len(t)), "prompt": t.prompt,
-            "reward_policy": t.score_policy, "reward_sft": t.score_ref, "verdict": t.verdict_value,
-            "len_policy": t.response_policy.str.len(), "len_sft": t.response_ref.str.len(),
-        }))
-        say(f"seed {seed} {label}: kept {int(mask.sum())}/{len(mask)}, reward {t.score_policy.mean():.3f} "
-            f"(SFT {t.score_ref.mean():.3f}), WinRate vs SFT {res.winrate.estimate:.3f}")
+
+def run_seed(params: Params, seed: int, rules: list[str]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """All rules for one seed, in this process: (one row per (rule, test prompt), the score table or None)."""
+    ctx, table, first = _start_seed(params, seed, rules)
+    rows = [first] + [_rule_rows(ctx, r, table) for r in rules[1:]]
     return pd.concat(rows, ignore_index=True), table
 
 
+# ------------------------------------------------------------------------------- worker processes
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _task_start(params: Params, seed: int, rules: list[str]) -> tuple[pd.DataFrame, str | None]:
+    """Worker task: a seed's stages and first rule; returns its rows and the score table's path."""
+    ctx, table, rows = _start_seed(params, seed, rules)
+    if table is None:
+        return rows, None
+    from tifkit.pipeline import score_stage
+
+    return rows, str(score_stage(ctx))  # cached: the path of the table just made
+
+
+def _task_rule(params: Params, seed: int, rule: str) -> pd.DataFrame:
+    """Worker task: one more rule of a seed whose stages (and scores) are done."""
+    from tifkit.pipeline import prepare, score_stage
+
+    ctx = prepare(params, seed)
+    table = None if rule in NO_SCORES else pd.read_parquet(score_stage(ctx))
+    return _rule_rows(ctx, rule, table)
+
+
+def n_workers(params: Params, n_tasks: int | None = None) -> int:
+    """`run.workers`, or one per CPU core available to this process (0), at most `n_tasks`."""
+    w = int(params.run.workers)
+    if w < 0:
+        raise TifkitError(f"run.workers={w} is negative; use 0 (one per CPU core) or a positive count.")
+    if w == 0:
+        w = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(w, n_tasks) if n_tasks else w)
+
+
+def run_seeds(params: Params, seeds: list[int], rules: list[str], workers: int | None = None
+              ) -> tuple[pd.DataFrame, dict[int, pd.DataFrame]]:
+    """Every (seed, rule) of the batch: (per-prompt rows in seed-then-rule order, {seed: score table}).
+
+    `workers` (default `n_workers(params)`) processes, spawned, one torch thread each; with one
+    worker the same tasks run in this process, also on one torch thread. Per-stage progress bars
+    are off in the workers; one bar counts the tasks."""
+    import dataclasses
+
+    import torch
+    from tqdm.auto import tqdm
+
+    from tifkit.pipeline import say
+
+    rules = list(rules)
+    if not rules:
+        raise TifkitError("run.rules is empty; list the rules the batch should train, e.g. [full, random, lossdiff-irm].")
+    n_tasks = len(seeds) * len(rules)
+    workers = n_workers(params, n_tasks) if workers is None else max(1, int(workers))
+    quiet = dataclasses.replace(params, run=dataclasses.replace(params.run, show_progress=False))
+    rows: dict[tuple[int, str], pd.DataFrame] = {}
+    score_paths: dict[int, str] = {}
+    bar = tqdm(total=n_tasks, desc=f"batch ({workers} worker{'s' * (workers > 1)})", disable=not params.run.show_progress)
+    say(f"batch: {len(seeds)} seeds x {len(rules)} rules in {workers} worker process(es), one torch thread each")
+    if workers == 1:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            for s in seeds:
+                rows[s, rules[0]], path = _task_start(quiet, s, rules)
+                bar.update()
+                if path:
+                    score_paths[s] = path
+                for r in rules[1:]:
+                    rows[s, r] = _task_rule(quiet, s, r)
+                    bar.update()
+        finally:
+            torch.set_num_threads(threads)
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                                 initializer=_init_worker) as pool:
+            pending = {pool.submit(_task_start, quiet, s, rules): (s, rules[0], True) for s in seeds}
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    s, r, first = pending.pop(fut)
+                    out = fut.result()  # a worker's error stops the batch here, with its message
+                    if first:
+                        rows[s, r], path = out
+                        if path:
+                            score_paths[s] = path
+                        pending.update({pool.submit(_task_rule, quiet, s, q): (s, q, False) for q in rules[1:]})
+                    else:
+                        rows[s, r] = out
+                    bar.update()
+    bar.close()
+    per_prompt = pd.concat([rows[s, r] for s in seeds for r in rules], ignore_index=True)
+    tables = {s: pd.read_parquet(score_paths[s]) for s in seeds if s in score_paths}
+    return per_prompt, tables
+
+
+# ---------------------------------------------------------------------------------------- summaries
 def score_diagnostics(tables: dict[int, pd.DataFrame], keep: float, select_params=None) -> pd.DataFrame:
-    """analysis.score_report per seed (AUROC for mislabelled pairs, correlation with IF, overlap with
+    """report.score_report per seed (AUROC for mislabelled pairs, correlation with IF, overlap with
     TIF), then mean and std over seeds, with the paper's numbers beside them."""
-    from tifkit.analysis import score_report
+    from tifkit.report import score_report
 
     reports = [score_report(t, keep, select_params).assign(seed=s) for s, t in tables.items()]
     r = pd.concat(reports, ignore_index=True)
@@ -73,49 +196,76 @@ def score_diagnostics(tables: dict[int, pd.DataFrame], keep: float, select_param
     return out.merge(per_seed, on=keys)
 
 
-def summarize(per_prompt: pd.DataFrame, n_bootstrap: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """One row per rule: rewards, WinRate vs SFT and the paired difference against full data."""
-    from tifkit.evaluate import bootstrap_interval, paired_bootstrap_diff
+def _per_seed_json(d: dict) -> str:
+    return json.dumps({str(k): round(float(v), 4) for k, v in d.items()})
+
+
+def summarize(per_prompt: pd.DataFrame, n_bootstrap: int = 10000, seed: int = 0) -> pd.DataFrame:
+    """One row per rule: rewards, WinRate vs SFT and the paired differences against full data and
+    random selection, each with a hierarchical bootstrap interval (seeds, then prompts: tifkit.stats),
+    its per-seed values (JSON) and the number of seeds in which the rule is better."""
+    from tifkit.stats import hierarchical_interval, paired_hierarchical_diff
 
     out = []
-    base = {b: per_prompt[per_prompt.rule == b].sort_values(["seed", "prompt_idx"]) for b in ("full", "random")
+    base = {b: per_prompt[per_prompt.rule == b].sort_values(["seed", "prompt_idx"]) for b in BASELINES
             if b in set(per_prompt.rule)}
     for rule, g in per_prompt.groupby("rule", sort=False):
         g = g.sort_values(["seed", "prompt_idx"])
-        wr = bootstrap_interval(g.verdict.to_numpy(), n_bootstrap, seed, strata=g.seed.to_numpy())
+        wr = hierarchical_interval(g.verdict.to_numpy(), g.seed.to_numpy(), n_bootstrap, seed)
         row = {"rule": rule, "n_seeds": g.seed.nunique(), "n_prompts": len(g), "n_kept_mean": float(
             g.groupby("seed").n_kept.first().mean()),
             "reward_sft": g.reward_sft.mean(), "reward": g.reward_policy.mean(),
-            "winrate_vs_sft": wr.estimate, "winrate_lo": wr.lo, "winrate_hi": wr.hi}
+            "winrate_vs_sft": wr.estimate, "winrate_lo": wr.lo, "winrate_hi": wr.hi,
+            "winrate_per_seed": _per_seed_json(wr.per_seed)}
         for b, bg in base.items():  # paired on the same prompts and seeds
-            if rule != b:
-                d = paired_bootstrap_diff(g.verdict.to_numpy(), bg.verdict.to_numpy(), n_bootstrap, seed,
-                                          strata=g.seed.to_numpy())
-                row.update({f"diff_vs_{b}": d.estimate, f"diff_vs_{b}_lo": d.lo, f"diff_vs_{b}_hi": d.hi})
-        row["winrate_per_seed"] = json.dumps({int(s): round(float(v.verdict.mean()), 4) for s, v in g.groupby("seed")})
+            if rule == b:
+                continue
+            if not (g.seed.to_numpy() == bg.seed.to_numpy()).all() or not (
+                    g.prompt_idx.to_numpy() == bg.prompt_idx.to_numpy()).all():
+                raise TifkitError(f"Rule '{rule}' and '{b}' were evaluated on different prompts or seeds; rerun "
+                                  "the batch so that every rule has every seed.")
+            d = paired_hierarchical_diff(g.verdict.to_numpy(), bg.verdict.to_numpy(), g.seed.to_numpy(),
+                                         n_bootstrap, seed)
+            row.update({f"diff_vs_{b}": d.estimate, f"diff_vs_{b}_lo": d.lo, f"diff_vs_{b}_hi": d.hi,
+                        f"diff_vs_{b}_per_seed": _per_seed_json(d.per_seed),
+                        f"diff_vs_{b}_better": d.n_better})
         out.append(row)
     return pd.DataFrame(out)
 
 
-def run_batch(params: Params, seeds: list[int] | None = None, figures_dir: str | Path = "figures") -> pd.DataFrame:
+# -------------------------------------------------------------------------------------------- batch
+def run_batch(params: Params, seeds: list[int] | None = None, figures_dir: str | Path = "figures",
+              workers: int | None = None) -> pd.DataFrame:
     from tifkit.pipeline import say
     from tifkit.plots import reward_distribution, save, winrate_bars
+    from tifkit.results import comparisons, provenance, stamp_frame, stamp_png, write_manifest
 
     t0 = time.time()
-    seeds = seeds or params.run.seeds
-    rules = params.run.rules
-    runs = {s: run_seed(params, s, rules) for s in seeds}
-    per_prompt = pd.concat([pp for pp, _ in runs.values()], ignore_index=True)
+    seeds = list(seeds or params.run.seeds)
+    rules = list(params.run.rules)
+    figures_dir = Path(figures_dir)
+    workers = n_workers(params, len(seeds) * len(rules)) if workers is None else workers
+    per_prompt, tables = run_seeds(params, seeds, rules, workers)
+    seconds_runs = time.time() - t0
+    prov = provenance(params)
     out_dir = Path(params.run.root) / f"{params.run.name}-batch"
-    tables = {s: t for s, (_, t) in runs.items() if t is not None and "if" in t.columns}
+    written: list[Path] = []
+    tables = {s: t for s, t in tables.items() if "if" in t.columns}
     if tables:
         diag = score_diagnostics(tables, params.select.keep, params.select)
-        diag.to_csv(Path(figures_dir) / f"{params.run.name}_score_diagnostics.csv", index=False, float_format="%.4f")
+        path = figures_dir / f"{params.run.name}_score_diagnostics.csv"
+        atomic_write_text(path, stamp_frame(diag, prov).to_csv(index=False, float_format="%.4f"))
+        written.append(path)
         with pd.option_context("display.width", 160, "display.max_columns", 20):
             print(diag.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     write_parquet(per_prompt, out_dir / "per_prompt.parquet")
-    summary = summarize(per_prompt, params.eval.n_bootstrap, params.eval.seed)
-    summary.to_csv(out_dir / "summary.csv", index=False, float_format="%.4f")
+    summary = summarize(per_prompt, params.run.n_bootstrap, params.eval.seed)
+    comp = comparisons(per_prompt, params.run.n_bootstrap, params.eval.seed)
+    path = figures_dir / f"{params.run.name}_comparisons.csv"
+    atomic_write_text(path, stamp_frame(comp, prov).to_csv(index=False, float_format="%.4f"))
+    written.append(path)
+    stamped = stamp_frame(summary, prov).to_csv(index=False, float_format="%.4f")
+    atomic_write_text(out_dir / "summary.csv", stamped)
 
     # the reward distribution figure: SFT, full data, oracle selection (and any other rule run)
     first = per_prompt[per_prompt.rule == rules[0]]
@@ -124,17 +274,28 @@ def run_batch(params: Params, seeds: list[int] | None = None, figures_dir: str |
     dist += [pd.DataFrame({"label": r, "reward": per_prompt.loc[per_prompt.rule == r, "reward_policy"]})
              for r in shown]
     dist = pd.concat(dist, ignore_index=True)
-    save(winrate_bars(summary, title=f"{params.run.name}: WinRate against SFT, {len(seeds)} seeds, "
-                                     f"keep {params.select.keep:g} ({params.model.family})"),
-         Path(figures_dir) / f"{params.run.name}_winrates.png")
+    bars = save(winrate_bars(summary, title=f"{params.run.name}: WinRate against SFT, {len(seeds)} seeds (interval "
+                                            f"over seeds and prompts), keep {params.select.keep:g} "
+                                            f"({params.model.family})"),
+                figures_dir / f"{params.run.name}_winrates.png")
     fig = reward_distribution(dist, ["sft"] + shown,
                               title=f"{params.run.name}: oracle reward on {len(first) // len(seeds)} test prompts x "
                                     f"{len(seeds)} seeds ({params.model.family})")
-    fig_path = save(fig, Path(figures_dir) / f"{params.run.name}_reward_distribution.png")
-    summary.to_csv(Path(figures_dir) / f"{params.run.name}_summary.csv", index=False, float_format="%.4f")
-    atomic_write_text(out_dir / "batch.json", json.dumps({"seeds": seeds, "rules": rules,
-                                                          "seconds": round(time.time() - t0, 1)}))
-    with pd.option_context("display.width", 160, "display.max_columns", 20):
-        print(summary.drop(columns=["winrate_per_seed"]).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    say(f"summary: {out_dir / 'summary.csv'}; figure: {fig_path}; {time.time() - t0:.0f} s")
+    fig_path = save(fig, figures_dir / f"{params.run.name}_reward_distribution.png")
+    for png in (bars, fig_path):
+        stamp_png(png, prov)
+    path = figures_dir / f"{params.run.name}_summary.csv"
+    atomic_write_text(path, stamped)
+    written += [path, bars, fig_path]
+    info = {"seeds": seeds, "rules": rules, "workers": workers, "seconds": round(time.time() - t0, 1),
+            "seconds_training_and_evaluation": round(seconds_runs, 1),
+            "interval": "hierarchical bootstrap over seeds then prompts within each seed, expanded percentiles "
+                        f"(tifkit.stats), {params.run.n_bootstrap} replicates, 95%"}
+    manifest = write_manifest(figures_dir / f"{params.run.name}_provenance.json", prov, written, info)
+    atomic_write_text(out_dir / "batch.json", json.dumps({**prov, **info}, indent=1, default=str))
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        cols = [c for c in summary.columns if not c.endswith("_per_seed")]
+        print(summary[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    say(f"summary: {out_dir / 'summary.csv'}; figures and provenance: {manifest}; {time.time() - t0:.0f} s "
+        f"({workers} workers)")
     return summary

@@ -1,0 +1,435 @@
+"""Numbers that carry their provenance, and the README/docs tables regenerated from them.
+
+The batch (tifkit.batch) writes, beside its result files under ``figures/``, a manifest
+``<name>_provenance.json``: the git commit, whether tifkit's sources differed from it, a hash of the
+tifkit sources (`source_hash`), the parameters, and the sha256 of every file it wrote. The CSVs also
+carry the commit and source hash in columns, the PNGs in text chunks.
+
+``python -m tifkit.results`` rewrites the blocks between ``<!-- results:<block>:start -->`` and
+``<!-- results:<block>:end -->`` in README.md and docs/*.md from those files (``--check`` only reports
+blocks that would change, exit status 1). tests/test_results.py fails when a committed result file's
+source hash no longer matches the code, unless figures/STALE.md names the file and says why.
+
+`source_hash` covers every ``tifkit/*.py`` except this module (which formats, and computes no
+number), with docstrings, comment lines and blank lines removed: editing prose does not force a rerun,
+changing code does.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import datetime as _dt
+import hashlib
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tifkit import TifkitError
+from tifkit.io import atomic_path, atomic_write_text, content_hash, file_sha256
+
+PACKAGE = Path(__file__).resolve().parent
+REPO = PACKAGE.parent
+EXCLUDED = {"results.py"}  # formatting only: computes no number
+STALE_NOTE = "STALE.md"
+
+
+# ------------------------------------------------------------------------------------ provenance
+def _code_lines(text: str) -> str:
+    """The source without docstrings, comment-only lines, blank lines and trailing spaces."""
+    lines = text.splitlines()
+    drop: set[int] = set()
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        tree = None
+    if tree is not None:
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body:
+                first = body[0]
+                if (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+                        and isinstance(first.value.value, str)):
+                    drop.update(range(first.lineno - 1, first.end_lineno))
+    keep = [ln.rstrip() for i, ln in enumerate(lines) if i not in drop]
+    return "\n".join(ln for ln in keep if ln.strip() and not ln.lstrip().startswith("#"))
+
+
+def source_files(package: str | Path = PACKAGE) -> list[Path]:
+    return sorted(p for p in Path(package).glob("*.py") if p.name not in EXCLUDED)
+
+
+def source_hash(package: str | Path = PACKAGE) -> str:
+    """sha256 (16 hex digits) over the code of every tifkit/*.py but results.py (module docstring)."""
+    h = hashlib.sha256()
+    for p in source_files(package):
+        h.update(f"\0{p.name}\0".encode())
+        h.update(_code_lines(p.read_text(encoding="utf-8")).encode())
+    return h.hexdigest()[:16]
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def git_commit() -> dict:
+    """{"commit": HEAD or "unknown", "sources_modified": tifkit/ differs from HEAD (None if unknown)}."""
+    head = _git("rev-parse", "HEAD")
+    if head is None:
+        return {"commit": "unknown", "sources_modified": None}
+    status = _git("status", "--porcelain", "--", "tifkit")
+    return {"commit": head, "sources_modified": bool(status) if status is not None else None}
+
+
+def provenance(params) -> dict:
+    """What every result file of a batch records: commit, source hash, parameters and versions."""
+    import platform
+
+    import torch
+
+    d = params.to_dict()
+    return {**git_commit(), "source_hash": source_hash(), "params_file": params.source,
+            "params_hash": content_hash(d), "params": d,
+            "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                         "numpy": np.__version__, "pandas": pd.__version__},
+            "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+def stamp_frame(df: pd.DataFrame, prov: dict) -> pd.DataFrame:
+    """The table with the commit, source hash and parameter hash in three trailing columns."""
+    return df.assign(commit=prov["commit"][:12], source_hash=prov["source_hash"], params_hash=prov["params_hash"])
+
+
+def stamp_png(path: str | Path, prov: dict) -> Path:
+    """Rewrite a PNG with tEXt chunks tifkit:commit, tifkit:source_hash, tifkit:params_hash (pixels kept)."""
+    from PIL import Image, PngImagePlugin
+
+    path = Path(path)
+    with Image.open(path) as im:
+        im.load()
+        info = PngImagePlugin.PngInfo()
+        for k, v in im.text.items() if hasattr(im, "text") else []:
+            info.add_text(k, v)
+        for k in ("commit", "source_hash", "params_hash"):
+            info.add_text(f"tifkit:{k}", str(prov[k]))
+        with atomic_path(path) as tmp:
+            im.save(tmp, format="PNG", pnginfo=info)
+    return path
+
+
+def write_manifest(path: str | Path, prov: dict, files: list[Path], info: dict | None = None) -> Path:
+    """``<name>_provenance.json``: `prov`, `info`, and the sha256 of each of `files` (by name, same folder)."""
+    path = Path(path)
+    rec = {**prov, **(info or {}),
+           "files": {Path(f).name: file_sha256(f) for f in files}}
+    atomic_write_text(path, json.dumps(rec, indent=1, default=str) + "\n")
+    return path
+
+
+def load_manifests(folder: str | Path = REPO / "figures") -> dict[str, dict]:
+    """{manifest file name: its record} for every ``*_provenance.json`` in `folder`."""
+    return {p.name: json.loads(p.read_text()) for p in sorted(Path(folder).glob("*_provenance.json"))}
+
+
+def stale_notes(folder: str | Path = REPO / "figures") -> dict[str, str]:
+    """{file name: reason} from `folder`/STALE.md lines of the form ``- `name`: reason``."""
+    path = Path(folder) / STALE_NOTE
+    if not path.exists():
+        return {}
+    notes = {}
+    for line in path.read_text().splitlines():
+        m = re.match(r"^\s*[-*]\s*`([^`]+)`\s*[:\-\u2014]\s*(.+)$", line)
+        if m:
+            notes[m.group(1)] = m.group(2).strip()
+    return notes
+
+
+def check_provenance(folder: str | Path = REPO / "figures", current: str | None = None) -> list[str]:
+    """Problems with the committed result files in `folder`, one sentence each (empty: all current).
+
+    - a file a manifest lists is missing or its sha256 differs (edited after the batch wrote it);
+    - a manifest's source hash differs from the code's, and STALE.md does not name the manifest;
+    - STALE.md names a manifest that is current (remove the note);
+    - a batch summary (``<name>_summary.csv``, name not starting with a digit) has no manifest and
+      STALE.md does not name it."""
+    folder = Path(folder)
+    current = current or source_hash()
+    notes = stale_notes(folder)
+    problems = []
+    covered = set()
+    for name, rec in load_manifests(folder).items():
+        covered.update(rec.get("files", {}))
+        for f, digest in rec.get("files", {}).items():
+            p = folder / f
+            if not p.exists():
+                problems.append(f"{f} (listed in {name}) is missing; rerun the batch that wrote it.")
+            elif file_sha256(p) != digest:
+                problems.append(f"{f} differs from what the batch wrote ({name}); rerun the batch instead of editing it.")
+        stale = rec.get("source_hash") != current
+        if stale and name not in notes:
+            problems.append(f"{name}: results made by tifkit sources {rec.get('source_hash')}, the code is now {current}; "
+                            f"rerun `python -m tifkit batch {rec.get('params_file') or 'params/<name>.yaml'}` and "
+                            f"`python -m tifkit.results`, or name {name} in {folder.name}/{STALE_NOTE} with the reason.")
+        if not stale and name in notes:
+            problems.append(f"{folder.name}/{STALE_NOTE} names {name}, but its source hash matches the code; remove the note.")
+    for p in sorted(folder.glob("*_summary.csv")):
+        if p.name[0].isdigit() or p.name in covered or p.name in notes:
+            continue
+        problems.append(f"{p.name} has no provenance record; rerun the batch that writes it, or name it in "
+                        f"{folder.name}/{STALE_NOTE} with the reason.")
+    return problems
+
+
+# ---------------------------------------------------------------------------------------- tables
+RULE_NAMES = {
+    "oracle": "oracle (drops mislabelled pairs)",
+    "rm-margin": "reward-model margin",
+    "lossdiff": "LossDiff band",
+    "lossdiff-irm": "**LossDiff-IRM**",
+    "irm": "IRM band",
+    "tif": "TIF (exact IF, middle band)",
+    "random": "random",
+    "full": "full data",
+    "top-if": "top-IF (classical)",
+    "annotation-gap": "annotation-score gap (\"GPT-4 filter\")",
+}
+
+# (claim, rule a, rule b, the direction the paper expects: +1 a beats b, -1 a is worse than b)
+CLAIMS = [
+    ("(b) dropping the mislabelled pairs (oracle selection) beats full data", "oracle", "full", 1),
+    ("TIF beats classical top-IF (claim 3)", "tif", "top-if", 1),
+    ("LossDiff-IRM beats full data (claim 6)", "lossdiff-irm", "full", 1),
+    ("LossDiff-IRM beats random selection at the same budget (claim 6)", "lossdiff-irm", "random", 1),
+    ("LossDiff-IRM beats LossDiff alone", "lossdiff-irm", "lossdiff", 1),
+    ("LossDiff-IRM beats IRM alone", "lossdiff-irm", "irm", 1),
+    ("LossDiff-IRM beats the reward-model filter", "lossdiff-irm", "rm-margin", 1),
+    ("TIF beats full data", "tif", "full", 1),
+    ("random 64% differs from full data", "random", "full", 0),
+    ("the annotation-score filter hurts (below full data)", "annotation-gap", "full", -1),
+]
+
+
+def _pts(est, lo, hi) -> str:
+    if not np.isfinite(est):
+        return ""
+    return f"{100 * est:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+
+
+def _wr(est, lo, hi) -> str:
+    return f"{est:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def _seeds(js: str | float) -> str:
+    if not isinstance(js, str) or not js:
+        return ""
+    return " / ".join(f"{100 * v:+.0f}" for v in json.loads(js).values())
+
+
+def rules_table(summary: pd.DataFrame, keep: float | None = None) -> str:
+    """The README's table of every rule: WinRate vs SFT, difference to full data (interval, per seed,
+    better in k of n), difference to random selection."""
+    s = summary.sort_values("winrate_vs_sft", ascending=False)
+    n = int(s.n_seeds.max())
+    head = ("| rule | kept | WinRate vs SFT | vs full data (points) | per seed vs full | better than full "
+            "| vs random (points) | better than random |\n|---|---|---|---|---|---|---|---|")
+    rows = []
+    for _, r in s.iterrows():
+        name = RULE_NAMES.get(r.rule, r.rule)
+        if r.rule == "random" and keep is not None:
+            name = f"random {100 * keep:.0f}%"
+        bold = r.rule == "lossdiff-irm"
+        cells = [name, f"{r.n_kept_mean:.0f}", _wr(r.winrate_vs_sft, r.winrate_lo, r.winrate_hi)]
+        for b in ("full", "random"):
+            if r.rule == b or f"diff_vs_{b}" not in r or not np.isfinite(r.get(f"diff_vs_{b}", np.nan)):
+                cells += ["", "", ""] if b == "full" else ["", ""]
+                continue
+            cells.append(_pts(r[f"diff_vs_{b}"], r[f"diff_vs_{b}_lo"], r[f"diff_vs_{b}_hi"]))
+            if b == "full":
+                cells.append(_seeds(r.get("diff_vs_full_per_seed", "")))
+            cells.append(f"{int(r[f'diff_vs_{b}_better'])} of {n}" if f"diff_vs_{b}_better" in r else "")
+        if bold:
+            cells = [c if (not c or c.startswith("**")) else f"**{c}**" for c in cells]
+        rows.append("| " + " | ".join(cells) + " |")
+    return head + "\n" + "\n".join(rows)
+
+
+def claim_lines(comparisons: pd.DataFrame) -> str:
+    """One line per claim of `CLAIMS` whose two rules were run: the paired difference with its
+    interval over seeds and prompts, per seed, better in k of n, and the verdict."""
+    c = comparisons.set_index(["a", "b"])
+    out = []
+    for text, a, b, sign in CLAIMS:
+        if (a, b) not in c.index:
+            continue
+        r = c.loc[(a, b)]
+        n = int(r.n_seeds)
+        nums = (f"{_pts(r['diff'], r.lo, r.hi)} points, {a} better in {int(r.better)} of {n} seeds "
+                f"(per seed {_seeds(r.per_seed)})")
+        if sign == 0:
+            verdict = ("**no difference shown** (the interval covers zero)" if r.lo <= 0 <= r.hi
+                       else "**they differ**")
+        elif r.lo <= 0 <= r.hi:
+            verdict = "**not shown**: the interval covers zero"
+        elif (r.lo > 0) == (sign > 0):
+            verdict = "**holds**"
+        else:
+            verdict = "**reversed**: the interval excludes zero on the other side"
+        out.append(f"- {text}: {verdict}; {nums}.")
+    return "\n".join(out)
+
+
+def comparisons(per_prompt: pd.DataFrame, n_bootstrap: int = 10000, seed: int = 0) -> pd.DataFrame:
+    """Paired difference of every ordered pair of rules (a, b), a before b in run order, and the
+    CLAIMS pairs in their order; hierarchical bootstrap intervals (tifkit.stats)."""
+    from tifkit.stats import paired_hierarchical_diff
+
+    rules = list(dict.fromkeys(per_prompt.rule))
+    by = {r: g.sort_values(["seed", "prompt_idx"]) for r, g in per_prompt.groupby("rule", sort=False)}
+    pairs = [(a, b) for i, a in enumerate(rules) for b in rules[i + 1:]]
+    pairs += [(a, b) for _, a, b, _ in CLAIMS if a in by and b in by and (a, b) not in pairs]
+    rows = []
+    for a, b in pairs:
+        ga, gb = by[a], by[b]
+        if not ((ga.seed.to_numpy() == gb.seed.to_numpy()).all() and (ga.prompt_idx.to_numpy() == gb.prompt_idx.to_numpy()).all()):
+            raise TifkitError(f"Rules '{a}' and '{b}' were evaluated on different prompts or seeds; rerun the batch.")
+        d = paired_hierarchical_diff(ga.verdict.to_numpy(), gb.verdict.to_numpy(), ga.seed.to_numpy(), n_bootstrap, seed)
+        rows.append({"a": a, "b": b, "diff": d.estimate, "lo": d.lo, "hi": d.hi, "better": d.n_better,
+                     "n_seeds": d.n_seeds, "per_seed": json.dumps({str(k): round(v, 4) for k, v in d.per_seed.items()})})
+    return pd.DataFrame(rows)
+
+
+def families_table(folder: Path, names: list[str]) -> str:
+    """(a) and (b) per tiny family, from each family's batch summary."""
+    notes = stale_notes(folder)
+    head = ("| family | seeds | SFT reward | full-data DPO: WinRate vs SFT | oracle selection minus full (points) "
+            "| oracle better than full |\n|---|---|---|---|---|---|")
+    rows = []
+    for name in names:
+        p = folder / f"{name}_summary.csv"
+        if not p.exists():
+            continue
+        s = pd.read_csv(p).set_index("rule")
+        if "full" not in s.index:
+            continue
+        f = s.loc["full"]
+        fam = {"tiny": "llama (default)", "tiny-qwen": "qwen (Qwen3-style)", "tiny-pythia": "pythia (GPT-NeoX)",
+               "tiny-gpt2": "gpt2"}.get(name, name)
+        if p.name in notes:
+            fam += " (stale: see figures/STALE.md)"
+        o = s.loc["oracle"] if "oracle" in s.index else None
+        better = (f"{int(o.diff_vs_full_better)} of {int(o.n_seeds)}" if o is not None and "diff_vs_full_better" in s
+                  else "not recorded")
+        rows.append(f"| {fam} | {int(f.n_seeds)} | {f.reward_sft:.3f} | {_wr(f.winrate_vs_sft, f.winrate_lo, f.winrate_hi)} | "
+                    f"{_pts(o.diff_vs_full, o.diff_vs_full_lo, o.diff_vs_full_hi) if o is not None else ''} | {better} |")
+    return head + "\n" + "\n".join(rows)
+
+
+def diagnostics_table(diag: pd.DataFrame) -> str:
+    """docs/SCORES.md: every score diagnostic, mean (std) over seeds, per seed, the paper's value."""
+    seeds = [c for c in diag.columns if re.fullmatch(r"seed\d+", c)]
+    head = (f"| statistic | ours: mean (std) over {len(seeds)} seeds | per seed | paper |\n|---|---|---|---|")
+    what = {"auroc": "AUROC for mislabelled pairs of", "correlation": "", "overlap": "overlap with TIF:"}
+    rows = []
+    for _, r in diag.iterrows():
+        if r.section == "correlation":
+            label = f"{r.statistic.split()[0].capitalize()} of {r['name']} with IF"
+        else:
+            label = f"{what.get(r.section, r.section)} {r['name']}".strip()
+        per = ", ".join(f"{r[c]:.3f}" for c in seeds if pd.notna(r[c]))
+        paper = "" if pd.isna(r.paper) else str(r.paper)
+        rows.append(f"| {label} | {r['mean']:.3f} ({r['std']:.3f}) | {per} | {paper} |")
+    return head + "\n" + "\n".join(rows)
+
+
+# ------------------------------------------------------------------------------------ the blocks
+def blocks(folder: str | Path = REPO / "figures", name: str = "tiny") -> dict[str, str]:
+    """{block name: generated Markdown} from the batch's files in `folder`."""
+    folder = Path(folder)
+    out = {}
+    summ = folder / f"{name}_summary.csv"
+    man = folder / f"{name}_provenance.json"
+    if summ.exists():
+        s = pd.read_csv(summ)
+        rec = json.loads(man.read_text()) if man.exists() else {}
+        keep = (rec.get("params") or {}).get("select", {}).get("keep")
+        seeds = rec.get("seeds")
+        src = (f"\n\n<sub>From `figures/{summ.name}` (tifkit sources {rec.get('source_hash', '?')}, commit "
+               f"{str(rec.get('commit', '?'))[:10]}, seeds {', '.join(map(str, seeds)) if seeds else '?'}); "
+               "regenerate with `python -m tifkit.results`.</sub>")
+        out[name] = rules_table(s, keep) + src
+        comp = folder / f"{name}_comparisons.csv"
+        if comp.exists():
+            out[f"{name}-claims"] = claim_lines(pd.read_csv(comp)) + src
+        out[f"{name}-families"] = families_table(folder, [name] + [f"{name}-{f}" for f in ("qwen", "pythia", "gpt2")])
+    diag = folder / f"{name}_score_diagnostics.csv"
+    if diag.exists():
+        out[f"{name}-scores"] = diagnostics_table(pd.read_csv(diag))
+    return out
+
+
+_BLOCK = re.compile(r"(<!-- results:(?P<name>[\w.-]+):start -->\n)(?P<body>.*?)(\n<!-- results:(?P=name):end -->)", re.S)
+
+
+def render(text: str, generated: dict[str, str]) -> tuple[str, list[str]]:
+    """`text` with every marked block whose name is in `generated` replaced; (new text, changed names)."""
+    changed = []
+
+    def sub(m):
+        name = m.group("name")
+        if name not in generated:
+            return m.group(0)
+        if m.group("body") != generated[name]:
+            changed.append(name)
+        return m.group(1) + generated[name] + m.group(4)
+
+    return _BLOCK.sub(sub, text), changed
+
+
+def documents(repo: str | Path = REPO) -> list[Path]:
+    repo = Path(repo)
+    return [p for p in [repo / "README.md", *sorted((repo / "docs").glob("*.md"))] if p.exists()]
+
+
+def update(repo: str | Path = REPO, check: bool = False, names: list[str] | None = None) -> dict[str, list[str]]:
+    """Regenerate the marked blocks of README.md and docs/*.md; {document: changed blocks}."""
+    repo = Path(repo)
+    generated = {}
+    for n in names or ["tiny"]:
+        generated.update(blocks(repo / "figures", n))
+    changed = {}
+    for doc in documents(repo):
+        text = doc.read_text(encoding="utf-8")
+        new, names_changed = render(text, generated)
+        if names_changed:
+            changed[str(doc.relative_to(repo))] = names_changed
+            if not check:
+                atomic_write_text(doc, new)
+    return changed
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tifkit.results", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--check", action="store_true", help="change nothing; exit 1 if a block is out of date")
+    ap.add_argument("--name", action="append", help="batch name(s) (run.name), default tiny")
+    args = ap.parse_args(argv)
+    changed = update(check=args.check, names=args.name)
+    for doc, names in changed.items():
+        print(f"{doc}: {'out of date' if args.check else 'regenerated'}: {', '.join(names)}")
+    problems = check_provenance()
+    for p in problems:
+        print(f"provenance: {p}", file=sys.stderr)
+    if not changed:
+        print("every results block is up to date")
+    return 1 if (args.check and changed) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
