@@ -349,6 +349,31 @@ def spec_mask(ctx, table: pd.DataFrame | None, spec: tuple) -> np.ndarray:
     raise TifkitError(f"Unknown subset kind {kind!r}; use 'if-group', 'band' or 'rule'.")
 
 
+def _init_quiet_worker() -> None:
+    """A worker of subset_experiment: one torch thread (tifkit.batch's initializer) and the libraries'
+    progress bars and warnings off, as in a notebook (the stages still say what they do)."""
+    import logging
+    import os
+    import warnings
+
+    from tifkit.batch import _init_worker
+
+    _init_worker()
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    for name in ("transformers", "datasets", "trl", "accelerate"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        from datasets.utils.logging import disable_progress_bar
+        from transformers.utils import logging as hf_logging
+
+        disable_progress_bar()
+        hf_logging.disable_progress_bar()
+    except Exception:  # pragma: no cover - a library missing or changed
+        pass
+
+
 def _subset_task(p, seed: int, name: str, spec: tuple, evaluate: bool) -> dict:
     """One subset of one seed (in a worker or in this process): train it from the warm-up model
     (with D_val curves, except "rule" subsets, which use the pipeline's cached continuation, shared
@@ -405,7 +430,7 @@ def subset_experiment(p, seeds, specs: dict[str, tuple], evaluate: bool = True, 
 
     from tqdm.auto import tqdm
 
-    from tifkit.batch import _init_worker, n_workers
+    from tifkit.batch import n_workers
     from tifkit.pipeline import prepare, say, score_stage, sft_stage, warmup_stage
 
     if not specs:
@@ -436,7 +461,7 @@ def subset_experiment(p, seeds, specs: dict[str, tuple], evaluate: bool = True, 
             torch.set_num_threads(threads)
     else:
         with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                 initializer=_init_worker) as pool:
+                                 initializer=_init_quiet_worker) as pool:
             futures = [pool.submit(_subset_task, quiet, s, name, spec, evaluate) for s, name, spec in tasks]
             for fut in futures:  # in task order; a worker's error stops here with its message
                 results.append(fut.result())
@@ -464,14 +489,22 @@ def band_sweep(p, seeds, width: float = 0.64, centers=(0.32, 0.41, 0.5, 0.59, 0.
 # per independent unit of work, every task deterministic on its own and cached through the
 # pipeline's stages (file locks make two tasks that need the same stage wait for each other).
 
+def _init_quiet_worker() -> None:
+    """Worker set-up: one torch thread (tifkit.batch._init_worker), libraries quiet as in a notebook
+    (no per-stage progress bars or warnings from transformers, datasets, TRL on the kernel's stderr)."""
+    from tifkit.batch import _init_worker
+    from tifkit.notebooks import notebook_setup
+
+    notebook_setup(threads=1, chdir=False)
+    _init_worker()
+
+
 def _pool_map(tasks: dict, workers: int, desc: str, show_progress: bool = True, then=None) -> dict:
     """Run {key: (fn, args)} in `workers` spawned processes (in this process, on one torch thread,
     when workers == 1); returns {key: result}. `then(key, result)` may return more {key: (fn, args)}
     to submit once a task is done (a seed's shared stages first, then its rules)."""
     import torch
     from tqdm.auto import tqdm
-
-    from tifkit.batch import _init_worker
 
     out: dict = {}
     bar = tqdm(total=len(tasks), desc=f"{desc} ({workers} worker{'s' * (workers > 1)})", disable=not show_progress)
@@ -496,7 +529,7 @@ def _pool_map(tasks: dict, workers: int, desc: str, show_progress: bool = True, 
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
         with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                 initializer=_init_worker) as pool:
+                                 initializer=_init_quiet_worker) as pool:
             pending = {pool.submit(fn, *args): key for key, (fn, args) in tasks.items()}
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -998,7 +1031,8 @@ def decision_sweep(p, seeds, decisions: dict | None = None, winrate_top: int = 3
     trained two epochs from that setting's warm-up model and judged against its SFT model, in
     worker processes. Every stage is cached (a rerun trains nothing).
 
-    Returns {"settings", "stats" (one row per setting and seed), "claims" (decision_claims),
+    Returns {"settings", "tables" ({(setting, seed): path of its core score table}), "stats" (one row
+    per setting and seed), "claims" (decision_claims),
     "ranking" (rank_decisions), "winrate_settings", "per_prompt", "robustness", "seconds"}."""
     from tifkit.select import select
 
@@ -1047,6 +1081,6 @@ def decision_sweep(p, seeds, decisions: dict | None = None, winrate_top: int = 3
                         p.run.show_progress)
         per_prompt = pd.concat([res[m].assign(setting=k[0]) for k, m in same.items()], ignore_index=True)
         claims = decision_claims(stats, per_prompt, p.run.n_bootstrap, p.eval.seed)
-    return {"settings": pd.DataFrame(settings), "stats": stats, "claims": claims, "ranking": ranking,
+    return {"settings": pd.DataFrame(settings), "tables": paths, "stats": stats, "claims": claims, "ranking": ranking,
             "winrate_settings": chosen, "per_prompt": per_prompt, "robustness": decision_robustness(claims),
             "seconds": round(time.time() - t0, 1)}
