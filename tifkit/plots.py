@@ -89,7 +89,7 @@ def winrate_bars(summary: pd.DataFrame, title: str = ""):
 # ------------------------------------------------------------------------------------------------
 # Figures of the notebooks
 
-GROUP_COLORS = {"small": "#c44e52", "medium": "#55a868", "large": "#4c72b0"}
+GROUP_COLORS = {"small": "#c44e52", "medium": "#55a868", "large": "#64b5cd"}  # large: top-IF's colour, not full data's
 
 
 def plot_score_scatter(table: pd.DataFrame, report: pd.DataFrame | None = None, max_points: int = 4000):
@@ -130,9 +130,9 @@ def plot_auroc(report: pd.DataFrame, std: pd.Series | None = None):
     return fig
 
 
-def plot_group_curves(curves: pd.DataFrame):
+def plot_group_curves(curves: pd.DataFrame, title: str = ""):
     """Validation loss and margin against training steps for each IF group (mean over seeds, with
-    each seed faint when there are several)."""
+    each seed faint when there are several); the warm-up model (step 0) as a labelled reference line."""
     style()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     seeds = sorted(curves.seed.unique()) if "seed" in curves else [None]
@@ -146,9 +146,15 @@ def plot_group_curves(curves: pd.DataFrame):
                     ax.plot(cs.step, cs[col], color=color, alpha=0.25, lw=1)
             m = c.groupby("step")[col].mean()
             ax.plot(m.index, m.values, color=color, lw=2, marker="o", ms=3, label=f"{g} IF")
+        start = curves.loc[curves.step == 0, col]
+        if len(start):
+            ax.axhline(float(start.mean()), color="#333333", ls=":", lw=1, label="warm-up model (step 0)")
         ax.set_xlabel("optimizer step (continuation from the warm-up model)")
         ax.set_ylabel(label)
-        ax.legend(frameon=False)
+        ax.set_title(f"{label} while training on each IF group")
+        ax.legend(frameon=False, fontsize=8)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig
 
@@ -189,8 +195,9 @@ def plot_benchmark(summaries: dict[str, pd.DataFrame]):
     return fig
 
 
-def plot_overlap_sweep(sweep: pd.DataFrame):
-    """Overlap with TIF against the keep ratio for each rule; the paper's ranges shaded."""
+def plot_overlap_sweep(sweep: pd.DataFrame, title: str = ""):
+    """Overlap with TIF against the keep ratio for each rule (mean over seeds, std as error bars);
+    the paper's ranges shaded, chance (= keep) dashed, all in the legend."""
     style()
     fig, ax = plt.subplots(figsize=(6.4, 4))
     lo, hi = PAPER["overlap_lossdiff_irm"]
@@ -206,6 +213,7 @@ def plot_overlap_sweep(sweep: pd.DataFrame):
     ax.set_xlabel("keep ratio")
     ax.set_ylabel("overlap coefficient with the TIF selection")
     ax.set_ylim(0, 1.02)
+    ax.set_title(title or "Overlap of each rule's selection with TIF's, by keep ratio")
     ax.legend(frameon=False, fontsize=8, loc="lower right")
     fig.tight_layout()
     return fig
