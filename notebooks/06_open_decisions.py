@@ -1,0 +1,323 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 06 · Open decisions: which claims survive the choices the paper leaves open
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tifkit/tifkit/blob/main/notebooks/06_open_decisions.ipynb)
+#
+# *Towards Understanding Valuable Preference Data for Large Language Model Alignment* (Zhang et al., ICLR
+# 2026, [arXiv 2510.13212](https://arxiv.org/abs/2510.13212)) describes its pipeline in words, and several
+# choices a reimplementation must make are not in those words: where the validation model starts, what
+# exactly IF measures on the validation set, where the "middle" band sits, the DPO temperature $\beta$,
+# whether log-probabilities are summed or averaged over tokens, and what kind and how much label noise the
+# data carries. tifkit makes each of them a parameter (`docs/METHOD.md`, "our decisions"). This notebook
+# changes them **one at a time** and recomputes the statistic behind each claim, to tell the claims that
+# are robust from those that hinge on one choice.
+#
+# The claims are read as signs: a claim *holds* when its statistic is above its null value with a 95%
+# interval over seeds that excludes the null, e.g. for claim 4
+# $\;r(\mathrm{LossDiff}, \mathrm{IF}) = \frac{\mathrm{cov}(\mathrm{LossDiff}, \mathrm{IF})}{\sigma_{\mathrm{LossDiff}}\,\sigma_{\mathrm{IF}}} > 0$.
+#
+# **Claims tested** (numbers of `docs/METHOD.md`): **4** (LossDiff and IRM correlate positively with IF,
+# LossDiff more strongly), **5** (LossDiff-IRM overlaps the TIF selection more than either proxy alone),
+# **3 and 6** (TIF and LossDiff-IRM beat full data on WinRate), plus the AUROC of each score for finding
+# the mislabelled pairs, a diagnostic the README reports.
+#
+# **Hardware and time.** CPU only. The default scale (`scale = None`) sweeps a smaller world (600
+# training pairs, `sweep_n_train`), one seed, and one or two values per decision (11 settings); it
+# took about 4 minutes on 2 CPU cores from an empty cache, on a machine shared with other jobs (load
+# average near 10). The full scale (`make reproduce`) sweeps 3 seeds and every value of
+# `experiments.OPEN_DECISIONS`; its cost is in `docs/NOTEBOOKS.md`. Settings run in parallel worker
+# processes, one torch thread each.
+
+# %% tags=["parameters"]
+scale = None                  # None: $TIFKIT_NOTEBOOK_SCALE, else "default" (one seed, real size); "ci": toy; "full": all seeds
+params_file = "tiny.yaml"     # a params file shipped with tifkit, or a path to your own
+overrides = []                # extra "section.key=value" strings, e.g. ["train.objective=slic"]
+seeds = None                  # None: run.seed (default and ci scale) or the first 3 of run.seeds (full scale)
+run_root = None               # None: the params file's run.root (runs/), or runs/nb-ci at ci scale
+figures_dir = None            # None: <run root>/figures; the papermill batch passes figures/
+decisions = None              # None: the scale's sweep (below); or {name: [parameter, [values]]}
+winrate_top = 3               # WinRate is measured for this many decisions, those that move the scores most
+sweep_n_train = 600           # training pairs of the swept world at the default and full scales (ci: 96)
+workers = None                # worker processes; None: run.workers (0 means one per CPU core)
+
+# %%
+# On Colab only: install tifkit (its pinned dependencies; a few minutes). Anywhere else this does nothing.
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "tifkit @ git+https://github.com/tifkit/tifkit"],
+                   check=True)
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from IPython.display import Markdown, display
+from scipy import stats
+
+from tifkit import experiments as E
+from tifkit import notebooks as N
+
+extra = [] if N.resolve_scale(scale) == "ci" or not sweep_n_train else [f"world.n_train={int(sweep_n_train)}"]
+nb = N.start("06_open_decisions", scale, params_file, list(overrides) + extra, seeds, run_root, figures_dir)
+p = nb.p
+run_seeds = nb.seeds if seeds is not None else nb.seeds[:3]
+print(f"seeds of the sweep: {run_seeds}")
+
+# %% [markdown]
+# ## 1. The decisions
+#
+# Each row below is one parameter and the values the sweep tries besides the run's own (the
+# *default* column of every table). What a change reruns differs, and so does its cost:
+#
+# - `train.val_start` (validation model from the warm-up model $\theta$ or from SFT) and `train.beta`
+#   retrain the warm-up and validation models, then rescore;
+# - `score.if_measure` and `score.reduction` only rescore. The IF measurement is the gradient the
+#   training gradient is dotted with:
+#
+# $$ \mathrm{IF}(d) = \Big\langle \nabla_\theta \ell(\theta; d),\; \tfrac{1}{|D_{val}|}\textstyle\sum_{v} \nabla_\theta m(\theta; v) \Big\rangle, $$
+#
+#   with $m = \ell$ (the mean validation loss, `val_loss`, the paper's IF), $m = -h$ (the validation
+#   margin: no $\sigma(-h_v)$ weights on the validation side, `val_margin`), or margins on both sides
+#   (`unweighted`);
+# - `select.band_center` only reselects (it moves the TIF band and the proxies' bands together);
+# - `world.systematic` (0 = random flips, 0.8 = mostly a verbosity-biased annotator) and
+#   `world.flip_rate` (the share of forced flips) build another world, hence another SFT model too.
+
+# %%
+scale_decisions = {
+    "full": E.OPEN_DECISIONS,
+    "default": {"validation-model start": ("train.val_start", ("sft",)),
+                "IF measurement": ("score.if_measure", ("val_margin", "unweighted")),
+                "band centre": ("select.band_center", (0.35, 0.65)),
+                "beta": ("train.beta", (0.1,)),
+                "log-prob reduction": ("score.reduction", ("mean",)),
+                "noise type": ("world.systematic", (0.0,)),
+                "flip rate": ("world.flip_rate", (0.35,))},
+}
+# ci: a toy check of the code; one world decision only (each builds its own SFT model)
+scale_decisions["ci"] = {k: v for k, v in scale_decisions["default"].items() if k != "flip rate"}
+scale_decisions["ci"]["IF measurement"] = ("score.if_measure", ("val_margin",))
+scale_decisions["ci"]["band centre"] = ("select.band_center", (0.35,))
+chosen = decisions if decisions is not None else scale_decisions[nb.scale]
+settings = pd.DataFrame(E.decision_settings(p, chosen))
+settings["default value"] = [
+    "" if not s else getattr(getattr(p, s.split(".")[0]), s.split(".")[1]) for s in settings.parameter]
+settings
+
+# %% [markdown]
+# ## 2. Run the sweep
+#
+# `experiments.decision_sweep` does the heavy part in worker processes, through the pipeline's cached
+# stages (a rerun trains nothing): for every setting and seed the SFT, warm-up and validation models and
+# the score table (IRM, LossDiff, IF); the statistics of section 3 on each table; then the WinRate runs of
+# section 5. Only the statistics are computed here: the tables stay on disk.
+
+# %%
+sweep = E.decision_sweep(p, run_seeds, chosen, winrate_top=winrate_top, workers=workers)
+print(f"sweep: {len(sweep['stats'])} score tables and {sweep['per_prompt'].groupby(['setting', 'seed', 'rule']).ngroups} "
+      f"WinRate evaluations in {sweep['seconds']:.0f} s")
+sweep["stats"].drop(columns=["parameter", "value"]).set_index(["setting", "seed"])
+
+# %% [markdown]
+# ## 3. The statistic behind each claim, computed by hand on the default run
+#
+# For one score table (the default setting, first seed):
+#
+# - **claim 4**: Pearson $r$ and Spearman $\rho$ (the Pearson $r$ of the ranks) of LossDiff and of IRM
+#   with IF;
+# - **claim 5**: the overlap coefficient of two selections $A, B$ of the same size,
+#   $\;\mathrm{ov}(A, B) = \frac{|A \cap B|}{\min(|A|, |B|)}$, between the TIF selection (IF in the middle
+#   band of width `select.keep`) and each proxy's selection; the claim is that the fusion beats the
+#   better single proxy: $\mathrm{ov}(\text{LossDiff-IRM}, \text{TIF}) - \max(\mathrm{ov}(\text{LossDiff}, \text{TIF}), \mathrm{ov}(\text{IRM}, \text{TIF})) > 0$;
+# - **AUROC** of a score for the mislabelled pairs (a low score flags one): the probability that a random
+#   mislabelled pair scores below a random clean one (0.5 = chance). The world's ground truth is read
+#   here for evaluation only; no score or selection sees it.
+
+# %%
+from tifkit.select import select
+
+t = pd.read_parquet(sweep["tables"]["default", run_seeds[0]])
+keep = p.select.keep
+r_ld, _ = stats.pearsonr(t.lossdiff, t["if"])
+r_irm, _ = stats.pearsonr(t.irm, t["if"])
+rho_ld, _ = stats.spearmanr(t.lossdiff, t["if"])
+masks = {rule: select(t, rule=rule, keep=keep, band_center=p.select.band_center).mask
+         for rule in ("tif", "lossdiff", "irm", "lossdiff-irm")}
+overlap = {rule: (masks[rule] & masks["tif"]).sum() / min(masks[rule].sum(), masks["tif"].sum())
+           for rule in ("lossdiff-irm", "lossdiff", "irm")}
+flipped = t.gt_flipped.to_numpy(bool)
+
+
+def auroc(score):  # Mann-Whitney: P(score of a mislabelled pair < score of a clean one), ties 1/2
+    ranks = stats.rankdata(-np.asarray(score))
+    n1, n0 = flipped.sum(), (~flipped).sum()
+    return (ranks[flipped].sum() - n1 * (n1 + 1) / 2) / (n1 * n0)
+
+
+by_hand = {"pearson_lossdiff_if": r_ld, "pearson_irm_if": r_irm, "spearman_lossdiff_if": rho_ld,
+           **{f"overlap_{k}": v for k, v in overlap.items()}, "auroc_if": auroc(t["if"]), "auroc_irm": auroc(t.irm)}
+kit = sweep["stats"].query("setting == 'default' and seed == @run_seeds[0]").iloc[0]
+check = pd.DataFrame({"by hand": by_hand, "decision_sweep": {k: kit[k] for k in by_hand}})
+assert np.allclose(check["by hand"], check["decision_sweep"]), check
+print(f"{len(t)} pairs, {flipped.mean():.1%} mislabelled, {masks['tif'].sum()} kept by TIF")
+check
+
+# %% [markdown]
+# The figure shows the two proxies against IF on this table, with the TIF band (the middle `keep`
+# share of IF, drawn with `np.quantile`) shaded: claim 4 is about the slope of these clouds, claim 5
+# about how many of the points inside the band the proxies' own bands catch.
+
+# %%
+lo_q, hi_q = np.quantile(t["if"], [0.5 - keep / 2, 0.5 + keep / 2])
+fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+for ax, col, r in zip(axes, ("lossdiff", "irm"), (r_ld, r_irm)):
+    sns.scatterplot(x=t["if"], y=t[col], hue=np.where(flipped, "mislabelled", "clean"), s=12, alpha=0.6, ax=ax,
+                    palette={"clean": "tab:blue", "mislabelled": "tab:red"})
+    ax.axvspan(lo_q, hi_q, color="tab:green", alpha=0.12, label=f"TIF band (middle {keep:.0%} of IF)")
+    ax.set(xlabel="IF (inner product of gradients, loss units)",
+           ylabel="LossDiff (loss units)" if col == "lossdiff" else "IRM h (reward margin, nats x beta)",
+           title=f"{'LossDiff' if col == 'lossdiff' else 'IRM'} against IF: Pearson r = {r:.2f}")
+    ax.legend(loc="best", fontsize=8)
+fig.suptitle(f"Default setting, seed {run_seeds[0]}, {len(t)} pairs ({nb.scale} scale)")
+fig.tight_layout()
+nb.figure(fig, "default_scatter")
+
+# %% [markdown]
+# **How to read it.** Each point is a training pair; a cloud rising to the right is a positive correlation
+# with IF (claim 4). Red points are mislabelled: a score that puts them low finds them (AUROC > 0.5).
+
+# %% [markdown]
+# ## 4. Claim x decision
+#
+# For every setting, the claim statistics of each seed, their mean and a 95% Student-$t$ interval over
+# seeds, $\bar x \pm t_{n-1, 0.975}\, s/\sqrt{n}$ (the trained model is the unit that varies; with one seed
+# there is no interval and the verdict reads the point estimate). The WinRate rows (section 5) use the
+# paired hierarchical bootstrap of `tifkit.stats` (seeds, then prompts within a seed).
+# **holds** = interval above the null, **fails** = below, **unclear** = it straddles the null.
+
+# %%
+claims = sweep["claims"]
+mark = {"holds": "✓", "fails": "✗", "unclear": "?", "n/a": ""}
+
+
+def cell(r):
+    iv = f" [{r.lo:+.2f}, {r.hi:+.2f}]" if np.isfinite(r.lo) else ""
+    return f"{r.estimate:+.2f}{iv} {mark[r.verdict]}"
+
+
+order = [s for s in settings.setting if s in set(claims.setting)]
+table = (claims.assign(text=[cell(r) for r in claims.itertuples()])
+         .pivot(index="label", columns="setting", values="text")
+         .reindex(index=[E.DECISION_CLAIMS[k][0] for k in E.DECISION_CLAIMS if k in set(claims.claim)], columns=order)
+         .fillna("not run"))
+table.columns.name = None
+table
+
+# %% [markdown]
+# The heatmap draws the same table: colour is the statistic's distance from its null (0, or 0.5 for an
+# AUROC), scaled per claim row so that rows of different units share one colour bar, and each cell
+# carries the estimate and its verdict.
+
+# %%
+est = claims.pivot(index="claim", columns="setting", values="estimate").reindex(columns=order)
+nulls = pd.Series({k: v[1] for k, v in E.DECISION_CLAIMS.items()})
+rows = [k for k in E.DECISION_CLAIMS if k in est.index]
+margin = est.loc[rows].sub(nulls[rows], axis=0)
+scaled = margin.div(margin.abs().max(axis=1).replace(0, 1), axis=0)
+verdicts = claims.pivot(index="claim", columns="setting", values="verdict").reindex(index=rows, columns=order)
+annot = est.loc[rows].map(lambda v: "" if pd.isna(v) else f"{v:+.2f}") + verdicts.map(
+    lambda v: "" if pd.isna(v) else "\n" + mark[v])
+fig, ax = plt.subplots(figsize=(1.0 * len(order) + 4, 0.55 * len(rows) + 2.5))
+sns.heatmap(scaled, annot=annot, fmt="", cmap="RdBu", vmin=-1, vmax=1, ax=ax, annot_kws={"fontsize": 7},
+            cbar_kws={"label": "statistic minus its null, scaled per row (blue: claim direction)"},
+            yticklabels=[E.DECISION_CLAIMS[k][0] for k in rows], linewidths=0.5, linecolor="white")
+ax.set(xlabel="setting (one parameter changed from the default)", ylabel="claim statistic",
+       title=f"Claims under each open decision: mean over {len(run_seeds)} seed(s); "
+             f"✓ holds, ✗ fails, ? unclear ({nb.scale} scale)")
+ax.tick_params(axis="x", labelrotation=40)
+plt.setp(ax.get_xticklabels(), ha="right")
+fig.tight_layout()
+nb.figure(fig, "claims_heatmap")
+
+# %% [markdown]
+# **How to read it.** Read a row from left to right: a claim that keeps its colour and its mark in every
+# column is robust; one whose mark changes in one decision's columns hinges on that decision. Grey cells in
+# the WinRate rows are settings whose WinRate was not measured (section 5).
+
+# %% [markdown]
+# ## 5. WinRate for the decisions that move the claims most
+#
+# Training and judging every setting would cost as much as the whole batch again, so WinRate is measured
+# for the default and for the `winrate_top` decisions whose setting moves a score-based claim statistic
+# the most (the largest $|\text{statistic} - \text{default}|$ over the claim rows, ranked below). For each,
+# full data, TIF and LossDiff-IRM at keep = `select.keep` are trained two epochs from that setting's
+# warm-up model and judged against its SFT model by the oracle; the paired difference
+# $\;\mathrm{WinRate}(\text{rule}) - \mathrm{WinRate}(\text{full})$ on the same prompts is the statistic
+# of claims 3/6.
+
+# %%
+ranking = sweep["ranking"].assign(winrate_measured=lambda d: d.setting.isin(sweep["winrate_settings"]))
+ranking
+
+# %%
+pp = sweep["per_prompt"]
+if len(pp):
+    wr = (pp.groupby(["setting", "rule"]).verdict.mean().unstack("rule")
+          .reindex([s for s in sweep["winrate_settings"] if s in set(pp.setting)]))
+    for rule in [c for c in wr.columns if c != "full"]:
+        wr[f"{rule} minus full (points)"] = 100 * (wr[rule] - wr["full"])
+    display(wr.round(3))
+
+# %% [markdown]
+# ## 6. Conclusion
+#
+# For each claim: its verdict at the default, and whether any setting changes it ("robust", "hinges on
+# one decision", or on several). `decision_robustness` computes it from the claim table above.
+
+# %%
+rob = sweep["robustness"].set_index("claim")
+lines = []
+for key, r in rob.iterrows():
+    lines.append(f"- **{r.label}**: {r.default_verdict} at the default ({r.default_estimate:+.2f}); "
+                 f"{r.status}" + (f" (differs under {r.differs_under})" if r.differs_under else
+                                  f" across all {r.n_settings} settings tried") + ".")
+robust = [E.DECISION_CLAIMS[k][0].split(":")[0] for k in rob.index if rob.loc[k, "status"] == "robust"]
+hinges = {k: rob.loc[k, "status"] for k in rob.index if rob.loc[k, "status"] != "robust"}
+conclusion = (f"Over {len(sweep['stats'].setting.unique())} settings and {len(run_seeds)} seed(s), "
+              f"{len(robust)} of {len(rob)} claim statistics keep their default verdict under every decision tried; "
+              f"{len(hinges)} change with at least one decision"
+              + (f" (most moving: {', '.join(sweep['ranking'].decision.head(3))})" if len(sweep['ranking']) else "")
+              + ".")
+if len(run_seeds) == 1:
+    conclusion += (" With one seed the score-based verdicts read point estimates (no interval over trained "
+                   "models); the full scale has 3 seeds.")
+if nb.scale == "ci":
+    conclusion += " (CI scale: a toy world of a few dozen pairs; this checks the code, not the claims.)"
+display(Markdown(conclusion + "\n\n" + "\n".join(lines)))
+
+
+def claim_text(keys):
+    return "; ".join(f"{rob.loc[k, 'label']}: {rob.loc[k, 'default_verdict']} at the default, {rob.loc[k, 'status']}"
+                     for k in keys if k in rob.index) or "not measured (winrate_top = 0)"
+
+
+nb.finish(conclusion=conclusion, claim3=claim_text(["c3_winrate"]), claim4=claim_text(["c4_lossdiff", "c4_irm", "c4_order"]),
+          claim5=claim_text(["c5_fusion"]), claim6=claim_text(["c6_winrate"]),
+          robustness=sweep["robustness"].to_dict("records"), ranking=sweep["ranking"].to_dict("records"),
+          statistics=claims.drop(columns=["label"]).to_dict("records"), sweep_seconds=sweep["seconds"])
