@@ -225,3 +225,111 @@ def test_train_on_groups_toy(tmp_path):
     again = E.train_on_groups(ctx, groups)
     assert (run.model_dirs["small"] / "history.parquet").stat().st_mtime_ns == stamp
     pd.testing.assert_frame_equal(again.curves, c)
+
+
+# ---------------------------------------------------------------- notebooks 04 and 05 (experiments)
+def _per_prompt(rules_values, seeds=(0, 1), n=40, seed=0):
+    """Synthetic per-prompt rows: verdicts and rewards drawn around each rule's level."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s in seeds:
+        for rule, level in rules_values.items():
+            v = rng.choice([0.0, 0.5, 1.0], size=n, p=[(1 - level) * 0.8, 0.2, level * 0.8 + 1e-12][:3] / np.sum(
+                [(1 - level) * 0.8, 0.2, level * 0.8 + 1e-12]))
+            rows.append(pd.DataFrame({"seed": s, "rule": rule, "n_kept": 10, "prompt_idx": np.arange(n), "prompt": "p",
+                                      "reward_policy": rng.random(n) * level, "reward_sft": 0.5, "verdict": v}))
+    return pd.concat(rows, ignore_index=True).sample(frac=1.0, random_state=seed)  # order must not matter
+
+
+def test_paired_rule_difference_against_a_loop():
+    pp = _per_prompt({"full": 0.5, "lossdiff-irm": 0.7}, seeds=(0, 1, 2))
+    d = E.paired_rule_difference(pp, "lossdiff-irm", "full", n_bootstrap=2000)
+    per_seed = []  # each seed weighs the same: mean over seeds of the per-seed mean paired difference
+    for s in (0, 1, 2):
+        a = pp[(pp.rule == "lossdiff-irm") & (pp.seed == s)].set_index("prompt_idx").verdict
+        b = pp[(pp.rule == "full") & (pp.seed == s)].set_index("prompt_idx").verdict
+        per_seed.append(float((a - b.loc[a.index]).mean()))
+    assert d["diff"] == pytest.approx(np.mean(per_seed), abs=1e-12)
+    assert d["lo"] < d["diff"] < d["hi"] and d["n_seeds"] == 3 and d["n_better"] == sum(x > 0 for x in per_seed)
+    r = E.paired_rule_difference(pp, "lossdiff-irm", "full", "reward_policy", n_bootstrap=500)
+    assert r["mean_a"] == pytest.approx(pp[pp.rule == "lossdiff-irm"].reward_policy.mean())
+    with pytest.raises(TifkitError, match="different prompts"):
+        E.paired_rule_difference(pp[~((pp.rule == "full") & (pp.prompt_idx == 3))], "lossdiff-irm", "full")
+    with pytest.raises(TifkitError, match="must both be"):
+        E.paired_rule_difference(pp, "tif", "full")
+
+
+def test_benchmark_summary_single_score():
+    pp = pd.concat([_per_prompt({"full": 0.5, "random": 0.5, "lossdiff-irm": 0.8}, seeds=(0,)).assign(variant="llama/dpo"),
+                    _per_prompt({"full": 0.6, "random": 0.5, "lossdiff-irm": 0.4}, seeds=(0,), seed=1).assign(
+                        variant="llama/slic")], ignore_index=True)
+    s = E.benchmark_summary(pp, n_bootstrap=1000)
+    assert list(s.columns[:2]) == ["variant", "rule"] and len(s) == 6
+    for (v, rule), row in s.set_index(["variant", "rule"]).iterrows():
+        g = pp[(pp.variant == v) & (pp.rule == rule)]
+        assert row.single_score == pytest.approx(g.reward_policy.mean())
+        assert row.winrate_vs_sft == pytest.approx(g.verdict.mean())
+        # one seed: the interval is a bootstrap over prompts, close to mean +- 1.96 standard errors
+        se = g.reward_policy.std(ddof=1) / np.sqrt(len(g))
+        assert row.single_score_lo == pytest.approx(row.single_score - 1.96 * se, abs=0.6 * se)
+        assert row.single_score_hi == pytest.approx(row.single_score + 1.96 * se, abs=0.6 * se)
+        if rule == "full":
+            assert np.isnan(row.single_diff_vs_full)
+        else:
+            f = pp[(pp.variant == v) & (pp.rule == "full")]
+            assert row.single_diff_vs_full == pytest.approx(g.reward_policy.mean() - f.reward_policy.mean())
+
+
+def test_transfer_plan_and_summary():
+    from tifkit.select import select
+
+    t = synthetic_table(n=50)
+    rng = np.random.default_rng(3)
+    tables = {"llama": t, "qwen": t.assign(lossdiff=rng.normal(size=len(t)), irm=rng.normal(size=len(t)))}
+    plan = E.transfer_plan(tables, [("llama", "qwen")], "lossdiff-irm", 0.64)
+    assert set(plan) == {("qwen", "full"), ("qwen", "lossdiff-irm-0.64"), ("qwen", "lossdiff-irm-0.64-from-llama")}
+    assert len(plan["qwen", "full"]) == 50
+    want = tuple(sorted(t.pair_id.astype(str)[select(t, rule="lossdiff-irm", keep=0.64).mask]))
+    assert plan["qwen", "lossdiff-irm-0.64-from-llama"] == want and len(want) == 32
+    assert plan["qwen", "lossdiff-irm-0.64"] != want  # qwen's own scores pick other pairs
+    with pytest.raises(TifkitError, match="No score table"):
+        E.transfer_plan(tables, [("pythia", "qwen")])
+    with pytest.raises(TifkitError, match="same family"):
+        E.transfer_plan(tables, [("qwen", "qwen")])
+    src = {"full": "full", "own": "lossdiff-irm-0.64", "llama": "lossdiff-irm-0.64-from-llama"}
+    pp = _per_prompt({v: lvl for v, lvl in zip(src.values(), (0.5, 0.7, 0.6))})
+    pp = pp.assign(target="qwen", source=pp.rule.map({v: k for k, v in src.items()}))
+    s = E.transfer_summary(pp, n_bootstrap=500).set_index("source")
+    assert list(s.index) == list(dict.fromkeys(pp.source))
+    for k, label in src.items():
+        assert s.loc[k, "winrate"] == pytest.approx(pp[pp.rule == label].groupby("seed").verdict.mean().mean())
+    d = E.paired_rule_difference(pp, src["llama"], src["own"], n_bootstrap=500)
+    assert s.loc["llama", "vs_own"] == pytest.approx(100 * d["diff"])
+    assert np.isnan(s.loc["own", "vs_own"]) and np.isfinite(s.loc["own", "vs_full"])
+
+
+def test_init_control_params_use_model_seed():
+    p = N.notebook_params(str(ROOT / "params/tiny.yaml"), "ci")
+    ctl = E.init_control_params(p, 0, (100, 0, 101))
+    assert list(ctl) == ["llama init 0", "llama init 100", "llama init 101"]  # the world seed itself is skipped
+    assert ctl["llama init 0"] is p and ctl["llama init 100"].run.model_seed == 100
+    assert ctl["llama init 101"].world == p.world and ctl["llama init 101"].run.seed == p.run.seed
+    q = E.init_control_params(ctl["llama init 100"], 0, (100, 7))
+    assert list(q) == ["llama init 100", "llama init 7"]
+
+
+def _square(x):
+    return x * x
+
+
+def _plus_one(x):
+    return x + 1
+
+
+def test_pool_map_runs_follow_up_tasks(workers=1):
+    # in-process path; the worker-process path runs in the notebooks under nbmake (two workers)
+    def then(key, result):
+        return {("next", key[1]): (_plus_one, (result,))} if key[0] == "first" else None
+
+    out = E._pool_map({("first", i): (_square, (i,)) for i in range(3)}, workers, "test", False, then)
+    assert out == {**{("first", i): i * i for i in range(3)}, **{("next", i): i * i + 1 for i in range(3)}}

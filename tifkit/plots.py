@@ -171,11 +171,13 @@ def plot_winrates(summary: pd.DataFrame, title: str = "", name_col: str = "rule"
     ax.barh(y, est, xerr=[est - s.winrate_lo, s.winrate_hi - est], capsize=3,
             color=[GROUP_COLORS.get(n, color(n)) for n in s[name_col]])
     ax.set_yticks(y, s[name_col])
-    ax.axvline(0.5, color="#333333", ls="--", lw=1)
+    ax.axvline(0.5, color="#333333", ls="--", lw=1, label="0.5: no better than SFT")
     if "full" in set(s[name_col]):
-        ax.axvline(float(est[s[name_col] == "full"].iloc[0]), color=color("full"), ls=":", lw=1.5)
+        ax.axvline(float(est[s[name_col] == "full"].iloc[0]), color=color("full"), ls=":", lw=1.5,
+                   label="full data")
     ax.set_xlim(0, 1)
     ax.set_xlabel("WinRate vs SFT (oracle judge), 95% interval")
+    ax.legend(frameon=False, fontsize=8, loc="lower right")
     if title:
         ax.set_title(title)
     if fig is not None:
@@ -183,14 +185,79 @@ def plot_winrates(summary: pd.DataFrame, title: str = "", name_col: str = "rule"
     return fig if fig is not None else ax.figure
 
 
-def plot_benchmark(summaries: dict[str, pd.DataFrame]):
-    """One WinRate panel per family."""
+def plot_benchmark(summaries: dict[str, pd.DataFrame], title: str = ""):
+    """One row of panels per variant (a family, an objective): left, WinRate against SFT with its
+    95% interval (0.5 and the full-data WinRate as labelled reference lines); right, each rule's
+    paired difference against full data in WinRate points (columns diff_vs_full, _lo, _hi of
+    tifkit.batch.summarize) on an axis fitted to the differences, zero labelled."""
     style()
     n = len(summaries)
     rows = max(len(s) for s in summaries.values())
-    fig, axes = plt.subplots(1, n, figsize=(4.6 * n, 0.42 * rows + 1.4), squeeze=False)
-    for ax, (fam, s) in zip(axes[0], summaries.items()):
-        plot_winrates(s, title=fam, ax=ax)
+    fig, axes = plt.subplots(n, 2, figsize=(12, n * (0.36 * rows + 1.3)), squeeze=False)
+    for (ax, ax2), (name, s) in zip(axes, summaries.items()):
+        s = s.sort_values("winrate_vs_sft").reset_index(drop=True)
+        y = np.arange(len(s))
+        est = s.winrate_vs_sft.to_numpy()
+        ax.barh(y, est, xerr=[est - s.winrate_lo, s.winrate_hi - est], capsize=3, color=[color(r) for r in s.rule])
+        ax.axvline(0.5, color="#333333", ls="--", lw=1, label="0.5: no better than SFT")
+        if "full" in set(s.rule):
+            ax.axvline(float(s.loc[s.rule == "full", "winrate_vs_sft"].iloc[0]), color=color("full"), ls=":",
+                       lw=1.5, label="full data (left: its WinRate; right: 0 points)")
+        ax.set_yticks(y, s.rule)
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("WinRate against SFT (oracle judge; 1 win, 0.5 tie), 95% interval")
+        ax.set_title(f"{name}: WinRate against SFT")
+        d = s[s.rule != "full"] if "diff_vs_full" in s else s.iloc[:0]
+        if len(d):
+            de = 100 * d.diff_vs_full.to_numpy()
+            yd = y[s.rule != "full"]
+            ax2.barh(yd, de, xerr=[de - 100 * d.diff_vs_full_lo, 100 * d.diff_vs_full_hi - de], capsize=3,
+                     color=[color(r) for r in d.rule])
+            ax2.axvline(0, color=color("full"), ls=":", lw=1.5, label="full data (left: its WinRate; right: 0 points)")
+            span = max(np.nanmax(np.abs(100 * d[["diff_vs_full_lo", "diff_vs_full_hi"]].to_numpy())), 1.0)
+            ax2.set_xlim(-1.1 * span, 1.1 * span)
+        ax2.set_yticks(y, s.rule)
+        ax2.set_xlabel("WinRate minus full data's (points, paired on the same prompts), 95% interval")
+        ax2.set_title(f"{name}: difference against full data")
+    handles = {}
+    for a in axes[0]:  # one legend for the figure: the reference lines mean the same in every row
+        for h, lab in zip(*a.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=len(handles), frameon=False, fontsize=9)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.5 / fig.get_figheight(), 1, 1))
+    return fig
+
+
+def plot_transfer(summary: pd.DataFrame, title: str = ""):
+    """Transfer across families (tifkit.experiments.transfer_summary): one panel per target family,
+    WinRate against SFT with 95% intervals of its full data, its own selection and each other
+    family's selection; 0.5 and the target's full-data WinRate as labelled reference lines."""
+    style()
+    targets = list(dict.fromkeys(summary.target))
+    n_rows = max(int((summary.target == t).sum()) for t in targets)
+    fig, axes = plt.subplots(1, len(targets), figsize=(4.8 * len(targets), 0.5 * n_rows + 1.8), squeeze=False)
+    palette = {"full": color("full"), "own": color("lossdiff-irm")}
+    for ax, t in zip(axes[0], targets):
+        s = summary[summary.target == t].reset_index(drop=True)
+        y = np.arange(len(s))[::-1]
+        est = s.winrate.to_numpy()
+        names = [f"{src} data" if src == "full" else f"own ({t}) selection" if src == "own" else f"{src}'s selection"
+                 for src in s.source]
+        ax.barh(y, est, xerr=[est - s.winrate_lo, s.winrate_hi - est], capsize=3,
+                color=[palette.get(src, "#ccb974") for src in s.source])
+        ax.set_yticks(y, names)
+        ax.axvline(0.5, color="#333333", ls="--", lw=1, label="0.5: no better than SFT")
+        if "full" in set(s.source):
+            ax.axvline(float(s.loc[s.source == "full", "winrate"].iloc[0]), color=color("full"), ls=":", lw=1.5,
+                       label=f"{t} on full data")
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("WinRate against SFT (oracle judge), 95% interval")
+        ax.set_title(f"{t} trained on ...")
+        ax.legend(frameon=False, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig
 
