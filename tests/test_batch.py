@@ -58,8 +58,8 @@ def test_model_seed_changes_weights_not_world_and_world_seed_the_reverse(tmp_pat
 
 
 def _toy_batch(root):
-    return toy(root, "sft.steps=20", "world.n_test=10", "run.rules=[full,oracle,lossdiff-irm]", "run.n_bootstrap=300", "score.rm_steps=5",
-               "run.name=toy")
+    return toy(root, "sft.steps=20", "world.n_test=10", "run.rules=[full,lossdiff-irm]", "run.n_bootstrap=300",
+               "score.rm_steps=5", "run.name=toy")
 
 
 def test_batch_in_parallel_workers_gives_the_serial_numbers_and_records_provenance(tmp_path, capsys):
@@ -80,14 +80,14 @@ def test_batch_in_parallel_workers_gives_the_serial_numbers_and_records_provenan
     per_prompt = pd.read_parquet(tmp_path / "parallel" / "toy-batch" / "per_prompt.parquet")
     serial, t_serial = run_seeds(_toy_batch(tmp_path / "serial"), [0, 1], par.run.rules, workers=1)
     assert list(serial.groupby(["seed", "rule"], sort=False).size().index) == [
-        (s, r) for s in (0, 1) for r in ("full", "oracle", "lossdiff-irm")]
+        (s, r) for s in (0, 1) for r in ("full", "lossdiff-irm")]
     pd.testing.assert_frame_equal(serial, per_prompt)
     _, t_par = run_seeds(par, [0, 1], par.run.rules, workers=1)  # all cached now: just reads the tables
     for s in (0, 1):
         pd.testing.assert_frame_equal(t_serial[s], t_par[s])
 
     # the summary: intervals over seeds and prompts, per-seed differences, better in k of n
-    row = summary.set_index("rule").loc["oracle"]
+    row = summary.set_index("rule").loc["lossdiff-irm"]
     per_seed = json.loads(row.diff_vs_full_per_seed)
     assert set(per_seed) == {"0", "1"} and row.diff_vs_full_better == sum(v > 0 for v in per_seed.values())
     assert row.diff_vs_full == pytest.approx(np.mean(list(per_seed.values())), abs=1e-4)
@@ -111,14 +111,31 @@ def test_batch_in_parallel_workers_gives_the_serial_numbers_and_records_provenan
     assert R.check_provenance(figs, current="0" * 16) == []
     assert "remove the note" in R.check_provenance(figs)[0]
     (figs / "STALE.md").unlink()
-    (figs / "toy_summary.csv").write_text((figs / "toy_summary.csv").read_text().replace("oracle", "0racle"))
+    (figs / "toy_summary.csv").write_text((figs / "toy_summary.csv").read_text().replace("lossdiff-irm", "lossdiff-1rm"))
     assert any("differs from what the batch wrote" in p for p in R.check_provenance(figs))
 
     # the README blocks regenerate from these files
     gen = R.blocks(figs, "toy")
     assert {"toy", "toy-claims", "toy-scores"} <= set(gen)
-    assert "0racle" in gen["toy"] and "better in" in gen["toy-claims"]
+    assert "lossdiff-1rm" in gen["toy"] and "better in" in gen["toy-claims"]
     doc = "intro\n<!-- results:toy:start -->\nold table\n<!-- results:toy:end -->\nrest\n"
     new, changed = R.render(doc, gen)
     assert changed == ["toy"] and new.startswith("intro\n<!-- results:toy:start -->\n| rule |") and new.endswith("rest\n")
     assert R.render(new, gen) == (new, [])
+
+
+def test_committed_results_match_the_code():
+    """Every committed result file of a batch (figures/*_provenance.json) was made by the code as it is
+    now, byte for byte as the batch wrote it; or figures/STALE.md says why not. A change that moves
+    numbers therefore forces a rerun (`python -m tifkit batch params/tiny.yaml`, then
+    `python -m tifkit.results`) or an explicit note."""
+    from tifkit.results import check_provenance
+
+    problems = check_provenance(ROOT / "figures")
+    assert not problems, "\n".join(problems)
+
+
+def test_readme_and_docs_tables_are_generated_from_the_result_files():
+    from tifkit.results import update
+
+    assert update(ROOT, check=True) == {}, "run `python -m tifkit.results` to regenerate the README/docs tables"

@@ -306,6 +306,31 @@ def comparisons(per_prompt: pd.DataFrame, n_bootstrap: int = 10000, seed: int = 
     return pd.DataFrame(rows)
 
 
+def ab_lines(summary: pd.DataFrame) -> str:
+    """The README's (a) and (b): full-data DPO against SFT, oracle selection against full data."""
+    s = summary.set_index("rule")
+    out = []
+    if "full" in s.index:
+        f = s.loc["full"]
+        n = int(f.n_seeds)
+        per = json.loads(f.winrate_per_seed) if isinstance(f.get("winrate_per_seed"), str) else {}
+        above = sum(v > 0.5 for v in per.values())
+        verdict = "holds" if f.winrate_lo > 0.5 else ("not shown: the interval covers 0.5" if f.winrate_hi >= 0.5
+                                                       else "reversed")
+        out.append(f"- **(a) DPO on the full data beats SFT** ({verdict}): WinRate **{_wr(f.winrate_vs_sft, f.winrate_lo, f.winrate_hi)}**, "
+                   f"above 0.5 in {above} of {n} seeds (per seed {' / '.join(f'{v:.2f}' for v in per.values())}); "
+                   f"mean oracle reward {f.reward_sft:.3f} -> {f.reward:.3f}.")
+    if "oracle" in s.index and "diff_vs_full" in s:
+        o = s.loc["oracle"]
+        verdict = "holds" if o.diff_vs_full_lo > 0 else ("not shown: the interval covers zero" if o.diff_vs_full_hi >= 0
+                                                         else "reversed")
+        out.append(f"- **(b) Dropping the mislabelled pairs (oracle selection) beats full data** ({verdict}) by "
+                   f"**{_pts(o.diff_vs_full, o.diff_vs_full_lo, o.diff_vs_full_hi)} WinRate points** (paired, same prompts "
+                   f"and seeds), better in {int(o.diff_vs_full_better)} of {int(o.n_seeds)} seeds (per seed "
+                   f"{_seeds(o.diff_vs_full_per_seed)}); reward {o.reward:.3f}, {o.n_kept_mean:.0f} pairs kept on average.")
+    return "\n".join(out)
+
+
 def families_table(folder: Path, names: list[str]) -> str:
     """(a) and (b) per tiny family, from each family's batch summary."""
     notes = stale_notes(folder)
@@ -365,6 +390,7 @@ def blocks(folder: str | Path = REPO / "figures", name: str = "tiny") -> dict[st
                f"{str(rec.get('commit', '?'))[:10]}, seeds {', '.join(map(str, seeds)) if seeds else '?'}); "
                "regenerate with `python -m tifkit.results`.</sub>")
         out[name] = rules_table(s, keep) + src
+        out[f"{name}-ab"] = ab_lines(s)
         comp = folder / f"{name}_comparisons.csv"
         if comp.exists():
             out[f"{name}-claims"] = claim_lines(pd.read_csv(comp)) + src
