@@ -15,6 +15,18 @@ larger one (hidden 1024, 8 layers), on random character pairs of 20-40 tokens pe
    against exact IF (loop and batched), beside the paper's ~120x.
 
 Timings are the best of several interleaved repeats (the CPU box is shared). Not a test.
+
+Real shapes (`--real`, the section "Real shapes"; bench/gpu_check.sh runs it): the paper's
+architectures from their published configs (`tifkit.shapes`, random weights, bf16) on synthetic
+token ids of UltraFeedback-like lengths (prompt ~150, responses 250-400 tokens):
+
+    .venv/bin/python bench/bench_scoring.py --real --device cuda     # full depth; GPU section
+    .venv/bin/python bench/bench_scoring.py --real --device cpu      # 1 layer, vocab 512, lengths x0.05
+
+per shape: forward-only scoring (pairs/s, tokens/s, model FLOPs utilization against the card's bf16
+peak), exact batched IF (g_val + the hook pass + the reference forward it needs), its cost against
+LossDiff-IRM's three forwards, peak memory beside the kit's estimate (printed before each model is
+built), and a projection to UltraFeedback's 61,135 training pairs.
 """
 from __future__ import annotations
 
@@ -245,6 +257,157 @@ def write_section(path: Path, key: str, title: str, body: str) -> None:
     atomic_write_text(path, text)
 
 
+# ------------------------------------------------------------------------------------ real shapes
+UF_PAIRS = 61_135  # UltraFeedback-binarized train_prefs
+UF_VAL = 1_000  # D_val of the real-family params files (data.val_size)
+PAPER_IF_HOURS = 10.0  # the paper: exact IF at 1B about 10 hours (its proxies about 5 minutes)
+# name: shape, LoRA, train pairs, val pairs, scoring batch (pairs), IF batch (pairs)
+REAL_GPU = {
+    "llama-3.2-1b": ("llama-3.2-1b", False, 256, 32, 16, 8),
+    "qwen3-0.6b": ("qwen3-0.6b", False, 256, 32, 16, 8),
+    "llama-3.1-8b+lora": ("llama-3.1-8b", True, 64, 16, 8, 4),
+    "qwen3-8b+lora": ("qwen3-8b", True, 64, 16, 8, 4),
+}
+REAL_CPU = {  # the same code at 1 layer, vocabulary 512, lengths x0.05 (CI keeps it working)
+    "qwen3-0.6b": ("qwen3-0.6b", False, 16, 4, 8, 8),
+    "llama-3.1-8b+lora": ("llama-3.1-8b", True, 8, 4, 4, 4),
+}
+
+
+def bench_real(name, spec, device, cpu_mode: bool) -> dict:
+    from tifkit.influence import (ValidationTarget, check_memory, estimate_scoring_memory, trainable_parameters,
+                                  validation_gradient)
+    from tifkit.shapes import build_shape, embedding_params, flops_per_token, lora_params, shape_config, synthetic_pairs
+
+    shape, lora, n_train, n_val, sb, ib = spec
+    layers, vocab, scale = (1, 512, 0.05) if cpu_mode else (None, None, 1.0)
+    cfg = shape_config(shape, layers, vocab)
+    train = synthetic_pairs(n_train, cfg.vocab_size, 0, scale)
+    val = synthetic_pairs(n_val, cfg.vocab_size, 1, scale)
+    c, r = train.sequence_lengths()
+    seq_max = int(max(c.max(), r.max()))
+    mean_len = float(np.concatenate([c, r]).mean())
+    # the estimate, before any weight exists: one model in memory (policy = reference = validation model here)
+    from tifkit.shapes import SHAPES, count_params
+
+    n_all = SHAPES[shape].published_params if not cpu_mode else count_params(shape, layers, vocab)
+    n_tr = lora_params(cfg) if lora else n_all
+    est = check_memory(estimate_scoring_memory(cfg, n_all, n_tr, torch.bfloat16, ib, seq_max, n_models=1), device,
+                       what=f"{name} IF", batch_pairs=ib)
+    print(f"== {name}: {cfg.num_hidden_layers} layers, {n_train} train / {n_val} val pairs, "
+          f"mean {mean_len:.0f} tokens per sequence", flush=True)
+    cuda = torch.device(device).type == "cuda"
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    model = build_shape(shape, layers, vocab, dtype=torch.bfloat16, device=device, seed=0, lora=lora)
+    n_params = sum(p.numel() for p in model.parameters())
+    n_train_params = sum(p.numel() for _, p in trainable_parameters(model))
+    T = Timer(device)
+    kw = dict(show_progress=False)
+
+    def fwd():
+        return pair_logprobs(model, train, batch_size=sb, **kw)
+
+    fwd()  # warm up (kernels, allocator)
+    for _ in range(2):
+        T("fwd", fwd)
+    peak_fwd = torch.cuda.max_memory_allocated() if cuda else float("nan")
+    ref_tr = pair_logprobs(model, train, batch_size=sb, **kw)
+    ref_va = pair_logprobs(model, val, batch_size=sb, **kw)
+    # a policy != reference: shift the reference log-probs (the margin then varies across pairs)
+    rng = np.random.default_rng(0)
+    ref_tr = tuple(x + rng.normal(0, 2.0, len(x)) for x in ref_tr)
+    ref_va = tuple(x + rng.normal(0, 2.0, len(x)) for x in ref_va)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    g_val = T("gval", lambda: validation_gradient(model, val, ref_va, BETA, batch_size=ib))
+    target = ValidationTarget(model, g_val)
+    head = train.subset(range(min(len(train), 2 * ib)))
+    target.scores(head, (ref_tr[0][: len(head)], ref_tr[1][: len(head)]), BETA, batch_size=ib, verify=True, **kw)
+    IF = None
+    for _ in range(2):
+        IF = T("if", lambda: target.scores(train, ref_tr, BETA, batch_size=ib, verify=False, **kw))
+    peak_if = torch.cuda.max_memory_allocated() if cuda else float("nan")
+    assert np.isfinite(IF).all()
+    emb = embedding_params(model)
+    fpt = flops_per_token(cfg, n_params - (n_train_params if lora else 0), int(mean_len), emb)
+    tokens = train.n_tokens()
+    if_factor = 2.0 if lora else 3.0  # forward + activation backward (+ the hooks' G matmuls when every weight trains)
+    b = T.best
+    if_total = b["if"] + b["fwd"]  # the hook pass + the reference forward on D_tr it needs
+    res = dict(name=name, layers=cfg.num_hidden_layers, params=n_params, trainable=n_train_params, pairs=n_train,
+               tokens=tokens, mean_len=mean_len, fwd_s=b["fwd"], if_s=b["if"], gval_s=b["gval"], n_val=n_val,
+               if_total_s=if_total, ratio=if_total / (3 * b["fwd"]),
+               fwd_flops=fpt * tokens / b["fwd"], if_flops=if_factor * fpt * tokens / b["if"],
+               peak_fwd=peak_fwd, peak_if=peak_if, est=est.total, sb=sb, ib=ib, lora=lora)
+    print(f"   forward {n_train / b['fwd']:.1f} pairs/s, IF {n_train / b['if']:.1f} pairs/s, "
+          f"IF/LossDiff-IRM {res['ratio']:.2f}x, peak {peak_if / 2**30:.1f} GiB (estimate {est.total / 2**30:.1f})",
+          flush=True)
+    del model, g_val, target
+    if cuda:
+        torch.cuda.empty_cache()
+    return res
+
+
+def render_real(results, device, cpu_mode: bool, peak: float | None) -> str:
+    import transformers
+
+    from tifkit.shapes import BF16_PEAK  # noqa: F401
+
+    dev = torch.cuda.get_device_name() if torch.device(device).type == "cuda" else "CPU"
+    mode = ("CPU mode: 1 layer, vocabulary 512, lengths x0.05 (a smoke run that keeps the script working; "
+            "its speeds say nothing about GPUs)" if cpu_mode else "full depth and vocabulary, UltraFeedback-like lengths")
+    cmd = "bash bench/gpu_check.sh" + (" --cpu" if cpu_mode else "")
+    peak_s = f"{peak / 1e12:.0f} TFLOP/s bf16 dense" if peak else "unknown (no MFU)"
+    L = [f"Command: `{cmd}`. Device: {dev}; torch {torch.__version__}, transformers {transformers.__version__}; "
+         f"bf16 weights, float32 log-softmax, g_val and IF accumulation; {mode}. Card peak: {peak_s}. "
+         "Best of two timed repeats after a warm-up.", "",
+         "| shape | params (trainable) | pairs, mean tokens/seq | forward scoring: pairs/s, tokens/s, MFU "
+         "| exact IF: pairs/s, MFU | exact IF / LossDiff-IRM | peak memory (kit's estimate) "
+         f"| projected over {UF_PAIRS:,} pairs: LossDiff-IRM, exact IF |",
+         "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        mfu = lambda f: f"{100 * f / peak:.0f}%" if peak else "n/a"  # noqa: E731
+        gib = lambda x: "n/a" if x != x else f"{x / 2**30:.1f} GiB"  # noqa: E731
+        proj_ld = 3 * r["fwd_s"] / r["pairs"] * UF_PAIRS
+        proj_if = r["if_total_s"] / r["pairs"] * UF_PAIRS + r["gval_s"] / r["n_val"] * UF_VAL
+        hm = lambda s: f"{s / 3600:.1f} h" if s >= 3600 else f"{s / 60:.0f} min"  # noqa: E731
+        L.append(f"| {r['name']} ({r['layers']}L) | {r['params'] / 1e9:.3g}B ({r['trainable'] / 1e6:.3g}M) | "
+                 f"{r['pairs']}, {r['mean_len']:.0f} | {r['pairs'] / r['fwd_s']:.1f}, {r['tokens'] / r['fwd_s']:.0f}, "
+                 f"{mfu(r['fwd_flops'])} | {r['pairs'] / r['if_s']:.1f}, {mfu(r['if_flops'])} | {r['ratio']:.2f}x | "
+                 f"{gib(r['peak_if'])} ({gib(r['est'])}) | {hm(proj_ld)}, {hm(proj_if)} |")
+    L += ["",
+          "Forward scoring: `pair_logprobs` (batch of "
+          + ", ".join(sorted({str(r['sb']) for r in results})) + " pairs). Exact IF: `ValidationTarget.scores` "
+          "(batched hooks; batch of " + ", ".join(sorted({str(r['ib']) for r in results})) + " pairs), after "
+          "g_val on the validation pairs (timed apart, not in the ratio). Exact IF / LossDiff-IRM: (the hook "
+          "pass + the reference forward on D_tr) / (three forwards: policy, reference, validation model); "
+          "training the validation model is not counted for LossDiff. MFU: model FLOPs (2 x matmul "
+          "parameters + 4 x layers x attention width x length, per token; IF counts 3 forwards of work when "
+          "every weight trains, 2 with LoRA) per second over the card's peak. Projected: measured seconds per "
+          f"pair x {UF_PAIRS:,} (a projection, not a run), for exact IF plus g_val over {UF_VAL:,} validation pairs; the paper reports about {PAPER_IF_HOURS:.0f} h for "
+          "exact IF at 1B against about 5 min for its proxies."]
+    return "\n".join(L)
+
+
+def main_real(args):
+    from tifkit.shapes import bf16_peak
+
+    cpu_mode = torch.device(args.device).type != "cuda"
+    table = REAL_CPU if cpu_mode else REAL_GPU
+    names = args.configs.split(",") if args.configs else list(table)
+    results = [bench_real(n, table[n], args.device, cpu_mode) for n in names]
+    peak = None if cpu_mode else (args.peak_tflops * 1e12 if args.peak_tflops else bf16_peak(torch.cuda.get_device_name()))
+    body = render_real(results, args.device, cpu_mode, peak)
+    print(body)
+    if not args.quick:
+        key = "realscale-cpu" if cpu_mode else "realscale-gpu"
+        dev = "CPU mode" if cpu_mode else torch.cuda.get_device_name()
+        write_section(Path(args.out), key, f"Real shapes, bf16 ({dev})", body)
+        print(f"wrote {args.out}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
@@ -252,9 +415,13 @@ def main(argv=None):
     ap.add_argument("--if-batch", type=int, default=32, help="pairs per batch for IF")
     ap.add_argument("--configs", default=None, help="comma list among tiny,bigger,large")
     ap.add_argument("--quick", action="store_true", help="small sizes, print only")
-    ap.add_argument("--out", default=str(ROOT / "docs" / "PERFORMANCE.md"))
+    ap.add_argument("--out", default=os.environ.get("TIFKIT_PERF_OUT", str(ROOT / "docs" / "PERFORMANCE.md")))
+    ap.add_argument("--real", action="store_true", help="real architectures (tifkit.shapes), bf16")
+    ap.add_argument("--peak-tflops", type=float, default=None, help="the card's bf16 peak, when its name is not known")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.real:
+        return main_real(args)
     on_gpu = torch.device(args.device).type == "cuda"
     names = args.configs.split(",") if args.configs else (["tiny", "bigger", "large"] if on_gpu else ["tiny", "bigger"])
     table = QUICK if args.quick else CONFIGS
