@@ -10,6 +10,8 @@ Every score table comes from the kit's cached pipeline (`tifkit score params/tin
 models about a minute per seed on one core, then scoring). The split rows score IF against the mean
 validation-loss gradient of the validation pairs with h_v > 0 (the warm-up model ranks them
 correctly) or h_v < 0 only (`influence.validation_gradient` on that subset, `batched_influence`).
+Also per measurement: Pearson(LossDiff, IF), the overlap of the LossDiff-IRM, LossDiff and IRM
+selections with TIF (the middle score.tif_keep of that IF), and IF's AUROC for the mislabelled pairs.
 Prints a Markdown table; not a test.
 """
 from __future__ import annotations
@@ -60,9 +62,24 @@ def split_if(ctx, table: pd.DataFrame) -> dict:
     return out
 
 
+def overlaps(table: pd.DataFrame, params) -> dict:
+    """|A n TIF| / min(|A|, |TIF|) of each proxy rule's selection at select.keep (as docs/SCORES.md)."""
+    import dataclasses
+
+    from tifkit.select import select
+
+    tif = table["tif"].to_numpy()
+    out = {}
+    for rule in ("lossdiff-irm", "lossdiff", "irm"):
+        keep = select(table, dataclasses.replace(params.select, rule=rule)).mask
+        out[rule] = float((keep & tif).sum() / min(keep.sum(), tif.sum()))
+    return out
+
+
 def main(argv=None):
     from tifkit import pipeline
     from tifkit.config import load_params
+    from tifkit.report import auroc
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("params")
@@ -79,14 +96,18 @@ def main(argv=None):
             params = load_params(args.params, overrides=args.sets + [f"score.if_measure={m}"])
             ctx = pipeline.prepare(params, seed)
             table = pd.read_parquet(pipeline.score_stage(ctx))
-            rows.setdefault(f"{m}", []).append(float(np.corrcoef(table["irm"], table["if"])[0, 1]))
+            rows.setdefault(f"{m}: Pearson(IRM, IF)", []).append(float(np.corrcoef(table["irm"], table["if"])[0, 1]))
             rows.setdefault(f"{m}: Pearson(LossDiff, IF)", []).append(float(np.corrcoef(table["lossdiff"], table["if"])[0, 1]))
+            for rule, r in overlaps(table, params).items():
+                rows.setdefault(f"{m}: overlap of {rule} with TIF", []).append(r)
+            if "gt_flipped" in table:
+                rows.setdefault(f"{m}: AUROC of IF for mislabelled pairs", []).append(auroc(table["if"], table["gt_flipped"]))
             if m == "val_loss":
                 for label, (r, k) in split_if(ctx, table).items():
-                    rows.setdefault(f"val_loss, D_val with {label} only", []).append(r)
+                    rows.setdefault(f"val_loss, D_val with {label} only: Pearson(IRM, IF)", []).append(r)
                     rows.setdefault(f"  (pairs with {label})", []).append(k)
         print(f"seed {seed} done", flush=True)
-    print(f"\n| Pearson(IRM, IF) | {' | '.join(f'seed {s}' for s in seeds)} | mean |")
+    print(f"\n| IF measurement: statistic | {' | '.join(f'seed {s}' for s in seeds)} | mean |")
     print("|---|" + "---|" * (len(seeds) + 1))
     for name, vals in rows.items():
         if name.startswith("  "):
