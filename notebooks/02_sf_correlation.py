@@ -237,7 +237,7 @@ ax.axvline(paper_line, color="#c44e52", ls="--", lw=1.2,
 ax.set_xlim(0, 1.15 * max(paper_line, cost.seconds_full.max()))
 ax.set_xlabel(f"seconds to score all {len(t)} training pairs (extrapolated from {n_cost} timed)")
 ax.set_title("Cost of scoring: cheap proxies against exact IF")
-ax.legend(frameon=False, fontsize=8, loc="center right")
+ax.legend(frameon=False, fontsize=8, loc="upper center")
 nb.figure(fig, "cost")
 
 # %% [markdown]

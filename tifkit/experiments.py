@@ -4,6 +4,9 @@ the pipeline's cached stages (tifkit.pipeline), so a rerun trains nothing.
 - `score_tables`: {seed: score table};
 - IF groups (claim 2): `train_on_groups` (continuation on each group with D_val curves),
   `validation_metrics`, `evaluate_models`, `group_experiment`;
+- subsets trained in worker processes (claims 2, 3): `subset_experiment` over `group_specs` (IF
+  thirds), `band_specs` (TIF bands of fixed width at moving centres: `band_sweep`, `band_mask`) and
+  rule specs, with D_val curves and WinRates;
 - rules (claims 3, 6): `rules_experiment` (tifkit.batch.run_seed per seed);
 - model dependence (claim 1): `family_tables`, `init_control_tables` (other `run.model_seed`s),
   `family_score_tables` (every family and the control in worker processes), and the transfer across
@@ -349,31 +352,6 @@ def spec_mask(ctx, table: pd.DataFrame | None, spec: tuple) -> np.ndarray:
     raise TifkitError(f"Unknown subset kind {kind!r}; use 'if-group', 'band' or 'rule'.")
 
 
-def _init_quiet_worker() -> None:
-    """A worker of subset_experiment: one torch thread (tifkit.batch's initializer) and the libraries'
-    progress bars and warnings off, as in a notebook (the stages still say what they do)."""
-    import logging
-    import os
-    import warnings
-
-    from tifkit.batch import _init_worker
-
-    _init_worker()
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=UserWarning)
-    for name in ("transformers", "datasets", "trl", "accelerate"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    try:
-        from datasets.utils.logging import disable_progress_bar
-        from transformers.utils import logging as hf_logging
-
-        disable_progress_bar()
-        hf_logging.disable_progress_bar()
-    except Exception:  # pragma: no cover - a library missing or changed
-        pass
-
-
 def _subset_task(p, seed: int, name: str, spec: tuple, evaluate: bool) -> dict:
     """One subset of one seed (in a worker or in this process): train it from the warm-up model
     (with D_val curves, except "rule" subsets, which use the pipeline's cached continuation, shared
@@ -413,8 +391,8 @@ def subset_experiment(p, seeds, specs: dict[str, tuple], evaluate: bool = True, 
 
     The shared stages of each seed (SFT, warm-up, validation model, scores) run first in this
     process; then one task per (seed, subset) runs in `workers` processes (default: run.workers, 0 =
-    one per core; see tifkit.batch.n_workers), spawned, one torch thread each, as in
-    tifkit.batch.run_seeds. Every task is deterministic and cached on its own, so the numbers do
+    one per core; see tifkit.batch.n_workers), spawned, one torch thread each (`_pool_map`, the
+    pattern of tifkit.batch.run_seeds). Every task is deterministic and cached on its own, so the numbers do
     not depend on the number of workers.
 
     Returns DataFrames, each with a seed column:
@@ -425,12 +403,6 @@ def subset_experiment(p, seeds, specs: dict[str, tuple], evaluate: bool = True, 
     - "winrates": evaluate_models rows (name, winrate with interval, rewards, verdicts);
     - "per_prompt": seed, rule (= subset name), prompt_idx, verdict, for report.rule_difference.
     """
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
-    from tqdm.auto import tqdm
-
-    from tifkit.batch import n_workers
     from tifkit.pipeline import prepare, say, score_stage, sft_stage, warmup_stage
 
     if not specs:
@@ -442,31 +414,11 @@ def subset_experiment(p, seeds, specs: dict[str, tuple], evaluate: bool = True, 
         warmup_stage(ctx)
         if any(sp[0] != "rule" or sp[1] not in ("full", "oracle", "random") for sp in specs.values()):
             score_stage(ctx)
-    tasks = [(s, name, spec) for s in seeds for name, spec in specs.items()]
-    workers = n_workers(p, len(tasks)) if workers is None else max(1, min(int(workers), len(tasks)))
-    quiet = dataclasses.replace(p, run=dataclasses.replace(p.run, show_progress=False))
+    tasks = {(s, name): (_subset_task, (_quiet(p), s, name, spec, evaluate)) for s in seeds for name, spec in specs.items()}
+    workers = _workers(p, len(tasks), workers)
     say(f"{len(tasks)} subsets ({len(seeds)} seed(s) x {len(specs)}) in {workers} worker process(es), one torch thread each")
-    bar = tqdm(total=len(tasks), desc=f"subsets ({workers} worker{'s' * (workers > 1)})", disable=not p.run.show_progress)
-    results = []
-    if workers == 1:
-        import torch
-
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            for s, name, spec in tasks:
-                results.append(_subset_task(quiet, s, name, spec, evaluate))
-                bar.update()
-        finally:
-            torch.set_num_threads(threads)
-    else:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                 initializer=_init_quiet_worker) as pool:
-            futures = [pool.submit(_subset_task, quiet, s, name, spec, evaluate) for s, name, spec in tasks]
-            for fut in futures:  # in task order; a worker's error stops here with its message
-                results.append(fut.result())
-                bar.update()
-    bar.close()
+    done = _pool_map(tasks, workers, "subsets", p.run.show_progress)
+    results = [done[key] for key in tasks]  # in task order, whatever order the workers finished in
 
     def cat(key):
         parts = [r[key] for r in results if len(r[key])]
@@ -817,15 +769,15 @@ OPEN_DECISIONS: dict[str, tuple[str, tuple]] = {
 # claim rows: key -> (label, null value); `claim_statistics` computes them from the score statistics,
 # the two WinRate rows come from the per-prompt verdicts of phase 2
 DECISION_CLAIMS: dict[str, tuple[str, float]] = {
-    "c4_lossdiff": ("4: Pearson(LossDiff, IF) > 0", 0.0),
-    "c4_irm": ("4: Pearson(IRM, IF) > 0", 0.0),
-    "c4_order": ("4: Pearson(LossDiff, IF) - Pearson(IRM, IF) > 0", 0.0),
-    "c5_fusion": ("5: overlap(LossDiff-IRM, TIF) - best single proxy > 0", 0.0),
-    "auroc_if": ("AUROC of IF for mislabelled pairs > 0.5", 0.5),
-    "auroc_lossdiff": ("AUROC of LossDiff for mislabelled pairs > 0.5", 0.5),
-    "auroc_irm": ("AUROC of IRM for mislabelled pairs > 0.5", 0.5),
-    "c6_winrate": ("6: WinRate(LossDiff-IRM) - WinRate(full) > 0", 0.0),
-    "c3_winrate": ("3/6: WinRate(TIF) - WinRate(full) > 0", 0.0),
+    "c4_lossdiff": ("4: Pearson r(LossDiff, IF) > 0", 0.0),
+    "c4_irm": ("4: Pearson r(IRM, IF) > 0", 0.0),
+    "c4_order": ("4: r(LossDiff, IF) - r(IRM, IF) > 0", 0.0),
+    "c5_fusion": ("5: ov(fusion, TIF) - best single proxy > 0", 0.0),
+    "auroc_if": ("AUROC of IF (mislabelled pairs) > 0.5", 0.5),
+    "auroc_lossdiff": ("AUROC of LossDiff > 0.5", 0.5),
+    "auroc_irm": ("AUROC of IRM > 0.5", 0.5),
+    "c6_winrate": ("6: WinRate(LossDiff-IRM) - full > 0", 0.0),
+    "c3_winrate": ("3/6: WinRate(TIF) - full > 0", 0.0),
 }
 WINRATE_CLAIMS = {"c6_winrate": "lossdiff-irm", "c3_winrate": "tif"}
 
