@@ -35,9 +35,10 @@
 # the mislabelled pairs, a diagnostic the README reports.
 #
 # **Hardware and time.** CPU only. The default scale (`scale = None`) sweeps a smaller world (600
-# training pairs, `sweep_n_train`), one seed, and one or two values per decision (11 settings); it
-# took about 4 minutes on 2 CPU cores from an empty cache, on a machine shared with other jobs (load
-# average near 10). The full scale (`make reproduce`) sweeps 3 seeds and every value of
+# training pairs, `sweep_n_train`), one seed, one or two values per decision and no noise-type setting
+# (9 settings, each label-noise setting builds a world and an SFT model of its own); it took TIME_DEFAULT
+# on 2 CPU cores from an empty cache, on a machine shared with other jobs (load average near 12). The
+# full scale (`make reproduce`) sweeps 3 seeds and every value of
 # `experiments.OPEN_DECISIONS`; its cost is in `docs/NOTEBOOKS.md`. Settings run in parallel worker
 # processes, one torch thread each.
 
@@ -107,10 +108,9 @@ scale_decisions = {
                 "band centre": ("select.band_center", (0.35, 0.65)),
                 "beta": ("train.beta", (0.1,)),
                 "log-prob reduction": ("score.reduction", ("mean",)),
-                "noise type": ("world.systematic", (0.0,)),
-                "flip rate": ("world.flip_rate", (0.35,))},
+                "flip rate": ("world.flip_rate", (0.35,))},  # noise type: full scale only (one more SFT model)
 }
-# ci: a toy check of the code; one world decision only (each builds its own SFT model)
+# ci: a toy check of the code; no label-noise setting (each builds a world and SFT model of its own)
 scale_decisions["ci"] = {k: v for k, v in scale_decisions["default"].items() if k != "flip rate"}
 scale_decisions["ci"]["IF measurement"] = ("score.if_measure", ("val_margin",))
 scale_decisions["ci"]["band centre"] = ("select.band_center", (0.35,))
@@ -129,7 +129,8 @@ settings
 # section 5. Only the statistics are computed here: the tables stay on disk.
 
 # %%
-sweep = E.decision_sweep(p, run_seeds, chosen, winrate_top=winrate_top, workers=workers)
+top = min(winrate_top, 1) if nb.scale == "ci" else winrate_top  # ci: one decision's WinRate (time)
+sweep = E.decision_sweep(p, run_seeds, chosen, winrate_top=top, workers=workers)
 print(f"sweep: {len(sweep['stats'])} score tables and {sweep['per_prompt'].groupby(['setting', 'seed', 'rule']).ngroups} "
       f"WinRate evaluations in {sweep['seconds']:.0f} s")
 sweep["stats"].drop(columns=["parameter", "value"]).set_index(["setting", "seed"])
@@ -157,7 +158,7 @@ keep = p.select.keep
 r_ld, _ = stats.pearsonr(t.lossdiff, t["if"])
 r_irm, _ = stats.pearsonr(t.irm, t["if"])
 rho_ld, _ = stats.spearmanr(t.lossdiff, t["if"])
-masks = {rule: select(t, rule=rule, keep=keep, band_center=p.select.band_center).mask
+masks = {rule: select(t, p.select, rule=rule).mask  # the run's select section (keep, band centre) with this rule
          for rule in ("tif", "lossdiff", "irm", "lossdiff-irm")}
 overlap = {rule: (masks[rule] & masks["tif"]).sum() / min(masks[rule].sum(), masks["tif"].sum())
            for rule in ("lossdiff-irm", "lossdiff", "irm")}
@@ -184,14 +185,15 @@ check
 # about how many of the points inside the band the proxies' own bands catch.
 
 # %%
-lo_q, hi_q = np.quantile(t["if"], [0.5 - keep / 2, 0.5 + keep / 2])
+c = p.select.band_center
+lo_q, hi_q = np.quantile(t["if"], np.clip([c - keep / 2, c + keep / 2], 0, 1))
 fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
 for ax, col, r in zip(axes, ("lossdiff", "irm"), (r_ld, r_irm)):
     sns.scatterplot(x=t["if"], y=t[col], hue=np.where(flipped, "mislabelled", "clean"), s=12, alpha=0.6, ax=ax,
                     palette={"clean": "tab:blue", "mislabelled": "tab:red"})
     ax.axvspan(lo_q, hi_q, color="tab:green", alpha=0.12, label=f"TIF band (middle {keep:.0%} of IF)")
-    ax.set(xlabel="IF (inner product of gradients, loss units)",
-           ylabel="LossDiff (loss units)" if col == "lossdiff" else "IRM h (reward margin, nats x beta)",
+    ax.set(xlabel="IF = <grad loss(d), g_val> (gradient inner product)",
+           ylabel="LossDiff (DPO loss, nats)" if col == "lossdiff" else "IRM h = beta x log-ratio margin (nats)",
            title=f"{'LossDiff' if col == 'lossdiff' else 'IRM'} against IF: Pearson r = {r:.2f}")
     ax.legend(loc="best", fontsize=8)
 fig.suptitle(f"Default setting, seed {run_seeds[0]}, {len(t)} pairs ({nb.scale} scale)")
@@ -257,8 +259,8 @@ nb.figure(fig, "claims_heatmap")
 
 # %% [markdown]
 # **How to read it.** Read a row from left to right: a claim that keeps its colour and its mark in every
-# column is robust; one whose mark changes in one decision's columns hinges on that decision. Grey cells in
-# the WinRate rows are settings whose WinRate was not measured (section 5).
+# column is robust; one whose mark changes in one decision's columns hinges on that decision. Cells in
+# the WinRate rows are settings whose WinRate was not measured (section 5): they stay blank.
 
 # %% [markdown]
 # ## 5. WinRate for the decisions that move the claims most
@@ -296,7 +298,7 @@ lines = []
 for key, r in rob.iterrows():
     lines.append(f"- **{r.label}**: {r.default_verdict} at the default ({r.default_estimate:+.2f}); "
                  f"{r.status}" + (f" (differs under {r.differs_under})" if r.differs_under else
-                                  f" across all {r.n_settings} settings tried") + ".")
+                                  "" if r.n_settings == 1 else f" across all {r.n_settings} settings tried") + ".")
 robust = [E.DECISION_CLAIMS[k][0].split(":")[0] for k in rob.index if rob.loc[k, "status"] == "robust"]
 hinges = {k: rob.loc[k, "status"] for k in rob.index if rob.loc[k, "status"] != "robust"}
 conclusion = (f"Over {len(sweep['stats'].setting.unique())} settings and {len(run_seeds)} seed(s), "

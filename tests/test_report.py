@@ -333,3 +333,105 @@ def test_pool_map_runs_follow_up_tasks(workers=1):
 
     out = E._pool_map({("first", i): (_square, (i,)) for i in range(3)}, workers, "test", False, then)
     assert out == {**{("first", i): i * i for i in range(3)}, **{("next", i): i * i + 1 for i in range(3)}}
+
+
+# ------------------------------------------------------------------ notebook 06: open decisions
+def test_decision_settings_and_params():
+    from tifkit.config import Params
+
+    p = Params()
+    s = E.decision_settings(p, {"beta": ("train.beta", (p.train.beta, 0.1)), "centre": ("select.band_center", (0.35,))})
+    assert [x["setting"] for x in s] == ["default", "train.beta=0.1", "select.band_center=0.35"]  # own value skipped
+    q = E.setting_params(p, "train.beta", 0.1)
+    assert q.train.beta == 0.1 and p.train.beta == 0.3 and q.world == p.world
+    with pytest.raises(TifkitError, match="unknown parameter"):
+        E.decision_settings(p, {"x": ("train.betta", (1.0,))})
+    with pytest.raises(TifkitError, match="twice"):
+        E.decision_settings(p, {"a": ("train.beta", (1.0,)), "b": ("train.beta", (1.0,))})
+    with pytest.raises(TifkitError, match="invalid"):
+        E.setting_params(p, "world.flip_rate", 1.5)  # WorldConfig's own check
+
+
+def test_decision_statistics_against_direct_computation():
+    from scipy import stats as st
+
+    from tifkit.config import SelectParams
+
+    rng = np.random.default_rng(3)
+    n = 300
+    x = rng.normal(size=n)
+    t = pd.DataFrame({"pair_id": [f"p{i}" for i in range(n)], "if": x, "lossdiff": x + 0.5 * rng.normal(size=n),
+                      "irm": rng.normal(size=n), "gt_flipped": x + rng.normal(size=n) < -1.0})
+    s = E.decision_statistics(t, SelectParams(keep=0.6))
+    assert s["pearson_lossdiff_if"] == pytest.approx(np.corrcoef(t.lossdiff, t["if"])[0, 1], abs=1e-12)
+    assert s["spearman_irm_if"] == pytest.approx(st.spearmanr(t.irm, t["if"])[0], abs=1e-12)
+
+    def band(v, keep=0.6):  # middle band by rank, independent of select.py
+        r = np.argsort(np.argsort(v, kind="stable"), kind="stable")
+        lo = int(round(0.5 * n - keep * n / 2))
+        return (r >= lo) & (r < lo + int(round(keep * n)))
+
+    tif, ld = band(t["if"].to_numpy()), band(t.lossdiff.to_numpy())
+    assert s["overlap_lossdiff"] == pytest.approx((tif & ld).sum() / min(tif.sum(), ld.sum()))
+    assert s["auroc_if"] == pytest.approx(auroc_by_pairs(t["if"], t.gt_flipped))
+    assert s["flipped_share"] == pytest.approx(t.gt_flipped.mean())
+    c = E.claim_statistics(s)
+    assert c["c4_order"] == pytest.approx(s["pearson_lossdiff_if"] - s["pearson_irm_if"])
+    assert c["c5_fusion"] == pytest.approx(s["overlap_lossdiff-irm"] - max(s["overlap_lossdiff"], s["overlap_irm"]))
+
+
+def test_t_interval_matches_scipy():
+    from scipy import stats as st
+
+    v = [0.2, 0.35, 0.1]
+    m, lo, hi = E.t_interval(v)
+    ref = st.t.interval(0.95, 2, loc=np.mean(v), scale=st.sem(v))
+    assert m == pytest.approx(np.mean(v)) and (lo, hi) == pytest.approx(ref)
+    m1, lo1, hi1 = E.t_interval([0.4, np.nan])
+    assert m1 == 0.4 and np.isnan(lo1) and np.isnan(hi1)
+
+
+def _decision_stats(shift_beta=0.0, seeds=(0, 1, 2)):
+    """Synthetic per-(setting, seed) statistics: LossDiff tracks IF except under val_start=sft;
+    IRM's correlation sits near zero; beta moves the fusion margin by `shift_beta`."""
+    rows = []
+    for setting, decision in (("default", "default"), ("train.val_start=sft", "validation-model start"),
+                              ("train.beta=1", "beta")):
+        for s in seeds:
+            e = 0.01 * (s - 1)
+            rows.append({"setting": setting, "decision": decision, "seed": s,
+                         "pearson_lossdiff_if": (0.2 if setting == "train.val_start=sft" else 0.8) + e,
+                         "spearman_lossdiff_if": 0.7, "pearson_irm_if": 0.3 * e, "spearman_irm_if": 0.0,
+                         "overlap_lossdiff-irm": 0.8 + (shift_beta if decision == "beta" else 0) + e,
+                         "overlap_lossdiff": 0.85, "overlap_irm": 0.6,
+                         "auroc_if": 0.6 + e, "auroc_lossdiff": 0.62, "auroc_irm": 0.7 + e, "flipped_share": 0.18})
+    return pd.DataFrame(rows)
+
+
+def test_decision_claims_ranking_and_robustness():
+    stats = _decision_stats(shift_beta=0.2)  # beta turns the fusion margin from -0.05 to +0.15
+    pp = pd.concat([_per_prompt({"full": 0.5, "lossdiff-irm-0.64": 0.8, "tif-0.64": 0.5}, seeds=(0, 1, 2), n=60)
+                    .assign(setting="default")], ignore_index=True)
+    claims = E.decision_claims(stats, pp, n_bootstrap=1000)
+    get = lambda claim, setting: claims[(claims.claim == claim) & (claims.setting == setting)].iloc[0]  # noqa: E731
+    row = get("c4_lossdiff", "default")
+    assert row.estimate == pytest.approx(0.8) and row.lo < 0.8 < row.hi and row.n_seeds == 3
+    assert row.verdict == "holds" and get("c4_irm", "default").verdict == "unclear"
+    assert get("c5_fusion", "default").verdict == "fails" and get("c5_fusion", "train.beta=1").verdict == "holds"
+    assert get("c4_order", "train.val_start=sft").estimate == pytest.approx(0.2)
+    w = get("c6_winrate", "default")
+    ref = E.paired_rule_difference(pp, "lossdiff-irm-0.64", "full", n_bootstrap=1000)
+    assert w.estimate == pytest.approx(ref["diff"]) and w.verdict == "holds"
+    assert set(claims.claim) == set(E.DECISION_CLAIMS)
+
+    rank = E.rank_decisions(claims)
+    assert rank.decision.tolist() == ["validation-model start", "beta"]  # 0.6 of LossDiff's r before 0.2
+    assert rank.movement.iloc[0] == pytest.approx(0.6) and rank.moved_most.iloc[0] in ("c4_lossdiff", "c4_order")
+
+    rob = E.decision_robustness(claims).set_index("claim")
+    assert rob.loc["auroc_irm", "status"] == "robust"
+    assert rob.loc["c5_fusion", "status"] == "hinges on beta" and rob.loc["c5_fusion", "holds_under"] == "train.beta=1"
+    assert rob.loc["c4_lossdiff", "status"] == "robust"  # 0.2 still > 0 with a tight interval
+    assert rob.loc["c3_winrate", "status"] == "default only (not varied)"  # WinRate measured at the default only
+    one = E.decision_claims(stats[stats.seed == 0])  # one seed: no interval, the point decides
+    assert one.lo.isna().all() and set(one.verdict) <= {"holds", "fails"}
