@@ -40,10 +40,12 @@
 # test of the idea: a **band-position sweep**, one band of fixed width moved from low to high IF.
 #
 # **Hardware and time.** CPU only. The default scale (`params/tiny.yaml` as is: 2,000 training pairs,
-# one seed) trains the shared stages (SFT, warm-up, validation model, scores; about 3 minutes of it on a
-# busy machine) and nine subsets (two worker processes): measured 4 min 50 s from an empty cache on
-# 2 CPU cores shared with other jobs (load average about 6), seconds once cached. `scale = "full"`
-# (three seeds) takes about 8 minutes after the batch.
+# one seed) trains the shared stages (SFT, warm-up, validation model, scores) and then nine subsets in
+# two worker processes. From an empty cache it took 7 min 48 s on 2 CPU cores that other jobs kept at a
+# load average of 11-14 (the notebook got a third of a core on average: 156 CPU-seconds in all, so
+# about 2 minutes on an idle 2-core machine, an estimate); seconds once cached. `scale = "full"` (three
+# seeds, full data cached by the batch) trains 24 subsets: about 3 minutes of an idle 2-core machine
+# (estimated from the same CPU time).
 
 # %% tags=["parameters"]
 scale = None                  # None: $TIFKIT_NOTEBOOK_SCALE, else "default" (one seed, real size); "ci": toy; "full": all seeds

@@ -37,9 +37,9 @@
 # score finds the mislabelled pairs (AUROC against the world's ground truth).
 #
 # **Hardware and time.** CPU only. The default scale (`params/tiny.yaml`, 2,000 training pairs, one seed)
-# trains the shared stages and scores every pair, then times the scorers: measured 3 min 10 s from an
-# empty cache on 2 CPU cores shared with other jobs (load average about 6), about 30 s once notebook 01
-# (or the batch) has scored the pairs.
+# trains the shared stages, scores every pair and times the scorers: from an empty cache 3 min 1 s on 2
+# CPU cores that other jobs kept at a load average of 9-13 (55 CPU-seconds in all, so about a minute
+# on an idle machine, an estimate); about 20 s once notebook 01 (or the batch) has scored the pairs.
 
 # %% tags=["parameters"]
 scale = None                  # None: $TIFKIT_NOTEBOOK_SCALE, else "default" (one seed, real size); "ci": toy; "full": all seeds

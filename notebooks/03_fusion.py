@@ -37,9 +37,10 @@
 # either proxy alone (paper: 0.73-0.78 against 0.60-0.70).
 #
 # **Hardware and time.** CPU only; no training beyond the shared stages. The default scale
-# (`params/tiny.yaml`, 2,000 training pairs, one seed) measured 2 min 50 s from an empty cache on 2 CPU
-# cores shared with other jobs (load average about 6; almost all of it the shared stages and scoring),
-# about 15 s once notebook 01 or 02 (or the batch) has scored the pairs.
+# (`params/tiny.yaml`, 2,000 training pairs, one seed) from an empty cache: 2 min 29 s on 2 CPU cores
+# that other jobs kept at a load average of about 11 (50 CPU-seconds in all, almost all of it the
+# shared stages and scoring, so about a minute on an idle machine, an estimate); about 15 s once
+# notebook 01 or 02 (or the batch) has scored the pairs.
 
 # %% tags=["parameters"]
 scale = None                  # None: $TIFKIT_NOTEBOOK_SCALE, else "default" (one seed, real size); "ci": toy; "full": all seeds
@@ -136,7 +137,7 @@ groups = [(fused.mask & tif, plots.color("lossdiff-irm"), "kept by LossDiff-IRM 
           (~fused.mask & ~tif, "#bbbbbb", "kept by neither")]
 for m, col, label in groups:
     ax.scatter(t.lossdiff[m], t.irm[m], s=7, alpha=0.6, color=col, label=f"{label} ({m.sum()})")
-ax.scatter(t.lossdiff[flip], t.irm[flip], s=18, facecolors="none", edgecolors="#c44e52", lw=0.6,
+ax.scatter(t.lossdiff[flip], t.irm[flip], s=9, marker="x", color="#8b0000", lw=0.6, alpha=0.7,
            label=f"mislabelled (ground truth, {flip.sum()})")
 ax.add_patch(Rectangle((b_ld["lo_value"], b_irm["lo_value"]), b_ld["hi_value"] - b_ld["lo_value"],
                        b_irm["hi_value"] - b_irm["lo_value"], fill=False, color="#333333", lw=1.5,
@@ -161,8 +162,9 @@ nb.figure(fig, "band_search")
 
 # %% [markdown]
 # **How to read it.** Left: every pair at its (LossDiff, IRM); the box is the pair of bands the search
-# settled on, the pairs inside it are kept; purple ones TIF keeps too. Right: the share kept as both bands
-# widen; if the two scores agreed perfectly the curve would be the dotted diagonal.
+# settled on, the pairs inside it are kept; purple ones TIF keeps too, tan ones outside the box are pairs
+# exact IF values but a cheap band cuts. Right: the share kept as both bands widen; if the two scores
+# agreed perfectly the curve would be the dotted diagonal.
 
 # %% [markdown]
 # ## 3. The overlap coefficient
