@@ -36,6 +36,10 @@ Three ways to compute it, all returning one float64 per training pair in input o
 
 Scoring runs in eval mode (dropout off); the model's training mode and `requires_grad` flags are
 restored afterwards. Gradients are float32 (float64 for a float64 model, or with `dtype=torch.float64`).
+A bfloat16/float16 model runs its forward, backward and the hooks' matmuls in its own dtype (the
+GEMMs accumulate in float32 internally), while g_val, the per-row dot products and their sums over
+layers are float32 (`cast_for_scoring` makes such a copy; tests/test_realscale.py checks that bf16
+IF ranks pairs like fp32 IF). `estimate_scoring_memory` / `check_memory` size a scoring run first.
 """
 from __future__ import annotations
 

@@ -16,7 +16,8 @@ Columns (METHOD.md "Scores"; logp_* are sums over response tokens unless `reduct
     loss_policy, loss_val                float64  loss(theta; d), loss(theta_val; d): DPO
                                          -log sigmoid(h) (loss_type "sigmoid") or SLiC max(0, 1-h) ("hinge")
     lossdiff                             float64  loss_policy - loss_val
-    if                                   float64  <grad loss(theta; d), g_val>   (absent if influence="none")
+    if                                   float64  <grad loss(theta; d), g_val>   (absent if influence="none";
+                                                  which losses each side uses: score.if_measure, influence.py)
     tif                                  bool     what select.py's "tif" rule keeps under the run's select
                                                   section (select.tif_flags); absent if influence="none"
     prompt_tokens, chosen_tokens, rejected_tokens  int64  token counts after TRL truncation
@@ -27,6 +28,7 @@ Columns (METHOD.md "Scores"; logp_* are sums over response tokens unless `reduct
 Chunks. The training pairs are cut into chunks of `chunk_size` consecutive rows. Every per-pair
 computation (log-probs, IF batches) runs inside one chunk, so a pair's scores depend on its chunk
 only, never on which process scored it or in what order. IF uses g_val, the mean validation-loss
+(or, with score.if_measure, validation-margin)
 gradient over the whole D_val at theta, computed once per process (each process needs it in memory
 anyway; saving it would cost a file the size of the trainable parameters) by the same deterministic
 code, so all processes hold the same g_val. `score_table` runs the chunks in one loop.
