@@ -53,6 +53,7 @@ from tifkit.influence import (  # noqa: E402
     trainable_parameters,
     validation_gradient,
 )
+from tifkit import TifkitError  # noqa: E402
 from tifkit.io import atomic_write_text  # noqa: E402
 from tifkit.logprobs import (  # noqa: E402
     collate_sequences,
@@ -292,8 +293,16 @@ def bench_real(name, spec, device, cpu_mode: bool) -> dict:
 
     n_all = SHAPES[shape].published_params if not cpu_mode else count_params(shape, layers, vocab)
     n_tr = lora_params(cfg) if lora else n_all
-    est = check_memory(estimate_scoring_memory(cfg, n_all, n_tr, torch.bfloat16, ib, seq_max, n_models=1), device,
-                       what=f"{name} IF", batch_pairs=ib)
+    while True:  # the kit's estimate before any weight exists; halve the IF batch until it fits
+        try:
+            est = check_memory(estimate_scoring_memory(cfg, n_all, n_tr, torch.bfloat16, ib, seq_max, n_models=1),
+                               device, what=f"{name} IF", batch_pairs=ib)
+            break
+        except TifkitError as e:
+            if ib == 1:
+                raise
+            print(f"   {e} Halving the IF batch to {ib // 2}.", flush=True)
+            ib //= 2
     print(f"== {name}: {cfg.num_hidden_layers} layers, {n_train} train / {n_val} val pairs, "
           f"mean {mean_len:.0f} tokens per sequence", flush=True)
     cuda = torch.device(device).type == "cuda"
@@ -341,6 +350,8 @@ def bench_real(name, spec, device, cpu_mode: bool) -> dict:
                if_total_s=if_total, ratio=if_total / (3 * b["fwd"]),
                fwd_flops=fpt * tokens / b["fwd"], if_flops=if_factor * fpt * tokens / b["if"],
                peak_fwd=peak_fwd, peak_if=peak_if, est=est.total, sb=sb, ib=ib, lora=lora)
+    if cuda and peak_if > est.total:
+        print(f"   note: measured peak {peak_if / 2**30:.1f} GiB exceeds the estimate {est.total / 2**30:.1f} GiB", flush=True)
     print(f"   forward {n_train / b['fwd']:.1f} pairs/s, IF {n_train / b['if']:.1f} pairs/s, "
           f"IF/LossDiff-IRM {res['ratio']:.2f}x, peak {peak_if / 2**30:.1f} GiB (estimate {est.total / 2**30:.1f})",
           flush=True)
@@ -368,6 +379,9 @@ def render_real(results, device, cpu_mode: bool, peak: float | None) -> str:
          f"| projected over {UF_PAIRS:,} pairs: LossDiff-IRM, exact IF |",
          "|---|---|---|---|---|---|---|---|"]
     for r in results:
+        if "error" in r:
+            L.append(f"| {r['name']} | failed: {r['error']} |" + " |" * 6)
+            continue
         mfu = lambda f: f"{100 * f / peak:.0f}%" if peak else "n/a"  # noqa: E731
         gib = lambda x: "n/a" if x != x else f"{x / 2**30:.1f} GiB"  # noqa: E731
         proj_ld = 3 * r["fwd_s"] / r["pairs"] * UF_PAIRS
@@ -379,8 +393,8 @@ def render_real(results, device, cpu_mode: bool, peak: float | None) -> str:
                  f"{gib(r['peak_if'])} ({gib(r['est'])}) | {hm(proj_ld)}, {hm(proj_if)} |")
     L += ["",
           "Forward scoring: `pair_logprobs` (batch of "
-          + ", ".join(sorted({str(r['sb']) for r in results})) + " pairs). Exact IF: `ValidationTarget.scores` "
-          "(batched hooks; batch of " + ", ".join(sorted({str(r['ib']) for r in results})) + " pairs), after "
+          + ", ".join(sorted({str(r['sb']) for r in results if 'sb' in r})) + " pairs). Exact IF: `ValidationTarget.scores` "
+          "(batched hooks; batch of " + ", ".join(sorted({str(r['ib']) for r in results if 'ib' in r})) + " pairs), after "
           "g_val on the validation pairs (timed apart, not in the ratio). Exact IF / LossDiff-IRM: (the hook "
           "pass + the reference forward on D_tr) / (three forwards: policy, reference, validation model); "
           "training the validation model is not counted for LossDiff. MFU: model FLOPs (2 x matmul "
@@ -397,7 +411,15 @@ def main_real(args):
     cpu_mode = torch.device(args.device).type != "cuda"
     table = REAL_CPU if cpu_mode else REAL_GPU
     names = args.configs.split(",") if args.configs else list(table)
-    results = [bench_real(n, table[n], args.device, cpu_mode) for n in names]
+    results = []
+    for n in names:  # one shape failing (out of memory) leaves the others' rows, and says why
+        try:
+            results.append(bench_real(n, table[n], args.device, cpu_mode))
+        except (TifkitError, torch.cuda.OutOfMemoryError) as e:
+            print(f"   {n} failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}", flush=True)
+            results.append({"name": n, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"})
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
     peak = None if cpu_mode else (args.peak_tflops * 1e12 if args.peak_tflops else bf16_peak(torch.cuda.get_device_name()))
     body = render_real(results, args.device, cpu_mode, peak)
     print(body)

@@ -945,14 +945,14 @@ def estimate_scoring_memory(config, n_params: int, n_trainable: int, dtype: torc
 
 def estimate_for_models(policy: nn.Module, others: Sequence[nn.Module], batch_pairs: int, seq_len: int,
                         influence: bool = True) -> MemoryEstimate:
-    """`estimate_scoring_memory` for loaded models (a policy, plus the other models held at once)."""
+    """`estimate_scoring_memory` for loaded models (a policy, plus the other models held at once);
+    the weights are the models' actual bytes, each shared tensor once."""
     base = getattr(policy, "get_base_model", lambda: policy)()
     n = sum(p.numel() for p in policy.parameters())
     n_tr = sum(p.numel() for _, p in trainable_parameters(policy)) if influence else 0
     dtype = next(policy.parameters()).dtype
-    n_other = sum(sum(p.numel() for p in m.parameters()) for m in others if m is not policy)
     est = estimate_scoring_memory(base.config, n, n_tr, dtype, batch_pairs, seq_len, 1, influence)
-    est.weights += n_other * torch.finfo(dtype).bits // 8
+    est.weights = resident_bytes([policy, *others], None)
     return est
 
 
@@ -972,12 +972,27 @@ def available_memory(device) -> int:
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
 
 
+def resident_bytes(models: Sequence[nn.Module], device) -> int:
+    """Bytes of the parameters of `models` (each tensor once: a LoRA policy and a reference sharing
+    one base count it once) that sit on `device` (any device when None)."""
+    device, seen, total = (None if device is None else torch.device(device)), set(), 0
+    for m in models:
+        for t in m.parameters():
+            if (device is None or t.device.type == device.type) and t.data_ptr() not in seen:
+                seen.add(t.data_ptr())
+                total += t.numel() * t.element_size()
+    return total
+
+
 def check_memory(estimate: MemoryEstimate, device, budget_gb: float | None = None, what: str = "scoring",
-                 batch_pairs: int | None = None, say: Callable[[str], None] | None = print) -> MemoryEstimate:
+                 batch_pairs: int | None = None, say: Callable[[str], None] | None = print,
+                 resident: int = 0) -> MemoryEstimate:
     """Print the estimate; raise TifkitError when it exceeds the budget (`budget_gb`, or the device's
-    free memory), naming a batch size that would fit when a smaller one would."""
-    budget = int(budget_gb * 2**30) if budget_gb is not None else available_memory(device)
-    src = f"budget {budget_gb:g} GiB" if budget_gb is not None else f"{budget / 2**30:.1f} GiB free on {device}"
+    free memory plus `resident`, the bytes of the estimated models already loaded there), naming a
+    batch size that would fit when a smaller one would."""
+    budget = int(budget_gb * 2**30) if budget_gb is not None else available_memory(device) + int(resident)
+    src = (f"budget {budget_gb:g} GiB" if budget_gb is not None else
+           f"{budget / 2**30:.1f} GiB on {device} (free{' + the loaded models' if resident else ''})")
     if say is not None:
         say(f"[tifkit] memory estimate for {what}: {estimate.describe()}; {src}")
     if estimate.total <= budget:

@@ -69,7 +69,7 @@ import torch
 from tifkit import TifkitError
 from tifkit.config import ScoreParams  # noqa: F401  (parameter section; lives in config.py)
 from tifkit.influence import (ValidationTarget, cast_for_scoring, check_memory, dpo_loss_per_pair, estimate_for_models,
-                              implicit_reward_margin, validation_gradient)
+                              implicit_reward_margin, resident_bytes, validation_gradient)
 from tifkit.io import CorruptCache, content_hash, read_verified, write_table
 from tifkit.logprobs import TokenizedPairs, cached_pair_logprobs, model_content_hash, pair_logprobs, tokenize_pairs
 
@@ -114,8 +114,9 @@ class _Scorer:
         policy, ref, val_model = (cast_for_scoring(m, params.dtype) for m in (policy, ref, val_model))
         if seq_len:
             est = estimate_for_models(policy, [ref, val_model], params.batch_size, seq_len, params.influence != "none")
-            check_memory(est, next(policy.parameters()).device, params.memory_budget_gb, batch_pairs=params.batch_size,
-                         say=print if show_progress else log.info)
+            dev = next(policy.parameters()).device
+            check_memory(est, dev, params.memory_budget_gb, batch_pairs=params.batch_size,
+                         say=print if show_progress else log.info, resident=resident_bytes([policy, ref, val_model], dev))
         self.policy, self.ref, self.val_model = policy, ref, val_model
         self.p, self.beta, self.loss_type, self.cache_dir = params, beta, loss_type, cache_dir
         self.ref_hash = model_content_hash(ref) if cache_dir is not None else None
