@@ -116,13 +116,18 @@ def _read_text(path: Path) -> str:
 
 def _read_jsonl(path: Path) -> pd.DataFrame:
     text = _read_text(path)
+    records = None
     if text.lstrip().startswith("["):  # a plain JSON array of records is accepted too
         try:
             records = json.loads(text)
         except json.JSONDecodeError as err:
-            raise TifkitError(f"{path} starts like a JSON array but is not valid JSON ({err.msg} at line {err.lineno}); "
-                              "fix it or write one JSON object per line.") from None
-    else:
+            first = text.lstrip().splitlines()[0]
+            try:
+                json.loads(first)  # a JSONL file whose lines are arrays: reported below, record by record
+            except json.JSONDecodeError:
+                raise TifkitError(f"{path} starts like a JSON array but is not valid JSON ({err.msg} at line "
+                                  f"{err.lineno}); fix it or write one JSON object per line.") from None
+    if records is None:
         records = []
         for lineno, line in enumerate(text.splitlines(), 1):
             if line.strip():
@@ -190,6 +195,19 @@ def _read(params: DataParams, frame: pd.DataFrame | None) -> tuple[pd.DataFrame,
     if len(raw) == 0:
         raise TifkitError(f"Data file {path} has no rows: give at least a few preference pairs.")
     return raw, str(path)
+
+
+def preflight(params: DataParams) -> None:
+    """Read a local data file and check its columns, without a tokenizer or a model: the CLI calls it
+    before anything expensive, so that a bad file fails in a second with a sentence naming it."""
+    params = resolve_source(params)
+    if params.source not in ("jsonl", "parquet"):
+        return
+    raw, where = _read(params, None)
+    raw = raw.rename(columns=params.columns)
+    for name in ("chosen", "rejected", *params.keep_columns):
+        if name not in raw.columns:
+            raise TifkitError(f"Column {name!r} is missing from {where}: add it or map it with data.columns.")
 
 
 # ----------------------------------------------------------------------------------------- cleaning

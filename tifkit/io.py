@@ -278,6 +278,9 @@ def save_stage(model, tokenizer, out_dir: str | os.PathLike, extra: dict | None 
                 tokenizer.save_pretrained(tmp)
             for name, df in (extra or {}).items():
                 df.to_parquet(tmp / f"{name}.parquet", index=False)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; give it a plain mkdir's permissions
             record = {**(info or {}), "files": _folder_checksums(tmp)}
             (tmp / STAGE_FILE).write_text(json.dumps(record, indent=1, default=str))
             if out_dir.exists():

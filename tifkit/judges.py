@@ -274,27 +274,41 @@ def http_post(url: str, body: bytes, headers: dict, deadline_s: float) -> tuple[
     cls = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
     conn = cls(u.hostname, u.port, timeout=deadline_s)
     expired = threading.Event()
+    held = []  # the socket (http.client drops conn.sock once the response owns it)
 
-    def expire():
+    def expire():  # every later read fails at once (Linux may still deliver bytes after a shutdown)
         expired.set()
-        sock = conn.sock
+        sock = held[0] if held else conn.sock
         if sock is not None:
             try:
+                sock.settimeout(1e-3)
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
 
+    t_end = time.monotonic() + deadline_s
     timer = threading.Timer(deadline_s, expire)
     timer.daemon = True
     timer.start()
     late = TimeoutError(f"no complete reply within the {deadline_s:g} s deadline")
     try:
         conn.connect()
+        held.append(conn.sock)
         if expired.is_set():
             raise late
         conn.request("POST", (u.path or "/") + (f"?{u.query}" if u.query else ""), body=body, headers=headers)
         resp = conn.getresponse()
-        data = resp.read()
+        parts = []
+        while True:  # the body in pieces, each read bounded by the time left
+            left = t_end - time.monotonic()
+            if left <= 0 or expired.is_set():
+                raise late
+            held[0].settimeout(left)
+            piece = resp.read1(1 << 16)
+            if not piece:
+                break
+            parts.append(piece)
+        data = b"".join(parts)
         status, reply_headers = resp.status, resp.headers
     except (OSError, http.client.HTTPException):
         if expired.is_set():

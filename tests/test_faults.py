@@ -1,0 +1,364 @@
+"""Fault injection: damaged caches are detected and recomputed to the same bytes, kills (SIGKILL at
+chosen moments) resume to the same bytes, two processes save one stage folder safely, a judge that
+drips its reply is cut off at the deadline, and a failed judging run leaves no current-looking summary."""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from tifkit import TifkitError
+from tifkit.io import STAGE_FILE, CorruptCache, read_verified, save_stage, stage_complete, sweep_temps
+from tifkit.models import ModelParams, build_tiny_model
+from tifkit.scores import ScoreParams, run_scoring
+from tifkit.tokenizer import build_char_tokenizer
+from tifkit.world import WorldConfig, build_world
+
+torch.set_num_threads(1)
+ROOT = Path(__file__).resolve().parents[1]
+BETA = 0.5
+PARAMS = ScoreParams(chunk_size=12, batch_size=8)  # 36 pairs -> 3 chunks
+CPU = ModelParams(device="cpu")
+
+
+def sha(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def flip_byte(path: Path, where: float = 0.5) -> None:
+    data = bytearray(path.read_bytes())
+    i = int(len(data) * where)
+    data[i] ^= 0x40
+    path.write_bytes(bytes(data))
+
+
+def truncate(path: Path, keep: float = 0.6) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def sub_env():
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
+            "PYTHONPATH": str(ROOT)}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("faults")
+    world = build_world(WorldConfig(n_train=36, n_val=10, n_sft=10, n_test=5, n_rm=5), seed=0)
+    tok = build_char_tokenizer()
+    ref = build_tiny_model("llama", tok, seed=0, hidden_size=32, num_layers=2)
+    policy, val_model = copy.deepcopy(ref), copy.deepcopy(ref)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for m, s in ((policy, 0.02), (val_model, 0.03)):
+            for p in m.parameters():
+                p.add_(s * torch.randn(p.shape, generator=g))
+    for name, m in (("ref", ref), ("policy", policy), ("val", val_model)):
+        save_stage(m, tok, root / "models" / name)
+    world.train.to_parquet(root / "train.parquet", index=False)
+    world.val.to_parquet(root / "val.parquet", index=False)
+    return dict(root=root, train=pd.read_parquet(root / "train.parquet"), val=pd.read_parquet(root / "val.parquet"))
+
+
+def run_here(setup, work: Path) -> Path:
+    dirs = {k: setup["root"] / "models" / k for k in ("policy", "ref", "val")}
+    return run_scoring(dirs, setup["train"], setup["val"], PARAMS, BETA, "sigmoid", work / "scores.parquet",
+                       work / "work", CPU, show_progress=False)
+
+
+def computed(work: Path) -> list[str]:
+    log = work / "work" / "chunks.log"
+    return [line.split()[1] for line in log.read_text().splitlines()] if log.exists() else []
+
+
+@pytest.fixture(scope="module")
+def baseline(setup):
+    out = run_here(setup, setup["root"] / "baseline")
+    return sha(out)
+
+
+# ------------------------------------------------------------------------------------- damaged caches
+def test_damaged_score_chunks_and_table_are_recomputed_to_the_same_bytes(setup, baseline, tmp_path, capsys):
+    out = run_here(setup, tmp_path)
+    assert sha(out) == baseline
+    work = tmp_path / "work"
+    c0, c1, c2 = (work / f"chunk-{c:05d}.parquet" for c in range(3))
+
+    # one value of `irm` changed in a file that still parses (the checksum in it is the old one)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    t = read_verified(c0)
+    df = t.to_pandas()
+    df.loc[3, "irm"] = np.nextafter(df.loc[3, "irm"], np.inf)
+    tampered = pa.Table.from_pandas(df, preserve_index=False).replace_schema_metadata(t.schema.metadata)
+    pq.write_table(tampered, c0)  # same metadata (old checksum, right key and pair_ids), one value off
+    with pytest.raises(CorruptCache):
+        read_verified(c0)
+    truncate(c1)  # a chunk cut short
+    flip_byte(c2, 0.4)  # a flipped byte in the middle of a chunk
+    truncate(out)  # the merged table cut short
+    n = len(computed(tmp_path))
+    out = run_here(setup, tmp_path)
+    assert sorted(computed(tmp_path)[n:]) == [c0.name, c1.name, c2.name]
+    assert sha(out) == baseline
+    assert "recomputing" in capsys.readouterr().out
+
+
+def test_damaged_reference_logprobs_are_recomputed(setup, baseline, tmp_path, capsys):
+    run_here(setup, tmp_path)
+    files = sorted((tmp_path / "work" / "ref-logps").glob("logps-*.npz"))
+    assert len(files) == 4  # D_val and the three chunks
+    truncate(files[0])
+    flip_byte(files[1], 0.7)
+    stamps = {f.name: f.stat().st_mtime_ns for f in files[2:]}
+    for f in (tmp_path / "work").glob("chunk-*.parquet"):
+        f.unlink()  # the chunks read the cached log-probs again
+    out = run_here(setup, tmp_path)
+    assert sha(out) == baseline
+    assert "recomputing" in capsys.readouterr().out
+    for f in files:  # the damaged files were rewritten and read back; the others were untouched
+        with np.load(f, allow_pickle=False) as z:
+            assert {"chosen", "rejected", "checksum"} <= set(z.files)
+    assert {f.name: f.stat().st_mtime_ns for f in files[2:]} == stamps
+
+
+def test_damaged_generation_cache_is_regenerated(tmp_path, capsys):
+    from tifkit.evaluate import cached_generate
+
+    tok = build_char_tokenizer()
+    model = build_tiny_model("llama", tok, seed=0, hidden_size=32, num_layers=1)
+    prompts = ["sort cba:", "sort fed:", "sort ba:"]
+    gen = {"max_new_tokens": 4, "batch_size": 2}
+    first = cached_generate(model, tok, prompts, gen, tmp_path, "m", show_progress=False)
+    (path,) = tmp_path.glob("gen-*.parquet")
+    for damage in (truncate, lambda p: flip_byte(p, 0.5)):
+        damage(path)
+        assert cached_generate(model, tok, prompts, gen, tmp_path, "m", show_progress=False) == first
+        assert "generation cache" in capsys.readouterr().err
+        read_verified(path)  # rewritten whole
+
+
+def test_stage_folders_are_verified(tmp_path, capsys):
+    tok = build_char_tokenizer()
+    model = build_tiny_model("llama", tok, seed=0, hidden_size=32, num_layers=1)
+    out = save_stage(model, tok, tmp_path / "stage", extra={"log": pd.DataFrame({"x": [1.0]})}, info={"name": "t"})
+    info = json.loads((out / STAGE_FILE).read_text())
+    assert info["name"] == "t" and "model.safetensors" in info["files"] and "log.parquet" in info["files"]
+    assert stage_complete(out)
+    weights = out / "model.safetensors"
+    good = weights.read_bytes()
+    truncate(weights)
+    assert not stage_complete(out)
+    assert "fails its checksum" in capsys.readouterr().err
+    weights.write_bytes(good)
+    flip_byte(weights, 0.9)
+    assert not stage_complete(out)
+    weights.write_bytes(good)
+    assert stage_complete(out)
+    (out / STAGE_FILE).unlink()  # killed before stage.json: not done, whatever else is there
+    assert not stage_complete(out)
+    save_stage(model, tok, out, info={"name": "t"})  # redone in place
+    assert stage_complete(out) and sha(weights) == hashlib.sha256(good).hexdigest()
+    assert [p.name for p in tmp_path.iterdir()] == ["stage", ".stage.lock"] or \
+        sorted(p.name for p in tmp_path.iterdir()) == [".stage.lock", "stage"]  # no temp folders left
+
+
+def test_temp_files_of_dead_processes_are_swept(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / "a").mkdir()
+    stale = [tmp_path / f".x.parquet.tmp-{dead.pid}-abc.tmp", tmp_path / "a" / f".warmup.tmp-{dead.pid}-q1"]
+    stale[0].write_text("half")
+    stale[1].mkdir()
+    (stale[1] / "model.safetensors").write_text("half")
+    live = tmp_path / f".y.parquet.tmp-{os.getpid()}-abc.tmp"
+    live.write_text("mine")
+    assert sweep_temps(tmp_path) == 2
+    assert not any(p.exists() for p in stale) and live.exists()
+
+
+# ----------------------------------------------------------------------------- SIGKILL, then resume
+KILLER = textwrap.dedent("""
+    import os, signal, sys
+    import pandas as pd
+    import tifkit.io as tio
+    from tifkit.models import ModelParams
+    from tifkit.scores import ScoreParams, run_scoring
+    root, work, point = sys.argv[1], sys.argv[2], sys.argv[3]
+    real_replace, calls = os.replace, []
+
+    def replace(src, dst):  # kill -9 at a chosen rename (the n-th file about to land, or just after)
+        calls.append(str(dst))
+        hit = [c for c in calls if c.endswith(point.split(":")[0])]
+        n = int(point.split(":")[1])
+        if len(hit) == n and point.endswith(":before"):
+            os.kill(os.getpid(), signal.SIGKILL)
+        real_replace(src, dst)
+        if len(hit) == n and point.endswith(":after"):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    tio.os.replace = replace
+    dirs = {k: os.path.join(root, "models", k) for k in ("policy", "ref", "val")}
+    run_scoring(dirs, pd.read_parquet(os.path.join(root, "train.parquet")), pd.read_parquet(os.path.join(root, "val.parquet")),
+                ScoreParams(chunk_size=12, batch_size=8), 0.5, "sigmoid", os.path.join(work, "scores.parquet"),
+                os.path.join(work, "work"), ModelParams(device="cpu"), show_progress=False)
+""")
+
+
+@pytest.mark.parametrize("point", [
+    ".npz:1:before",          # while the first reference log-probs land
+    "chunk-00000.parquet:1:after",   # right after the first chunk
+    "chunk-00002.parquet:1:before",  # while the last chunk lands
+    "scores.parquet:1:before",       # while the merged table lands
+])
+def test_sigkill_at_chosen_moments_then_resume_gives_the_same_bytes(setup, baseline, tmp_path, point):
+    script = tmp_path / "killer.py"
+    script.write_text(KILLER)
+    proc = subprocess.run([sys.executable, str(script), str(setup["root"]), str(tmp_path), point],
+                          env=sub_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert not (tmp_path / "scores.parquet").exists()
+    left = [p for p in tmp_path.rglob("*") if ".tmp-" in p.name]
+    assert bool(left) == point.endswith(":before")  # killed before a rename: its temporary file is left
+    out = run_here(setup, tmp_path)  # the restart sweeps the dead process's temp files
+    assert sha(out) == baseline
+    sweep_temps(tmp_path)
+    assert not [p for p in tmp_path.rglob("*") if ".tmp-" in p.name]
+
+
+# ------------------------------------------------------------------------ two processes, one stage
+SAVER = textwrap.dedent("""
+    import sys, torch
+    torch.set_num_threads(1)
+    from tifkit.io import save_stage
+    from tifkit.models import build_tiny_model
+    from tifkit.tokenizer import build_char_tokenizer
+    tok = build_char_tokenizer()
+    model = build_tiny_model("llama", tok, seed=0, hidden_size=16, num_layers=1)
+    import os, pathlib, pandas as pd
+    out = pathlib.Path(sys.argv[1])
+    for i in range(int(sys.argv[2])):  # a new extra file each time: every call really saves and swaps
+        save_stage(model, tok, out, extra={f"log-{os.getpid()}-{i}": pd.DataFrame({"i": [i]})}, info={"i": i})
+    print("ok")
+""")
+
+
+def test_two_processes_saving_one_stage_never_race(tmp_path):
+    script = tmp_path / "saver.py"
+    script.write_text(SAVER)
+    out = tmp_path / "stage"
+    procs = [subprocess.Popen([sys.executable, str(script), str(out), "40"], env=sub_env(), cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    partial = checks = 0
+    while any(p.poll() is None for p in procs):  # a reader: the folder it sees is always whole
+        try:
+            ino = os.stat(out).st_ino
+            ok = stage_complete(out, warn=False)
+            if os.stat(out).st_ino == ino:  # not swapped while it was being checked
+                checks += 1
+                partial += not ok
+        except OSError:
+            pass  # between the two renames of a swap the name is briefly absent
+        time.sleep(0.002)
+    for p in procs:
+        stdout, stderr = p.communicate()
+        assert p.returncode == 0 and stdout.strip() == "ok", stderr[-2000:]
+    assert stage_complete(out)
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+    assert checks > 0 and partial == 0
+
+
+# ------------------------------------------------------------------------------------ judge deadline
+class DripServer:
+    """Answers 200 with its headers at once, then the body one byte every `gap` seconds."""
+
+    def __init__(self, gap: float):
+        payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": "[[A]]"}}]}).encode()
+        self.requests = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers["Content-Length"]))
+                outer.requests += 1
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    for b in payload:
+                        self.wfile.write(bytes([b]))
+                        self.wfile.flush()
+                        time.sleep(gap)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_judge_timeout_is_a_total_deadline_against_a_dripping_server():
+    from tifkit.judges import LLMJudge
+
+    server = DripServer(gap=0.1)  # ~8 s for the whole reply; every single read is quick
+    try:
+        judge = LLMJudge(server.url, "m", api_key_env="", timeout=1.0, max_retries=1, requests_per_minute=0,
+                         concurrency=1, backoff_base=0.01, show_progress=False)
+        t0 = time.monotonic()
+        verdicts = judge.compare(["p"], ["a"], ["b"])
+        took = time.monotonic() - t0
+    finally:
+        server.close()
+    assert verdicts[0].outcome == "error"
+    assert judge.stats.n_timeouts == 2 and server.requests == 2  # first order: two attempts, both cut off
+    assert took < 2 * 1.0 + 1.5  # two attempts of at most 1 s each, plus slack
+
+
+def test_failed_judging_leaves_no_current_looking_summary(tmp_path):
+    from tifkit.config import EvalParams
+    from tifkit.evaluate import evaluate_from_params
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": f"sort {w}:"}) + "\n" for w in ("cba", "fed")))
+    out = tmp_path / "eval"
+    ok = EvalParams(prompt_sets=[str(prompts)], n_bootstrap=50)
+    scores = iter(range(1000))
+    from tifkit.judges import OracleJudge
+
+    evaluate_from_params(ok, ["a", "b"], ["b", "a"], None, out, judge=OracleJudge(lambda p, r: next(scores) % 3),
+                         show_progress=False)
+    assert (out / "eval_summary.json").exists()
+
+    def broken(p, r):
+        raise TifkitError("judge endpoint down")
+
+    with pytest.raises(TifkitError):
+        evaluate_from_params(ok, ["a", "b"], ["b", "a"], None, out, judge=OracleJudge(broken), show_progress=False)
+    assert not (out / "eval_summary.json").exists()
+    table = pd.read_parquet(out / f"eval_{prompts.stem}.parquet")
+    assert set(table.verdict) == {"not_judged"}
