@@ -266,6 +266,7 @@ PAPER_IF_HOURS = 10.0  # the paper: exact IF at 1B about 10 hours (its proxies a
 REAL_GPU = {
     "llama-3.2-1b": ("llama-3.2-1b", False, 256, 32, 16, 8),
     "qwen3-0.6b": ("qwen3-0.6b", False, 256, 32, 16, 8),
+    "pythia-2.8b": ("pythia-2.8b", False, 128, 16, 8, 4),
     "llama-3.1-8b+lora": ("llama-3.1-8b", True, 64, 16, 8, 4),
     "qwen3-8b+lora": ("qwen3-8b", True, 64, 16, 8, 4),
 }
@@ -411,6 +412,9 @@ def main_real(args):
     cpu_mode = torch.device(args.device).type != "cuda"
     table = REAL_CPU if cpu_mode else REAL_GPU
     names = args.configs.split(",") if args.configs else list(table)
+    peak = None if cpu_mode else (args.peak_tflops * 1e12 if args.peak_tflops else bf16_peak(torch.cuda.get_device_name()))
+    key = "realscale-cpu" if cpu_mode else "realscale-gpu"
+    title = f"Real shapes, bf16 ({'CPU mode' if cpu_mode else torch.cuda.get_device_name()})"
     results = []
     for n in names:  # one shape failing (out of memory) leaves the others' rows, and says why
         try:
@@ -420,13 +424,11 @@ def main_real(args):
             results.append({"name": n, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"})
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-    peak = None if cpu_mode else (args.peak_tflops * 1e12 if args.peak_tflops else bf16_peak(torch.cuda.get_device_name()))
-    body = render_real(results, args.device, cpu_mode, peak)
-    print(body)
+        if not args.quick:  # after every shape: a run cut short by a time limit keeps what it measured
+            done = "" if len(results) == len(names) else f"\n\n(Partial: {len(results)} of {len(names)} shapes so far.)"
+            write_section(Path(args.out), key, title, render_real(results, args.device, cpu_mode, peak) + done)
+    print(render_real(results, args.device, cpu_mode, peak))
     if not args.quick:
-        key = "realscale-cpu" if cpu_mode else "realscale-gpu"
-        dev = "CPU mode" if cpu_mode else torch.cuda.get_device_name()
-        write_section(Path(args.out), key, f"Real shapes, bf16 ({dev})", body)
         print(f"wrote {args.out}")
 
 
