@@ -43,9 +43,9 @@
 # one seed) trains the shared stages (SFT, warm-up, validation model, scores) and then nine subsets in
 # two worker processes. From an empty cache it took 7 min 48 s on 2 CPU cores that other jobs kept at a
 # load average of 11-14 (the notebook got a third of a core on average: 156 CPU-seconds in all, so
-# about 2 minutes on an idle 2-core machine, an estimate); seconds once cached. `scale = "full"` (three
-# seeds, full data cached by the batch) trains 24 subsets: about 3 minutes of an idle 2-core machine
-# (estimated from the same CPU time).
+# about 2 minutes on an idle 2-core machine, an estimate); once cached, 2 minutes under that load (30
+# CPU-seconds, mostly starting the worker processes). `scale = "full"` (three seeds, full data cached
+# by the batch) trains 24 subsets: about 3 minutes of an idle 2-core machine (estimated the same way).
 
 # %% tags=["parameters"]
 scale = None                  # None: $TIFKIT_NOTEBOOK_SCALE, else "default" (one seed, real size); "ci": toy; "full": all seeds
@@ -234,7 +234,8 @@ sweep_names = list(E.band_specs(band_width, band_centers))
 band = runs["summary"][runs["summary"].kind == "band"].groupby("group", sort=False)[
     ["center", "lo_pct", "hi_pct", "n", "if_min", "if_max", "flipped_share"]].mean()
 sweep = band.join(wins[["winrate", "winrate_lo", "winrate_hi", "reward"]])
-last = runs["curves"].sort_values("step").groupby(["group", "seed"]).last().groupby("group")[["val_loss", "val_margin"]].mean()
+last = (runs["curves"].sort_values("step").groupby(["group", "seed"]).last()  # each curve's last evaluation
+        .groupby("group")[["val_loss", "val_margin"]].mean())
 sweep = sweep.join(last.rename(columns={"val_loss": "final_val_loss", "val_margin": "final_val_margin"}))
 sweep
 

@@ -103,7 +103,9 @@ t[["pair_id", *logp, "loss_policy", "loss_val", "irm", "lossdiff", "if", "gt_fli
 
 # %%
 def margin(model):
-    return beta * ((t[f"logp_{model}_chosen"] - t["logp_ref_chosen"]) - (t[f"logp_{model}_rejected"] - t["logp_ref_rejected"]))
+    chosen = t[f"logp_{model}_chosen"] - t["logp_ref_chosen"]
+    rejected = t[f"logp_{model}_rejected"] - t["logp_ref_rejected"]
+    return beta * (chosen - rejected)
 
 
 def loss(h):
@@ -223,7 +225,7 @@ from tifkit.pipeline import prepare
 
 n_cost = cost_pairs or (64 if nb.scale == "ci" else 256)
 cost = E.scoring_cost(prepare(p, nb.seeds[0]), n_pairs=n_cost)
-print(f"exact IF, batched against the loop: max relative difference {cost.attrs.get('if_max_rel_diff', float('nan')):.1e}")
+print(f"exact IF, batched against the loop: max relative difference {cost.attrs.get('if_max_rel_diff', np.nan):.1e}")
 cost
 
 # %%
