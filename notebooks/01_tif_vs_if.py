@@ -153,9 +153,8 @@ ax.legend(frameon=False, fontsize=8, loc="upper left")
 nb.figure(fig, "if_histogram")
 
 # %% [markdown]
-# **How to read it.** Mislabelled pairs (red) sit mostly at small and negative IF: training on them
-# raises the validation loss. TIF drops them on the left and also drops the largest IF on the right,
-# where top-IF keeps everything.
+# **How to read it.** Red bars are mislabelled pairs: where they pile up (the decile table above says
+# where) is where a band should cut. TIF cuts both tails of IF; top-IF cuts only the left one.
 
 # %% [markdown]
 # ## 3. Training on subsets of the data
