@@ -151,6 +151,10 @@ def test_device_auto(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device("auto") == torch.device("cpu")
     assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(TifkitError, match="no CUDA device"):
+        resolve_device("cuda")
+    with pytest.raises(TifkitError, match="not a device"):
+        resolve_device("gpu0")
     for path in sorted((ROOT / "params").glob("*.yaml")):
         assert load_params(path).model.device == "auto", path.name
 

@@ -25,9 +25,18 @@ TINY_FAMILIES = ("llama", "qwen", "pythia", "gpt2")
 
 
 def resolve_device(device: str = "auto") -> torch.device:
+    """`model.device`: "auto" is cuda when a CUDA device is available, else cpu; anything else is a
+    torch device string ("cpu", "cuda", "cuda:1", "mps"), checked here."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise TifkitError(f"model.device {device!r} is not a device; use auto, cpu, cuda or cuda:N.") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise TifkitError(f"model.device is {device!r} but this machine has no CUDA device; set model.device: auto "
+                          "(or cpu), or install torch's CUDA build (README, GPU install).")
+    return dev
 
 
 def resolve_dtype(dtype: str):
