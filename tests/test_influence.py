@@ -365,7 +365,7 @@ def test_bad_arguments(tok, data):
 
 @pytest.mark.parametrize("family,measure", [("gpt2", "val_margin"), ("llama", "unweighted"), ("lora", "val_margin")])
 def test_batched_equals_loop_per_measure(tok, data, family, measure):
-    """The batched hooks (and the projection, on average) follow the measurement like the loop does."""
+    """The batched hooks follow the measurement like the loop does (and the measurement matters)."""
     train, val = data
     policy, ref = policy_and_ref(family, tok)
     rtr, rva = ref_logps(ref, train, val)
