@@ -205,7 +205,7 @@ def cmd_export_tiny(args) -> int:
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
     if rm_dir is not None:
-        shutil.copytree(rm_dir, tmp / "reward", ignore=shutil.ignore_patterns("*.parquet"))
+        shutil.copytree(rm_dir, tmp / "reward", ignore=shutil.ignore_patterns("*.parquet", "stage.json"))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     say(f"tiny {p.model.family} SFT model ({model.config.max_position_embeddings} positions) and tokenizer -> {out}; "

@@ -203,11 +203,8 @@ def preflight(params: DataParams) -> None:
     params = resolve_source(params)
     if params.source not in ("jsonl", "parquet"):
         return
-    raw, where = _read(params, None)
-    raw = raw.rename(columns=params.columns)
-    for name in ("chosen", "rejected", *params.keep_columns):
-        if name not in raw.columns:
-            raise TifkitError(f"Column {name!r} is missing from {where}: add it or map it with data.columns.")
+    # reading, columns and every row check but the token count (that one needs the model's tokenizer)
+    load_pairs(dataclasses.replace(params, max_tokens=None, verbose=False), tokenizer=None)
 
 
 # ----------------------------------------------------------------------------------------- cleaning

@@ -1,0 +1,181 @@
+"""The practitioner's route and its mistakes, through the CLI.
+
+- A corpus of broken data files (tests/fixtures/bad/) goes through `tifkit score` and `tifkit select`
+  as subprocesses: exit code 2, no traceback, one line naming the file.
+- Every CLI mistake of issue 8 is one sentence, raised before any training.
+- The own-data route exactly as the README shows it (export-tiny, score/select/evaluate with --data and
+  --model, plain and chat JSONL), at a toy size.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tifkit.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+BAD = ROOT / "tests" / "fixtures" / "bad"
+
+# file -> what its sentence says (besides naming the file)
+CORPUS = {
+    "binary.jsonl": "is binary",
+    "empty.jsonl": "is empty",
+    "blank_lines.jsonl": "is empty",
+    "latin1.jsonl": "is not UTF-8",
+    "truncated.jsonl": "Line 3",
+    "truncated_array.json": "not valid JSON",
+    "not_objects.jsonl": "is not a JSON object",
+    "missing_chosen.jsonl": "Column 'chosen' is missing",
+    "all_identical.jsonl": "2 identical_responses",
+    "null_fields.jsonl": "1 missing_field, 1 non_text",
+    "not_parquet.parquet": "not a readable Parquet file",
+    "pairs.csv": "Cannot tell the format",
+}
+
+
+def _env():
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
+            "PYTHONPATH": str(ROOT)}
+
+
+def _cli(args, cwd):
+    return subprocess.run([sys.executable, "-m", "tifkit", *args], cwd=cwd, env=_env(), capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def corpus_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bad")
+    jobs = {}
+    for name in CORPUS:
+        for cmd in ("score", "select"):
+            extra = ["-o", str(root / f"{name}.jsonl")] if cmd == "select" else []
+            jobs[(name, cmd)] = [cmd, "--data", str(BAD / name), "--set", f"run.root={root / 'runs'}", *extra]
+    with ThreadPoolExecutor(2) as pool:
+        done = dict(zip(jobs, pool.map(lambda a: _cli(a, ROOT), jobs.values())))
+    return root, done
+
+
+@pytest.mark.parametrize("name", sorted(CORPUS))
+def test_bad_file_is_one_sentence_naming_it(corpus_runs, name):
+    root, runs = corpus_runs
+    for cmd in ("score", "select"):
+        proc = runs[(name, cmd)]
+        err = proc.stderr.strip()
+        assert proc.returncode == 2, (cmd, proc.stdout[-500:], err[-2000:])
+        assert "Traceback" not in proc.stderr and err.startswith("tifkit: error:") and "\n" not in err, err
+        assert name in err and CORPUS[name] in err, err
+    assert not (root / "runs").exists() or not list((root / "runs").rglob("*.safetensors"))  # nothing trained
+
+
+# ------------------------------------------------------------------------------------- CLI mistakes
+@pytest.fixture(scope="module")
+def plain_model(tmp_path_factory):
+    """A tiny local checkpoint whose tokenizer has no chat template."""
+    from tifkit.models import build_tiny_model
+    from tifkit.tokenizer import build_char_tokenizer
+
+    path = tmp_path_factory.mktemp("plain-model")
+    tok = build_char_tokenizer()
+    build_tiny_model("llama", tok, seed=0, hidden_size=16, num_layers=1).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def _error(capsys, argv) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("tifkit: error:") and "\n" not in err, err
+    return err
+
+
+def test_cli_mistakes_are_one_sentence_before_any_work(tmp_path, capsys, plain_model):
+    pairs = str(ROOT / "examples" / "pairs.jsonl")
+    root = ["--set", f"run.root={tmp_path / 'runs'}"]
+    own = ["--data", pairs, "--model", str(plain_model), *root]
+    cases = [
+        (["select", *own, "--keep", "1.5", "-o", "k.jsonl"], "--keep 1.5 is not a fraction"),
+        (["select", *own, "--rule", "lossdif", "-o", "k.jsonl"], "--rule 'lossdif' is not a selection rule"),
+        (["select", *own, "-o", str(tmp_path / "k.csv")], "'.csv' is not an output format"),
+        (["select", *own, "--rule", "rm-margin", "-o", "k.jsonl"], "needs a reward model"),
+        (["score", *own, "--set", "select.keep=[0.5"], "--set 'select.keep=[0.5': the value is not valid YAML"),
+        (["score", *own, "--set", "train.lrr=1"], "--set train.lrr=1: unknown key 'train.lrr'"),
+        (["score", *own, "--set", "world.min_len=99"], "--set world.min_len=99: section 'world'"),
+        (["evaluate", *own, "--rule", "lossdiff-irm"], "eval.prompt_sets names 'world'"),
+        (["evaluate", *own, "--set", f"eval.prompt_sets=[{pairs}]"], "oracle judge scores only the built-in world"),
+        (["evaluate", *own, "--set", f"eval.prompt_sets=[{pairs}]", "--set", "eval.judge=reward_model"],
+         "eval.reward_model is empty"),
+        (["evaluate", *own, "--set", "eval.prompt_sets=[missing/prompts.jsonl]", "--set", "eval.judge=llm"],
+         "Prompt set file 'missing/prompts.jsonl' does not exist"),
+        (["evaluate", *own, "--rule", "oracle"], "--rule oracle needs the built-in world"),
+        (["score", "--data", pairs, "--model", str(tmp_path / "no-model"), *root], "does not exist"),
+        (["score", "--data", pairs, *root], "Tiny families learn the task"),
+        (["score", *root, "--set", f"data.path={BAD / 'pairs.csv'}"], "Cannot tell the format"),
+        (["score", "--data", str(ROOT / "examples" / "pairs_chat.jsonl"), "--model", str(plain_model), *root],
+         "holds chat messages but the tokenizer has no chat template"),
+    ]
+    for argv, expect in cases:
+        assert expect in _error(capsys, argv), argv
+    assert not list((tmp_path / "runs").rglob("*.safetensors"))  # nothing was trained
+
+
+def test_data_path_without_source_scores_that_file_and_counts_too_long(tmp_path, plain_model):
+    from tifkit.config import load_params
+    from tifkit.pipeline import prepare
+
+    p = load_params(ROOT / "params" / "tiny.yaml", [f"run.root={tmp_path}", f"data.path={ROOT / 'examples/pairs.jsonl'}",
+                                                     f"model.name_or_path={plain_model}"])
+    ctx = prepare(p)
+    ids = set(ctx.train.pair_id) | set(ctx.val.pair_id)
+    assert all(i.startswith("ex") for i in ids) and len(ids) == 80  # 82 rows, 2 dropped and counted
+    assert "1 identical_responses, 1 too_long" in ctx.data_note  # at the model's 64 positions
+    assert f"{len(ctx.val)} of the 80 clean pairs held out as D_val" in ctx.data_note
+    # data.max_tokens, when set, wins over the context length
+    p2 = load_params(ROOT / "params" / "tiny.yaml", [f"run.root={tmp_path}", f"data.path={ROOT / 'examples/pairs.jsonl'}",
+                                                      f"model.name_or_path={plain_model}", "data.max_tokens=1000"])
+    assert "too_long" not in prepare(p2).data_note
+
+
+# ----------------------------------------------------------------------------- the README's own-data route
+TOY = ["--set", "world.n_sft=300", "--set", "sft.steps=30", "--set", "model.hidden_size=32",
+       "--set", "score.rm_steps=20", "--set", "world.n_rm=16", "--set", "run.show_progress=false"]
+
+
+def test_own_data_route_as_the_readme_shows_it(tmp_path, capsys):
+    """export-tiny -> score -> select -> evaluate with --data/--model, plain and chat data, offline."""
+    import pandas as pd
+    from datasets import load_dataset
+
+    runs = ["--set", f"run.root={tmp_path / 'runs'}", "--set", "run.show_progress=false", "--set", "train.batch_size=16"]
+    model = tmp_path / "tiny-sft"
+    assert main(["export-tiny", str(model), "--set", f"run.root={tmp_path / 'runs'}", *TOY]) == 0
+    capsys.readouterr()
+    tok_cfg = json.loads((model / "tokenizer_config.json").read_text())
+    assert (model / "config.json").exists() and (model / "reward" / "config.json").exists()
+    assert "chat_template" in tok_cfg or (model / "chat_template.jinja").exists()
+
+    for data in ("examples/pairs.jsonl", "examples/pairs_chat.jsonl"):
+        own = ["--data", str(ROOT / data), "--model", str(model), *runs]
+        assert main(["score", *own]) == 0
+        out = capsys.readouterr().out
+        table = pd.read_parquet(out.strip().splitlines()[-1])
+        assert "1 identical_responses, 1 too_long" in out and "held out as D_val" in out
+        assert len(table) == 76 and table[["irm", "lossdiff", "if"]].notna().all().all()  # 80 clean, 4 D_val
+        kept = tmp_path / f"kept-{Path(data).stem}.jsonl"
+        assert main(["select", *own, "--rule", "lossdiff-irm", "--keep", "0.64", "-o", str(kept)]) == 0
+        assert f"kept 49 of 76 pairs -> {kept}" in capsys.readouterr().out
+        assert len(load_dataset("json", data_files=str(kept), split="train")) == 49
+
+    own = ["--data", str(ROOT / "examples/pairs.jsonl"), "--model", str(model), *runs]
+    assert main(["evaluate", *own, "--rule", "lossdiff-irm", "--set", "eval.judge=reward_model",
+                 "--set", f"eval.reward_model={model / 'reward'}",
+                 "--set", f"eval.prompt_sets=[{ROOT / 'examples/prompts.jsonl'}]"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    (summary,) = res.values()
+    assert summary["n_prompts"] == 40 and 0 <= summary["winrate"]["estimate"] <= 1
