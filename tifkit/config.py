@@ -240,7 +240,7 @@ class EvalParams:
     llm_base_url: str = "https://api.openai.com/v1"  # any OpenAI-compatible endpoint
     llm_model: str = "gpt-4o"
     api_key_env: str = "OPENAI_API_KEY"  # name of the env var holding the key ("" = no key)
-    timeout: float = 60.0  # seconds per judge request
+    timeout: float = 60.0  # total deadline (seconds) of one judge request, however slowly the server replies
     max_retries: int = 5
     requests_per_minute: int = 60  # 0 = no limit
     concurrency: int = 4  # judge requests in flight at once
