@@ -88,8 +88,15 @@ def _init_worker() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def _task_start(params: Params, seed: int, rules: list[str]) -> tuple[pd.DataFrame, str | None]:
-    """Worker task: a seed's stages and first rule; returns its rows and the score table's path."""
+def _timed(fn, *args):
+    """(fn(*args), {"wall_s", "cpu_s"}): wall and CPU seconds of this process for one task."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = fn(*args)
+    return out, {"wall_s": round(time.perf_counter() - t0, 2), "cpu_s": round(time.process_time() - c0, 2),
+                 "pid": os.getpid()}
+
+
+def _start(params: Params, seed: int, rules: list[str]) -> tuple[pd.DataFrame, str | None]:
     ctx, table, rows = _start_seed(params, seed, rules)
     if table is None:
         return rows, None
@@ -98,13 +105,22 @@ def _task_start(params: Params, seed: int, rules: list[str]) -> tuple[pd.DataFra
     return rows, str(score_stage(ctx))  # cached: the path of the table just made
 
 
-def _task_rule(params: Params, seed: int, rule: str) -> pd.DataFrame:
-    """Worker task: one more rule of a seed whose stages (and scores) are done."""
+def _rule(params: Params, seed: int, rule: str) -> pd.DataFrame:
     from tifkit.pipeline import prepare, score_stage
 
     ctx = prepare(params, seed)
     table = None if rule in NO_SCORES else pd.read_parquet(score_stage(ctx))
     return _rule_rows(ctx, rule, table)
+
+
+def _task_start(params: Params, seed: int, rules: list[str]):
+    """Worker task: a seed's stages and first rule; ((its rows, the score table's path), timing)."""
+    return _timed(_start, params, seed, rules)
+
+
+def _task_rule(params: Params, seed: int, rule: str):
+    """Worker task: one more rule of a seed whose stages (and scores) are done; (rows, timing)."""
+    return _timed(_rule, params, seed, rule)
 
 
 def n_workers(params: Params, n_tasks: int | None = None) -> int:
@@ -117,9 +133,10 @@ def n_workers(params: Params, n_tasks: int | None = None) -> int:
     return max(1, min(w, n_tasks) if n_tasks else w)
 
 
-def run_seeds(params: Params, seeds: list[int], rules: list[str], workers: int | None = None
-              ) -> tuple[pd.DataFrame, dict[int, pd.DataFrame]]:
+def run_seeds(params: Params, seeds: list[int], rules: list[str], workers: int | None = None,
+              timings: list | None = None) -> tuple[pd.DataFrame, dict[int, pd.DataFrame]]:
     """Every (seed, rule) of the batch: (per-prompt rows in seed-then-rule order, {seed: score table}).
+    `timings`, when given, receives one dict per task (seed, rule, wall_s, cpu_s, pid).
 
     `workers` (default `n_workers(params)`) processes, spawned, one torch thread each; with one
     worker the same tasks run in this process, also on one torch thread. Per-stage progress bars
@@ -139,6 +156,7 @@ def run_seeds(params: Params, seeds: list[int], rules: list[str], workers: int |
     quiet = dataclasses.replace(params, run=dataclasses.replace(params.run, show_progress=False))
     rows: dict[tuple[int, str], pd.DataFrame] = {}
     score_paths: dict[int, str] = {}
+    times = timings if timings is not None else []
     bar = tqdm(total=n_tasks, desc=f"batch ({workers} worker{'s' * (workers > 1)})", disable=not params.run.show_progress)
     say(f"batch: {len(seeds)} seeds x {len(rules)} rules in {workers} worker process(es), one torch thread each")
     if workers == 1:
@@ -146,12 +164,14 @@ def run_seeds(params: Params, seeds: list[int], rules: list[str], workers: int |
         torch.set_num_threads(1)
         try:
             for s in seeds:
-                rows[s, rules[0]], path = _task_start(quiet, s, rules)
+                (rows[s, rules[0]], path), t = _task_start(quiet, s, rules)
+                times.append({"seed": s, "rule": rules[0], **t})
                 bar.update()
                 if path:
                     score_paths[s] = path
                 for r in rules[1:]:
-                    rows[s, r] = _task_rule(quiet, s, r)
+                    rows[s, r], t = _task_rule(quiet, s, r)
+                    times.append({"seed": s, "rule": r, **t})
                     bar.update()
         finally:
             torch.set_num_threads(threads)
@@ -166,7 +186,8 @@ def run_seeds(params: Params, seeds: list[int], rules: list[str], workers: int |
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
                     s, r, first = pending.pop(fut)
-                    out = fut.result()  # a worker's error stops the batch here, with its message
+                    out, t = fut.result()  # a worker's error stops the batch here, with its message
+                    times.append({"seed": s, "rule": r, **t})
                     if first:
                         rows[s, r], path = out
                         if path:
@@ -238,16 +259,21 @@ def run_batch(params: Params, seeds: list[int] | None = None, figures_dir: str |
               workers: int | None = None) -> pd.DataFrame:
     from tifkit.pipeline import say
     from tifkit.plots import reward_distribution, save, winrate_bars
-    from tifkit.results import comparisons, provenance, stamp_frame, stamp_png, write_manifest
+    from tifkit.results import comparisons, provenance, source_hash, stamp_frame, stamp_png, write_manifest
 
     t0 = time.time()
     seeds = list(seeds or params.run.seeds)
     rules = list(params.run.rules)
     figures_dir = Path(figures_dir)
+    prov = provenance(params)  # the code that trains: recorded before the run, checked after it
     workers = n_workers(params, len(seeds) * len(rules)) if workers is None else workers
-    per_prompt, tables = run_seeds(params, seeds, rules, workers)
+    timings: list[dict] = []
+    per_prompt, tables = run_seeds(params, seeds, rules, workers, timings)
     seconds_runs = time.time() - t0
-    prov = provenance(params)
+    if source_hash() != prov["source_hash"]:
+        prov["sources_changed_during_run"] = True
+        print(f"[tifkit] warning: tifkit's sources changed while the batch ran (recorded: the code at its start, "
+              f"{prov['source_hash']}); rerun it on settled code before committing its results.", flush=True)
     out_dir = Path(params.run.root) / f"{params.run.name}-batch"
     written: list[Path] = []
     tables = {s: t for s, t in tables.items() if "if" in t.columns}
@@ -289,6 +315,7 @@ def run_batch(params: Params, seeds: list[int] | None = None, figures_dir: str |
     written += [path, bars, fig_path]
     info = {"seeds": seeds, "rules": rules, "workers": workers, "seconds": round(time.time() - t0, 1),
             "seconds_training_and_evaluation": round(seconds_runs, 1),
+            "cpu_seconds_tasks": round(sum(t["cpu_s"] for t in timings), 1), "tasks": timings,
             "interval": "hierarchical bootstrap over seeds then prompts within each seed, expanded percentiles "
                         f"(tifkit.stats), {params.run.n_bootstrap} replicates, 95%"}
     manifest = write_manifest(figures_dir / f"{params.run.name}_provenance.json", prov, written, info)

@@ -156,7 +156,8 @@ def check_provenance(folder: str | Path = REPO / "figures", current: str | None 
     """Problems with the committed result files in `folder`, one sentence each (empty: all current).
 
     - a file a manifest lists is missing or its sha256 differs (edited after the batch wrote it);
-    - a manifest's source hash differs from the code's, and STALE.md does not name the manifest;
+    - a manifest's source hash differs from the code's (or the sources changed while its batch ran),
+      and STALE.md does not name the manifest;
     - STALE.md names a manifest that is current (remove the note);
     - a batch summary (``<name>_summary.csv``, name not starting with a digit) has no manifest and
       STALE.md does not name it."""
@@ -173,7 +174,7 @@ def check_provenance(folder: str | Path = REPO / "figures", current: str | None 
                 problems.append(f"{f} (listed in {name}) is missing; rerun the batch that wrote it.")
             elif file_sha256(p) != digest:
                 problems.append(f"{f} differs from what the batch wrote ({name}); rerun the batch instead of editing it.")
-        stale = rec.get("source_hash") != current
+        stale = rec.get("source_hash") != current or bool(rec.get("sources_changed_during_run"))
         if stale and name not in notes:
             problems.append(f"{name}: results made by tifkit sources {rec.get('source_hash')}, the code is now {current}; "
                             f"rerun `python -m tifkit batch {rec.get('params_file') or 'params/<name>.yaml'}` and "
@@ -401,7 +402,8 @@ def blocks(folder: str | Path = REPO / "figures", name: str = "tiny") -> dict[st
     return out
 
 
-_BLOCK = re.compile(r"(<!-- results:(?P<name>[\w.-]+):start -->\n)(?P<body>.*?)(\n<!-- results:(?P=name):end -->)", re.S)
+_BLOCK = re.compile(r"(?P<head><!-- results:(?P<name>[\w.-]+):start -->)\n(?P<body>.*?)\n?"
+                    r"(?P<tail><!-- results:(?P=name):end -->)", re.S)
 
 
 def render(text: str, generated: dict[str, str]) -> tuple[str, list[str]]:
@@ -414,7 +416,7 @@ def render(text: str, generated: dict[str, str]) -> tuple[str, list[str]]:
             return m.group(0)
         if m.group("body") != generated[name]:
             changed.append(name)
-        return m.group(1) + generated[name] + m.group(4)
+        return f"{m.group('head')}\n{generated[name]}\n{m.group('tail')}"
 
     return _BLOCK.sub(sub, text), changed
 
