@@ -412,6 +412,10 @@ def main_real(args):
     cpu_mode = torch.device(args.device).type != "cuda"
     table = REAL_CPU if cpu_mode else REAL_GPU
     names = args.configs.split(",") if args.configs else list(table)
+    unknown = [n for n in names if n not in table]
+    if unknown:
+        sys.exit(f"unknown shape(s) {', '.join(unknown)} for {'--device cpu' if cpu_mode else 'the GPU'}; "
+                 f"use {', '.join(table)}")
     peak = None if cpu_mode else (args.peak_tflops * 1e12 if args.peak_tflops else bf16_peak(torch.cuda.get_device_name()))
     key = "realscale-cpu" if cpu_mode else "realscale-gpu"
     title = f"Real shapes, bf16 ({'CPU mode' if cpu_mode else torch.cuda.get_device_name()})"
