@@ -94,3 +94,15 @@ def test_coverage_without_seed_variance_is_conservative_not_narrow():
     than it needs to be (coverage at or above 95%), never narrower."""
     hier, within = _coverage(100, 5, 0.0, 0.3)
     assert hier >= 0.95 and within >= 0.88
+
+
+def test_summarize_refuses_rules_evaluated_on_other_prompts():
+    import pandas as pd
+
+    from tifkit.batch import summarize
+
+    rows = [pd.DataFrame({"seed": s, "rule": r, "n_kept": 3, "prompt_idx": range(n), "prompt": "p",
+                          "reward_policy": 0.5, "reward_sft": 0.4, "verdict": 1.0})
+            for s in (0, 1) for r, n in (("full", 4), ("tif", 3))]
+    with pytest.raises(TifkitError, match="different prompts or seeds"):
+        summarize(pd.concat(rows, ignore_index=True), n_bootstrap=50)

@@ -241,7 +241,7 @@ def summarize(per_prompt: pd.DataFrame, n_bootstrap: int = 10000, seed: int = 0)
         for b, bg in base.items():  # paired on the same prompts and seeds
             if rule == b:
                 continue
-            if not (g.seed.to_numpy() == bg.seed.to_numpy()).all() or not (
+            if len(g) != len(bg) or not (g.seed.to_numpy() == bg.seed.to_numpy()).all() or not (
                     g.prompt_idx.to_numpy() == bg.prompt_idx.to_numpy()).all():
                 raise TifkitError(f"Rule '{rule}' and '{b}' were evaluated on different prompts or seeds; rerun "
                                   "the batch so that every rule has every seed.")

@@ -299,7 +299,9 @@ def comparisons(per_prompt: pd.DataFrame, n_bootstrap: int = 10000, seed: int = 
     rows = []
     for a, b in pairs:
         ga, gb = by[a], by[b]
-        if not ((ga.seed.to_numpy() == gb.seed.to_numpy()).all() and (ga.prompt_idx.to_numpy() == gb.prompt_idx.to_numpy()).all()):
+        same = len(ga) == len(gb) and (ga.seed.to_numpy() == gb.seed.to_numpy()).all() and (
+            ga.prompt_idx.to_numpy() == gb.prompt_idx.to_numpy()).all()
+        if not same:
             raise TifkitError(f"Rules '{a}' and '{b}' were evaluated on different prompts or seeds; rerun the batch.")
         d = paired_hierarchical_diff(ga.verdict.to_numpy(), gb.verdict.to_numpy(), ga.seed.to_numpy(), n_bootstrap, seed)
         rows.append({"a": a, "b": b, "diff": d.estimate, "lo": d.lo, "hi": d.hi, "better": d.n_better,
