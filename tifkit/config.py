@@ -270,6 +270,7 @@ class RunParams:
     # world/data seed (`seed`, `seeds`); None = the world seed (run folders then keep their old hash)
     model_seed: int | None = None
     # worker processes of the batch (one torch thread each; seeds and rules in parallel); 0 = one per CPU core
+    # (on one GPU, 1 keeps a single process on the device)
     workers: int = 0
     # hierarchical bootstrap replicates (seeds, then prompts) behind every interval the batch reports
     n_bootstrap: int = 10000
