@@ -97,6 +97,8 @@ def _error(capsys, argv) -> str:
 
 def test_cli_mistakes_are_one_sentence_before_any_work(tmp_path, capsys, plain_model):
     pairs = str(ROOT / "examples" / "pairs.jsonl")
+    chat_prompts = tmp_path / "chat-prompts.jsonl"
+    chat_prompts.write_text(json.dumps({"prompt": "Write a haiku about rain."}) + "\n")
     root = ["--set", f"run.root={tmp_path / 'runs'}"]
     own = ["--data", pairs, "--model", str(plain_model), *root]
     cases = [
@@ -108,7 +110,7 @@ def test_cli_mistakes_are_one_sentence_before_any_work(tmp_path, capsys, plain_m
         (["score", *own, "--set", "train.lrr=1"], "--set train.lrr=1: unknown key 'train.lrr'"),
         (["score", *own, "--set", "world.min_len=99"], "--set world.min_len=99: section 'world'"),
         (["evaluate", *own, "--rule", "lossdiff-irm"], "eval.prompt_sets names 'world'"),
-        (["evaluate", *own, "--set", f"eval.prompt_sets=[{pairs}]"], "oracle judge scores only the built-in world"),
+        (["evaluate", *own, "--set", f"eval.prompt_sets=[{chat_prompts}]"], "oracle judge scores only the built-in world"),
         (["evaluate", *own, "--set", f"eval.prompt_sets=[{pairs}]", "--set", "eval.judge=reward_model"],
          "eval.reward_model is empty"),
         (["evaluate", *own, "--set", "eval.prompt_sets=[missing/prompts.jsonl]", "--set", "eval.judge=llm"],

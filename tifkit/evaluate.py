@@ -243,8 +243,8 @@ def _looks_like_path(name) -> bool:
 def check_prompt_sets(params: EvalParams, has_world: bool) -> None:
     """Judge / prompt-set compatibility, checked before any training or generation.
 
-    The oracle judge knows only the world's task; the "world" set needs the built-in world; a
-    prompt-set file must exist."""
+    The oracle judge knows only the world's task (own data qualifies when every prompt is one);
+    the "world" set needs the built-in world; a prompt-set file must exist."""
     for name in params.prompt_sets:
         if str(name) == "world" and not has_world:
             raise TifkitError("eval.prompt_sets names 'world' but the data are not the built-in world; set "
@@ -253,8 +253,18 @@ def check_prompt_sets(params: EvalParams, has_world: bool) -> None:
             raise TifkitError(f"Prompt set file {str(name)!r} does not exist; fix the path in eval.prompt_sets "
                               "(a JSONL file with a 'prompt' field per line).")
     if params.judge == "oracle" and not has_world:
-        raise TifkitError("The oracle judge scores only the built-in world's task; on your own data set "
-                          "eval.judge to 'reward_model' (with eval.reward_model) or 'llm' (with eval.llm_base_url).")
+        from tifkit.world import target_of
+
+        for name in params.prompt_sets:
+            prompts = load_prompt_set(name, None, params.max_prompts) if Path(str(name)).is_file() else [str(name)]
+            for prompt in prompts:
+                try:
+                    target_of(prompt)
+                except ValueError:
+                    raise TifkitError(
+                        f"The oracle judge scores only the built-in world's task ('sort <letters>:'), and prompt set "
+                        f"{str(name)!r} has other prompts (e.g. {prompt[:40]!r}); set eval.judge to 'reward_model' "
+                        "(with eval.reward_model) or 'llm' (with eval.llm_base_url).") from None
     if params.judge == "reward_model" and not params.reward_model:
         raise TifkitError("eval.judge is 'reward_model' but eval.reward_model is empty; set eval.reward_model "
                           "to a sequence-classification checkpoint path or hub id.")

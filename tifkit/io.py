@@ -212,12 +212,17 @@ _locks_guard = threading.Lock()
 
 
 def stage_lock(out_dir: str | os.PathLike):
-    """A file lock for one stage folder (`.<name>.lock` beside it), re-entrant within a process."""
+    """A file lock for one stage folder, re-entrant within a process. The lock file lives in a per-user
+    folder of the system's temp dir (named by a hash of the folder's absolute path), so that run
+    folders hold only results; the lock covers the processes of one machine."""
     from filelock import FileLock
 
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    key = str((out_dir.parent / f".{out_dir.name}.lock").resolve())
+    folder = Path(tempfile.gettempdir()) / f"tifkit-locks-{os.getuid()}"
+    folder.mkdir(exist_ok=True)
+    resolved = str(out_dir.resolve())
+    key = str(folder / f"{out_dir.name}-{hashlib.sha256(resolved.encode()).hexdigest()[:16]}.lock")
     with _locks_guard:
         if key not in _locks:
             _locks[key] = FileLock(key)
