@@ -361,3 +361,35 @@ def test_failed_judging_leaves_no_current_looking_summary(tmp_path):
     assert not (out / "eval_summary.json").exists()
     table = pd.read_parquet(out / f"eval_{prompts.stem}.parquet")
     assert set(table.verdict) == {"not_judged"}
+
+
+# ------------------------------------------------------------------ the pipeline: damaged stages, CLI
+TOY = ["--set", "world.n_sft=300", "--set", "world.n_train=48", "--set", "world.n_val=16", "--set", "world.n_test=8",
+       "--set", "world.n_rm=16", "--set", "sft.steps=30", "--set", "model.hidden_size=32", "--set", "train.batch_size=16",
+       "--set", "score.rm_steps=20", "--set", "run.show_progress=false"]
+
+
+def test_damaged_stage_weights_and_score_table_are_redone_to_the_same_table(tmp_path, capsys):
+    from tifkit.cli import main
+
+    args = ["score", str(ROOT / "params" / "tiny.yaml"), "--set", f"run.root={tmp_path}", *TOY]
+    assert main(args) == 0
+    table = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    digest = sha(table)
+    run_dir = table.parents[1]
+    (sft,) = (tmp_path / "cache" / "sft").iterdir()
+    truncate(run_dir / "models" / "warmup" / "model.safetensors")
+    flip_byte(sft / "model.safetensors", 0.8)
+    for f in (run_dir / "scores").glob("*.parquet"):
+        f.unlink()
+    assert main(args) == 0
+    cap = capsys.readouterr()
+    assert "SFT llama" in cap.out and "DPO stage 'warmup'" in cap.out and "DPO stage 'val'" not in cap.out
+    assert cap.err.count("fails its checksum") == 2  # both damaged stages reported, then retrained
+    assert sha(table) == digest  # retrained to the same weights, hence the same scores
+
+    truncate(table)  # a cut-short final table is rebuilt, never handed out
+    assert main(args) == 0
+    cap = capsys.readouterr()
+    assert "score table" in cap.err and cap.out.strip().splitlines()[-1] == str(table)
+    assert sha(table) == digest
