@@ -52,7 +52,7 @@ overrides = []                # extra parameter overrides, strings as for the CL
 seeds = None                  # None: run.seed (default and ci scale) or run.seeds (full scale)
 run_root = None               # None: the params file's run.root (runs/), or runs/nb-ci at ci scale
 figures_dir = None            # None: <run root>/figures; the papermill batch passes figures/
-families = None               # tiny families (model.family); None: llama, qwen, pythia, gpt2 (llama and qwen at ci scale)
+families = None               # tiny families (model.family); None: llama, qwen, pythia (and gpt2 at full scale; llama, qwen at ci)
 keep = 0.64                   # keep ratio of the TIF and transfer selections
 init_seeds = None             # control: other model seeds of the first family; None: [100], or [100, 101] at full scale; [] skips
 transfer_rule = "lossdiff-irm"  # the rule whose selection is transferred between families
@@ -97,7 +97,7 @@ p = nb.p
 # leaves the world (the pairs) alone. All runs go to worker processes; cached stages are reused.
 
 # %%
-families = list(families or (N.TINY_FAMILIES if nb.scale != "ci" else ["llama", "qwen"]))
+families = list(families or {"ci": ["llama", "qwen"], "default": ["llama", "qwen", "pythia"]}.get(nb.scale, N.TINY_FAMILIES))
 if init_seeds is None:
     init_seeds = [100, 101] if nb.scale == "full" else [100]
 fam_params = N.family_params(params_file, families, scale=nb.scale, overrides=overrides, run_root=run_root)

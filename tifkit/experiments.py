@@ -508,16 +508,31 @@ def _workers(p, n_tasks: int, workers: int | None) -> int:
 
 
 # -------------------------------------------------------------------------- benchmark (claim 6)
+def _variant_start(p, seed: int, rules: list[str]) -> pd.DataFrame:
+    """Worker task: a (variant, seed)'s shared stages (SFT, warm-up, scores when a rule needs them)
+    and its first rule; the per-prompt rows of tifkit.batch."""
+    from tifkit.batch import _start_seed
+
+    return _start_seed(p, seed, rules)[2]
+
+
+def _variant_rule(p, seed: int, rule: str) -> pd.DataFrame:
+    """Worker task: one more rule of a (variant, seed) whose stages are done."""
+    from tifkit.batch import NO_SCORES, _rule_rows
+    from tifkit.pipeline import prepare, score_stage
+
+    ctx = prepare(p, seed)
+    return _rule_rows(ctx, rule, None if rule in NO_SCORES else pd.read_parquet(score_stage(ctx)))
+
+
 def run_variants(variants: dict, seeds, rules, workers: int | None = None) -> pd.DataFrame:
     """Every (variant, seed, rule) of a benchmark through the batch's cached stages, in worker
     processes: first one task per (variant, seed) that trains its SFT, warm-up, validation model
-    and scores and its first rule (tifkit.batch._task_start), then one task per remaining rule
-    (batch._task_rule). `variants` is {name: Params} (for example "llama/dpo", "llama/slic");
+    and scores and its first rule (tifkit.batch._start_seed), then one task per remaining rule
+    (batch._rule_rows). `variants` is {name: Params} (for example "llama/dpo", "llama/slic");
     `rules` is one list for all, or {name: list}. `workers` defaults to the first variant's
     run.workers (0 = one per core). Returns tifkit.batch's per-prompt rows with a `variant` column,
     in variant, seed, rule order."""
-    from tifkit.batch import _task_rule, _task_start
-
     seeds = [int(s) for s in seeds]
     if not variants or not seeds:
         raise TifkitError("run_variants needs at least one variant and one seed.")
@@ -529,21 +544,20 @@ def run_variants(variants: dict, seeds, rules, workers: int | None = None) -> pd
     n_tasks = sum(len(rules_of[v]) for v in variants) * len(seeds)
     first = next(iter(variants.values()))
     w = _workers(first, n_tasks, workers)
-    tasks = {(v, s, rules_of[v][0]): (_task_start, (quiet[v], s, rules_of[v])) for v in variants for s in seeds}
+    tasks = {(v, s, rules_of[v][0]): (_variant_start, (quiet[v], s, rules_of[v])) for v in variants for s in seeds}
 
     def then(key, result):
         v, s, r = key
         if r != rules_of[v][0]:
             return None
-        return {(v, s, q): (_task_rule, (quiet[v], s, q)) for q in rules_of[v][1:]}
+        return {(v, s, q): (_variant_rule, (quiet[v], s, q)) for q in rules_of[v][1:]}
 
     res = _pool_map(tasks, w, f"{len(variants)} variant(s) x {len(seeds)} seed(s)", first.run.show_progress, then)
     rows = []
     for v in variants:
         for s in seeds:
             for r in rules_of[v]:
-                out = res[v, s, r]
-                rows.append((out[0] if isinstance(out, tuple) else out).assign(variant=v))
+                rows.append(res[v, s, r].assign(variant=v))
     return pd.concat(rows, ignore_index=True)
 
 
