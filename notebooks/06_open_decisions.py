@@ -31,16 +31,19 @@
 #
 # **Claims tested** (numbers of `docs/METHOD.md`): **4** (LossDiff and IRM correlate positively with IF,
 # LossDiff more strongly), **5** (LossDiff-IRM overlaps the TIF selection more than either proxy alone),
-# **3 and 6** (TIF and LossDiff-IRM beat full data on WinRate), plus the AUROC of each score for finding
-# the mislabelled pairs, a diagnostic the README reports.
+# and, read against full data, **3/6** (WinRate of TIF and of LossDiff-IRM minus that of full data; claim 3
+# proper, TIF against top-IF, is notebook 01's), plus the AUROC of each score for finding the mislabelled
+# pairs, a diagnostic the README reports.
 #
 # **Hardware and time.** CPU only. The default scale (`scale = None`) sweeps a smaller world (600
 # training pairs, `sweep_n_train`), one seed, one or two values per decision and no noise-type setting
-# (9 settings, each label-noise setting builds a world and an SFT model of its own); it took TIME_DEFAULT
-# on 2 CPU cores from an empty cache, on a machine shared with other jobs (load average near 12). The
-# full scale (`make reproduce`) sweeps 3 seeds and every value of
-# `experiments.OPEN_DECISIONS`; its cost is in `docs/NOTEBOOKS.md`. Settings run in parallel worker
-# processes, one torch thread each.
+# (9 settings; each label-noise setting builds a world and an SFT model of its own). From an empty
+# cache it took 6 min of wall time on a 2-core machine shared with other jobs (load average about 11),
+# 130 CPU-seconds in all, so roughly 2 minutes on an idle 2-core machine (an estimate, not a
+# measurement). The full scale (`make reproduce`: the first 3 seeds, every value of
+# `experiments.OPEN_DECISIONS`, 12 settings) used 461 CPU-seconds (25 min of wall time at load 10-14;
+# roughly 4-5 minutes idle, estimated the same way). Settings run in parallel worker processes, one
+# torch thread each; every stage is cached, so a rerun trains nothing.
 
 # %% tags=["parameters"]
 scale = None                  # None: $TIFKIT_NOTEBOOK_SCALE, else "default" (one seed, real size); "ci": toy; "full": all seeds

@@ -433,5 +433,6 @@ def test_decision_claims_ranking_and_robustness():
     assert rob.loc["c5_fusion", "status"] == "hinges on beta" and rob.loc["c5_fusion", "holds_under"] == "train.beta=1"
     assert rob.loc["c4_lossdiff", "status"] == "robust"  # 0.2 still > 0 with a tight interval
     assert rob.loc["c3_winrate", "status"] == "default only (not varied)"  # WinRate measured at the default only
+    assert rob.loc["c4_irm", "status"] == "unclear under every setting"
     one = E.decision_claims(stats[stats.seed == 0])  # one seed: no interval, the point decides
     assert one.lo.isna().all() and set(one.verdict) <= {"holds", "fails"}

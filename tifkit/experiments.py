@@ -967,7 +967,8 @@ def decision_claims(stats: pd.DataFrame, per_prompt: pd.DataFrame | None = None,
 
 def decision_robustness(claims: pd.DataFrame) -> pd.DataFrame:
     """Per claim: its verdict at the default, the settings whose verdict differs, and a status:
-    "robust" (every setting tried gives the default's verdict), "hinges on <decision>" (only that
+    "robust" (every setting tried gives the default's verdict, holds or fails; "unclear under every
+    setting" when that verdict is unclear), "hinges on <decision>" (only that
     decision's settings change it), "hinges on several decisions: ..." otherwise, "default only (not
     varied)" when no other setting measured it. Also
     holds_under: the settings under which it holds, and n_settings."""
@@ -980,7 +981,8 @@ def decision_robustness(claims: pd.DataFrame) -> pd.DataFrame:
         other = g[g.setting != "default"]
         differ = other[other.verdict != v0]
         decisions = list(dict.fromkeys(differ.decision))
-        status = ("default only (not varied)" if other.empty else "robust" if not decisions
+        status = ("default only (not varied)" if other.empty
+                  else ("robust" if v0 in ("holds", "fails") else f"{v0} under every setting") if not decisions
                   else f"hinges on {decisions[0]}" if len(decisions) == 1
                   else "hinges on several decisions: " + ", ".join(decisions))
         holds = g[g.verdict == "holds"].setting.tolist()
