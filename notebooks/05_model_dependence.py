@@ -28,8 +28,9 @@
 # data selection has to be done *per model*, which is why the paper's cheap scores (LossDiff, IRM) are
 # computed with the model in the loop.
 #
-# **What you will see.** The same 2,000 training pairs scored by exact IF under four tiny families
-# (Llama-, Qwen-, Pythia- and GPT-2-style, each with its own SFT, warm-up and validation models); the
+# **What you will see.** The same 2,000 training pairs scored by exact IF under several tiny families
+# (Llama-, Qwen- and Pythia-style; GPT-2-style too at full scale; each with its own SFT, warm-up and
+# validation models); the
 # Spearman correlation of their IF rankings; the pairs whose IF changes sign from one model to another;
 # a **control**: the same family trained from other initialization seeds (`run.model_seed`), since two
 # families differ in their random start as well as in their architecture; and a **transfer** test:
@@ -39,11 +40,15 @@
 # pairs disagrees across model families.
 #
 # **Hardware and time.** CPU only; every family (and the control) trains in its own worker process,
-# one per core. `scale = None` runs the default scale (the world of `params/tiny.yaml`, 2,000 training
-# pairs, one seed, four families, one control seed, transfer between llama and qwen both ways):
-# about 4 minutes on 2 CPU cores from an empty cache (measured at 4 min 10 s on a shared 2-core
-# machine), less when notebook 04 or the batch have cached the stages. `scale = "full"` uses every seed,
-# two control seeds and transfer between pythia and gpt2 as well.
+# one per core. `scale = None` runs the default scale: the world of `params/tiny.yaml` (2,000 training
+# pairs, one seed), three families (llama, qwen, pythia), one control seed, and the transfer between
+# llama and qwen both ways. From an empty cache it took 10 minutes (616 s) on our shared 2-core
+# development machine at load average 9-10 (five runnable processes per core; with four families
+# 18 minutes at load 12); the work (four pipelines up to the scores, six short trainings) is about
+# that of notebook 04's default, so we expect 4-5 minutes on 2 idle cores, less when notebook 04 or
+# the batch have cached the llama stages. `scale = "full"` adds gpt2, every seed of the params file
+# and a second control seed (the transfer stays llama <-> qwen): the most expensive notebook after
+# 04; narrow it with `families`, `seeds` or `init_seeds`.
 
 # %% tags=["parameters"]
 scale = None                  # None: $TIFKIT_NOTEBOOK_SCALE, else "default" (one seed, real size); "ci": toy; "full": all seeds
@@ -56,7 +61,7 @@ families = None               # tiny families (model.family); None: llama, qwen,
 keep = 0.64                   # keep ratio of the TIF and transfer selections
 init_seeds = None             # control: other model seeds of the first family; None: [100], or [100, 101] at full scale; [] skips
 transfer_rule = "lossdiff-irm"  # the rule whose selection is transferred between families
-transfer_pairs = None         # [source, target] family pairs; None: llama and qwen both ways, plus pythia and gpt2 at full scale
+transfer_pairs = None         # [source, target] family pairs; None: llama and qwen both ways
 agree = 0.9                   # mean cross-family Spearman at or above which the rankings count as the same
 margin = 0.1                  # cross-family Spearman must be this much below the within-family one
 workers = None                # worker processes; None: run.workers (0 means one per CPU core)
@@ -232,8 +237,7 @@ nb.figure(fig, "init_control")
 
 # %%
 if transfer_pairs is None:
-    transfer_pairs = [["llama", "qwen"], ["qwen", "llama"]] + (
-        [["pythia", "gpt2"], ["gpt2", "pythia"]] if nb.scale == "full" else [])
+    transfer_pairs = [["llama", "qwen"], ["qwen", "llama"]]
 transfer_pairs = [tuple(x) for x in transfer_pairs if x[0] in fam_params and x[1] in fam_params]
 from tifkit.select import select
 
