@@ -48,7 +48,7 @@
 # %% tags=["parameters"]
 scale = None                  # None: $TIFKIT_NOTEBOOK_SCALE, else "default" (one seed, real size); "ci": toy; "full": all seeds
 params_file = "tiny.yaml"     # a params file shipped with tifkit, or a path to your own
-overrides = []                # extra "section.key=value" strings, e.g. ["train.objective=slic"]
+overrides = []                # extra overrides as strings, written as for --set (e.g. train.objective to slic)
 seeds = None                  # None: run.seed (default and ci scale) or the first 3 of run.seeds (full scale)
 run_root = None               # None: the params file's run.root (runs/), or runs/nb-ci at ci scale
 figures_dir = None            # None: <run root>/figures; the papermill batch passes figures/
