@@ -5,8 +5,8 @@ is reused: Parquet tables carry ``tifkit.checksum`` (a hash of the column values
 metadata; stage folders (model checkpoints) carry ``stage.json``, written last, with the sha256 of
 every file in the folder. ``stage.json`` is the only proof that a stage is done.
 
-Temporary files and folders are named ``.<name>.tmp-<pid>-<random>``: a process that was killed
-leaves some behind, and ``sweep_temps`` removes those whose process is gone.
+Temporary files and folders are named ``.<name>.tmp-<host>-<pid>-<random>``: a process that was
+killed leaves some behind, and ``sweep_temps`` removes those of this host whose process is gone.
 """
 from __future__ import annotations
 
@@ -33,11 +33,17 @@ class CorruptCache(Exception):
 
 
 # ------------------------------------------------------------------------------------------ temp files
+def _host() -> str:
+    import socket
+
+    return re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32] or "host"
+
+
 def _tmp_prefix(name: str) -> str:
-    return f".{name}.tmp-{os.getpid()}-"
+    return f".{name}.tmp-{_host()}-{os.getpid()}-"
 
 
-_TMP_RE = re.compile(r"^\..*\.tmp-(\d+)-")
+_TMP_RE = re.compile(r"^\..*\.tmp-([A-Za-z0-9]+)-(\d+)-")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -53,15 +59,16 @@ def _pid_alive(pid: int) -> bool:
 
 
 def sweep_temps(folder: str | os.PathLike, recursive: bool = True) -> int:
-    """Remove temporary files/folders under `folder` left by processes that no longer run; return the count."""
+    """Remove temporary files/folders under `folder` left by processes of this machine that no longer
+    run (other machines' temp files are left alone); return the count."""
     folder = Path(folder)
     if not folder.is_dir():
         return 0
-    n = 0
+    n, host = 0, _host()
     for root, dirs, files in os.walk(folder):
         for name in list(dirs) + files:
             m = _TMP_RE.match(name)
-            if not m or _pid_alive(int(m.group(1))):
+            if not m or m.group(1) != host or _pid_alive(int(m.group(2))):
                 continue
             path = Path(root) / name
             if path.is_dir():
@@ -252,7 +259,8 @@ def stage_complete(out_dir: str | os.PathLike, verify: bool = True, warn: bool =
     info = stage_info(out_dir)
     if info is None:
         if warn and any(out_dir.iterdir()):
-            _warn(f"stage folder {out_dir} has no valid {STAGE_FILE} (an interrupted save); redoing it.")
+            _warn(f"stage folder {out_dir} has no valid {STAGE_FILE} (an interrupted save, or an older tifkit); "
+                  "redoing it.")
         return False
     files = info.get("files")
     if not verify or files is None:  # stage.json of older versions lists no files
