@@ -87,7 +87,9 @@ class DataParams:
     split: str = "train_prefs"  # hub split
     hub_config: str | None = None  # hub dataset configuration name, if it has several
     on_bad_rows: Literal["drop", "error"] = "drop"
-    max_tokens: int | None = None  # max tokens of prompt+chosen and of prompt+rejected; needs a tokenizer
+    # max tokens of prompt+chosen and of prompt+rejected (longer rows: too_long); needs a tokenizer.
+    # None: the model's context length for data other than the world (the pipeline fills it in)
+    max_tokens: int | None = None
     max_pairs: int | None = None  # keep a seeded random subset of this many clean pairs (original order)
     seed: int = 0
     id_column: str | None = None  # None: "pair_id", then "prompt_id", then a content hash

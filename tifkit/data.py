@@ -24,6 +24,12 @@ one user message. A table is either all strings or all conversational (TRL looks
 only); rows in the other format are dropped as ``non_text``.
 
 Every other input column is dropped, so TRL's DPOTrainer sees only what it should.
+
+A file that cannot be read as pairs (missing, a folder, empty, binary, not UTF-8, invalid JSON, not
+JSON objects, unreadable Parquet, an extension that names no format, a missing column) is one
+``TifkitError`` sentence naming the file; ``preflight`` runs every such check and the row checks
+without a tokenizer, so the CLI can fail before loading a model. ``data.path`` without
+``data.source`` takes the source its extension names (``resolve_source``), never the world.
 """
 from __future__ import annotations
 
