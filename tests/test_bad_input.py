@@ -116,6 +116,8 @@ def test_cli_mistakes_are_one_sentence_before_any_work(tmp_path, capsys, plain_m
         (["evaluate", *own, "--set", "eval.prompt_sets=[missing/prompts.jsonl]", "--set", "eval.judge=llm"],
          "Prompt set file 'missing/prompts.jsonl' does not exist"),
         (["evaluate", *own, "--rule", "oracle"], "--rule oracle needs the built-in world"),
+        (["evaluate", *own, "--set", f"eval.prompt_sets=[{pairs}]", "--set", "eval.judge=reward_model",
+          "--set", f"eval.reward_model={tmp_path / 'no-rm'}"], "no-rm' does not exist"),
         (["score", "--data", pairs, "--model", str(tmp_path / "no-model"), *root], "does not exist"),
         (["score", "--data", pairs, *root], "Tiny families learn the task"),
         (["score", *root, "--set", f"data.path={BAD / 'pairs.csv'}"], "Cannot tell the format"),

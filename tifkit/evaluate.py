@@ -268,6 +268,11 @@ def check_prompt_sets(params: EvalParams, has_world: bool) -> None:
     if params.judge == "reward_model" and not params.reward_model:
         raise TifkitError("eval.judge is 'reward_model' but eval.reward_model is empty; set eval.reward_model "
                           "to a sequence-classification checkpoint path or hub id.")
+    rm = params.reward_model
+    if params.judge == "reward_model" and (rm.startswith((".", "/", "~")) or os.sep in rm and Path(rm).parent.exists()) \
+            and not Path(rm).expanduser().exists():
+        raise TifkitError(f"eval.reward_model {rm!r} does not exist; point it at a sequence-classification "
+                          "checkpoint folder (e.g. tiny-sft/reward from `tifkit export-tiny tiny-sft`) or a hub id.")
 
 
 def _load_hub_prompt_set(name: str) -> list[str]:
