@@ -44,8 +44,10 @@
 # two worker processes. From an empty cache it took 7 min 48 s on 2 CPU cores that other jobs kept at a
 # load average of 11-14 (the notebook got a third of a core on average: 156 CPU-seconds in all, so
 # about 2 minutes on an idle 2-core machine, an estimate); once cached, 2 minutes under that load (30
-# CPU-seconds, mostly starting the worker processes). `scale = "full"` (three seeds, full data cached
-# by the batch) trains 24 subsets: about 3 minutes of an idle 2-core machine (estimated the same way).
+# CPU-seconds, mostly starting the worker processes). `scale = "full"` (run.seeds, five seeds) with three
+# seeds' shared stages cached trained the other two and 45 subsets in 26 min under a load average of
+# 4-12 (572 CPU-seconds, so about 5 minutes of an idle 2-core machine, an estimate); after the batch,
+# which caches every seed's stages and full-data model, less.
 
 # %% tags=["parameters"]
 scale = None                  # None: $TIFKIT_NOTEBOOK_SCALE, else "default" (one seed, real size); "ci": toy; "full": all seeds
@@ -281,15 +283,21 @@ print(f"across {len(sweep)} band positions: Spearman(final D_val loss, WinRate) 
 
 # %% [markdown]
 # The middle against each end, paired on the same test prompts (and seeds): the difference of WinRates
-# with a 95% bootstrap interval over prompts.
+# with a 95% bootstrap interval over prompts (resampled within each seed). That interval does not
+# include the seed-to-seed spread of training, which is large on this world; with several seeds, the
+# per-seed table below shows it, and we count in how many seeds the middle wins.
 
 # %%
 pp = runs["per_prompt"]
 mid = E.band_label(min(band_centers, key=lambda c: abs(c - 0.5)))
 ends = [sweep_names[0], sweep_names[-1]]
 diffs = {end: R.rule_difference(pp, mid, end) for end in ends}
+per_seed = pp.pivot_table(index="seed", columns="rule", values="verdict", aggfunc="mean")[sweep_names]
+seeds_better = {end: int((per_seed[mid] > per_seed[end]).sum()) for end in ends}
 best = sweep.winrate.idxmax()
-pd.DataFrame(diffs).T[["a", "b", "winrate_a", "winrate_b", "diff", "lo", "hi"]]
+display(per_seed.round(3))
+pd.DataFrame(diffs).T[["a", "b", "winrate_a", "winrate_b", "diff", "lo", "hi"]].assign(
+    seeds_middle_better=[f"{seeds_better[e]} of {len(per_seed)}" for e in ends])
 
 # %% [markdown]
 # ## 6. TIF against top-IF (claim 3)
@@ -304,15 +312,18 @@ if claim3["tif"].startswith("band@"):
     print(f"{claim3['tif']} is the TIF selection and {claim3['top-if']} the top-IF selection (same pairs)")
 d3 = R.rule_difference(pp, claim3["tif"], claim3["top-if"])
 d3.update(a="tif", b="top-if")
+seeds3 = pp.pivot_table(index="seed", columns="rule", values="verdict", aggfunc="mean")
+d3["seeds_tif_better"] = int((seeds3[claim3["tif"]] > seeds3[claim3["top-if"]]).sum())
 claim3_text = C.conclude_difference(d3, "Claim 3", f"TIF wins more often against SFT than top-IF at keep {keep:g}")
+claim3_text += f" TIF is better in {d3['seeds_tif_better']} of {len(seeds3)} seed(s)."
 display(Markdown(claim3_text))
 
 # %% [markdown]
 # ## 7. Conclusion
 #
-# The README's full-scale run (three seeds) found claim 2 in part (small IF raises the validation loss
-# and is the worst group) and claim 3 reproduced (TIF beats top-IF by about 6 WinRate points); the
-# seed-to-seed spread is large, so one seed can point either way.
+# The README's full-scale run found claim 2 in part (small IF raises the validation loss and is the
+# worst group) and claim 3 reproduced (TIF beats top-IF by about 6 WinRate points); the seed-to-seed
+# spread is large, so one seed can point either way.
 
 # %%
 peak_mid = best not in ends and all(diffs[e]["diff"] > 0 for e in ends)
@@ -321,7 +332,9 @@ sweep_text = (f"Band sweep (width {band_width:g}): WinRate "
               + ", ".join(f"{sweep.loc[n, 'center']:.2f}: {sweep.loc[n, 'winrate']:.3f}" for n in sweep_names)
               + f" (full data {wins.loc['full', 'winrate']:.3f}). The middle band ({mid}) minus the low end "
               f"{diffs[ends[0]]['diff']:+.3f} [{diffs[ends[0]]['lo']:+.3f}, {diffs[ends[0]]['hi']:+.3f}], minus the "
-              f"high end {diffs[ends[1]]['diff']:+.3f} [{diffs[ends[1]]['lo']:+.3f}, {diffs[ends[1]]['hi']:+.3f}]. ")
+              f"high end {diffs[ends[1]]['diff']:+.3f} [{diffs[ends[1]]['lo']:+.3f}, {diffs[ends[1]]['hi']:+.3f}] "
+              f"(better than the low end in {seeds_better[ends[0]]} of {len(per_seed)} seed(s), than the high end in "
+              f"{seeds_better[ends[1]]}). ")
 sweep_text += ("The middle beats both ends, significantly on both." if sig_mid else
                "The middle beats both ends on average, but not significantly on both." if peak_mid or
                all(diffs[e]["diff"] > 0 for e in ends) else

@@ -249,7 +249,7 @@ nb.figure(fig, "cost")
 # %% [markdown]
 # ## 6. Conclusion
 #
-# The README's full-scale run (three seeds) found LossDiff correlated with IF (Spearman about 0.86) but
+# The README's full-scale run found LossDiff correlated with IF (Spearman about 0.86) but
 # IRM not (about -0.05), and a cost ratio of 2.8-9x, not 120x.
 
 # %%

@@ -226,7 +226,7 @@ print(f"LossDiff-IRM keeps {fused.n_kept} pairs; {(fused.mask & tif).sum()} of t
 # %% [markdown]
 # ## 6. Conclusion
 #
-# The README's full-scale run (three seeds) found the fused rule's overlap (about 0.78) inside the
+# The README's full-scale run found the fused rule's overlap (about 0.78) inside the
 # paper's range, but LossDiff alone higher (0.86): IRM barely tracks IF on our world (notebook 02), so
 # intersecting with it cannot help.
 
