@@ -350,7 +350,7 @@ def families_table(folder: Path, names: list[str]) -> str:
         f = s.loc["full"]
         fam = {"tiny": "llama (default)", "tiny-qwen": "qwen (Qwen3-style)", "tiny-pythia": "pythia (GPT-NeoX)",
                "tiny-gpt2": "gpt2"}.get(name, name)
-        if p.name in notes:
+        if p.name in notes or f"{name}_provenance.json" in notes:
             fam += " (stale: see figures/STALE.md)"
         o = s.loc["oracle"] if "oracle" in s.index else None
         better = (f"{int(o.diff_vs_full_better)} of {int(o.n_seeds)}" if o is not None and "diff_vs_full_better" in s
@@ -391,7 +391,9 @@ def blocks(folder: str | Path = REPO / "figures", name: str = "tiny") -> dict[st
         seeds = rec.get("seeds")
         src = (f"\n\n<sub>From `figures/{summ.name}` (tifkit sources {rec.get('source_hash', '?')}, commit "
                f"{str(rec.get('commit', '?'))[:10]}, seeds {', '.join(map(str, seeds)) if seeds else '?'}); "
-               "regenerate with `python -m tifkit.results`.</sub>")
+               "regenerate with `python -m tifkit.results`."
+               + (" **Stale**: the code has changed since this run, see `figures/STALE.md`." if man.name in
+                  stale_notes(folder) else "") + "</sub>")
         out[name] = rules_table(s, keep) + src
         out[f"{name}-ab"] = ab_lines(s)
         comp = folder / f"{name}_comparisons.csv"
