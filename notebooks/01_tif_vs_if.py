@@ -43,8 +43,8 @@
 # one seed) trains the shared stages (SFT, warm-up, validation model, scores) and then nine subsets in
 # two worker processes. From an empty cache it took 7 min 48 s on 2 CPU cores that other jobs kept at a
 # load average of 11-14 (the notebook got a third of a core on average: 156 CPU-seconds in all, so
-# about 2 minutes on an idle 2-core machine, an estimate); once cached, 2 minutes under that load (30
-# CPU-seconds, mostly starting the worker processes). `scale = "full"` (run.seeds, five seeds) with three
+# about 2 minutes on an idle 2-core machine, an estimate); once cached, 27 s at a load average of 3
+# (mostly starting the worker processes). `scale = "full"` (run.seeds, five seeds) with three
 # seeds' shared stages cached trained the other two and 45 subsets in 26 min under a load average of
 # 4-12 (572 CPU-seconds, so about 5 minutes of an idle 2-core machine, an estimate); after the batch,
 # which caches every seed's stages and full-data model, less.
@@ -340,6 +340,8 @@ sweep_text += ("The middle beats both ends, significantly on both." if sig_mid e
                all(diffs[e]["diff"] > 0 for e in ends) else
                "The middle does not beat both ends here.")
 sweep_text += f" Best position: {best}."
+if len(per_seed) == 1:
+    sweep_text += " One seed: the intervals cover the test prompts, not the training noise between seeds."
 if nb.scale == "ci":
     sweep_text += (" CI scale: a toy world of a few dozen pairs and a tiny model: the toy scale cannot tell whether "
                    "any of these claims holds; this run checks the code only.")
