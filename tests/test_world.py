@@ -1,5 +1,6 @@
 """The built-in world: determinism, oracle sanity, label noise at its parameter, ground truth kept apart."""
 import numpy as np
+import pandas as pd
 import pytest
 
 from tifkit.world import WorldConfig, build_world, make_prompt, oracle_reward, target_of
@@ -94,3 +95,23 @@ def test_bad_world_config_is_rejected():
         WorldConfig(flip_rate=1.5)
     with pytest.raises(ValueError, match="min_len"):
         WorldConfig(min_len=5, max_len=3)
+
+
+def test_sft_key_covers_exactly_what_shapes_the_demonstrations():
+    """SFT models are cached by sft_key: worlds that differ only in their pairs share the demos (and the
+    key); a field in SFT_FIELDS changes both."""
+    from dataclasses import fields, replace
+
+    from tifkit.world import SFT_FIELDS, sft_key
+
+    base = WorldConfig(n_sft=200, n_train=50, n_val=10, n_test=10, n_rm=10)
+    demos = build_world(base, 3).sft
+    for other in (replace(base, flip_rate=0.3, systematic=0.0, n_train=80, n_val=20, n_test=5, n_rm=30,
+                          val_flip_rate=0.1, bt_temperature=0.2, p_verbose=0.9, annotation_noise=2.0),):
+        pd.testing.assert_frame_equal(build_world(other, 3).sft, demos)
+        assert sft_key(other, 3) == sft_key(base, 3)
+    assert set(SFT_FIELDS) <= {f.name for f in fields(WorldConfig)}
+    for changed in (replace(base, sft_exact=0.9), replace(base, n_sft=150), replace(base, sft_verbose=0.1)):
+        assert sft_key(changed, 3) != sft_key(base, 3)
+        assert not build_world(changed, 3).sft.equals(demos)
+    assert sft_key(base, 4) != sft_key(base, 3)

@@ -236,14 +236,15 @@ def reference(ctx: Context):
 
 def sft_stage(ctx: Context) -> Path | str:
     """The SFT model: trained for tiny families (cached across runs), given for real ones."""
-    from tifkit.world import world_key
+    from tifkit.world import sft_key
 
     p = ctx.p
     if not p.model.is_tiny:
         return p.model.name_or_path
     m = p.model
     key = content_hash({"model": dataclasses.asdict(m), "sft": dataclasses.asdict(p.sft)}, 8)
-    wkey = world_key(p.world, ctx.seed) if p.data.source == "world" else "data"
+    # keyed by the demonstrations only (world.SFT_FIELDS): worlds that differ in their pairs share it
+    wkey = sft_key(p.world, ctx.seed) if p.data.source == "world" else "data"
     out = Path(p.run.root) / "cache" / "sft" / f"{m.family}-{wkey}-s{ctx.train_seed}-{key}"
     if stage_complete(out):
         return out

@@ -199,6 +199,19 @@ def build_world(cfg: WorldConfig | None = None, seed: int = 0) -> World:
     return World(config=cfg, seed=seed, sft=sft, train=train, val=val, test=test, rm_train=rm_train)
 
 
+# The world fields that shape the SFT demonstrations (build_world draws them from their own stream):
+# SFT models are cached by these alone, so worlds that differ only in their pairs (label noise, sizes
+# of D_tr / D_val / test) share one SFT model.
+SFT_FIELDS = ("alphabet", "min_len", "max_len", "n_sft", "sft_exact", "strengths", "p_append", "p_drop",
+              "verbose_suffix", "sft_verbose")
+
+
+def sft_key(cfg: WorldConfig, seed: int) -> str:
+    """Short key of the SFT demonstrations of (config, seed): only the fields in SFT_FIELDS."""
+    blob = repr([(f, getattr(cfg, f)) for f in SFT_FIELDS]) + f"|{seed}|v{WORLD_VERSION}"
+    return "d" + hashlib.sha256(blob.encode()).hexdigest()[:9]
+
+
 def world_key(cfg: WorldConfig, seed: int) -> str:
     """Short key of (config, seed), for cache folders."""
     blob = repr(sorted(asdict(cfg).items())) + f"|{seed}|v{WORLD_VERSION}"
