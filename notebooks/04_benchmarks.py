@@ -39,10 +39,9 @@
 #
 # **Hardware and time.** CPU only; the rules run in parallel worker processes, one per core.
 # `scale = None` runs the default scale: the tiny Llama-style model of `params/tiny.yaml` (2,000
-# training pairs, one seed), all ten rules, DPO and SLiC (20 trained models). From an empty cache it
-# took 12 minutes (717 s) on our shared 2-core development machine while other jobs kept its load
-# average at 12 (six runnable processes per core); the work equals two seeds of the batch (whose
-# three-seed run took 5-7 minutes on 2 idle cores), so we expect 4-5 minutes on 2 idle cores.
+# training pairs, one seed), all ten rules, DPO and SLiC (20 trained models): 2 min 45 s (165 s) on
+# 2 CPU cores from an empty cache (measured on the development machine at load average 2-4, i.e.
+# little besides this notebook; 12 minutes when other jobs kept the load at 12).
 # Seconds once the stages are cached (the batch of `make reproduce` caches the DPO half). The full
 # scale (`scale = "full"`, run by `make reproduce` after the batch) uses every seed of the params
 # file: DPO with every rule (the batch's cached models) and SLiC with the rules claim 6 names plus

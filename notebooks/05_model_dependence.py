@@ -28,9 +28,8 @@
 # data selection has to be done *per model*, which is why the paper's cheap scores (LossDiff, IRM) are
 # computed with the model in the loop.
 #
-# **What you will see.** The same 2,000 training pairs scored by exact IF under several tiny families
-# (Llama-, Qwen- and Pythia-style; GPT-2-style too at full scale; each with its own SFT, warm-up and
-# validation models); the
+# **What you will see.** The same 2,000 training pairs scored by exact IF under four tiny families
+# (Llama-, Qwen-, Pythia- and GPT-2-style, each with its own SFT, warm-up and validation models); the
 # Spearman correlation of their IF rankings; the pairs whose IF changes sign from one model to another;
 # a **control**: the same family trained from other initialization seeds (`run.model_seed`), since two
 # families differ in their random start as well as in their architecture; and a **transfer** test:
@@ -41,14 +40,13 @@
 #
 # **Hardware and time.** CPU only; every family (and the control) trains in its own worker process,
 # one per core. `scale = None` runs the default scale: the world of `params/tiny.yaml` (2,000 training
-# pairs, one seed), three families (llama, qwen, pythia), one control seed, and the transfer between
-# llama and qwen both ways. From an empty cache it took 10 minutes (616 s) on our shared 2-core
-# development machine at load average 9-10 (five runnable processes per core; with four families
-# 18 minutes at load 12); the work (four pipelines up to the scores, six short trainings) is about
-# that of notebook 04's default, so we expect 4-5 minutes on 2 idle cores, less when notebook 04 or
-# the batch have cached the llama stages. `scale = "full"` adds gpt2, every seed of the params file
-# and a second control seed (the transfer stays llama <-> qwen): the most expensive notebook after
-# 04; narrow it with `families`, `seeds` or `init_seeds`.
+# pairs, one seed), four families, one control seed, and the transfer between llama and qwen both
+# ways: 2 min 10 s (129 s) on 2 CPU cores from an empty cache (measured on the development machine at
+# load average 1-2; 18 minutes when other jobs kept the load at 12), less when notebook 04 or the
+# batch have cached the llama stages. `scale = "full"` uses every seed of the params file and a second
+# control seed (the transfer stays llama <-> qwen): about 15 more pipelines up to the scores and 20
+# short trainings at five seeds, an estimated 5-6 minutes on 2 idle cores (not measured); narrow it
+# with `families`, `seeds` or `init_seeds`.
 
 # %% tags=["parameters"]
 scale = None                  # None: $TIFKIT_NOTEBOOK_SCALE, else "default" (one seed, real size); "ci": toy; "full": all seeds
@@ -57,7 +55,7 @@ overrides = []                # extra parameter overrides, strings as for the CL
 seeds = None                  # None: run.seed (default and ci scale) or run.seeds (full scale)
 run_root = None               # None: the params file's run.root (runs/), or runs/nb-ci at ci scale
 figures_dir = None            # None: <run root>/figures; the papermill batch passes figures/
-families = None               # tiny families (model.family); None: llama, qwen, pythia (and gpt2 at full scale; llama, qwen at ci)
+families = None               # tiny families (model.family); None: llama, qwen, pythia, gpt2 (llama and qwen at ci scale)
 keep = 0.64                   # keep ratio of the TIF and transfer selections
 init_seeds = None             # control: other model seeds of the first family; None: [100], or [100, 101] at full scale; [] skips
 transfer_rule = "lossdiff-irm"  # the rule whose selection is transferred between families
@@ -102,7 +100,7 @@ p = nb.p
 # leaves the world (the pairs) alone. All runs go to worker processes; cached stages are reused.
 
 # %%
-families = list(families or {"ci": ["llama", "qwen"], "default": ["llama", "qwen", "pythia"]}.get(nb.scale, N.TINY_FAMILIES))
+families = list(families or (["llama", "qwen"] if nb.scale == "ci" else N.TINY_FAMILIES))
 if init_seeds is None:
     init_seeds = [100, 101] if nb.scale == "full" else [100]
 fam_params = N.family_params(params_file, families, scale=nb.scale, overrides=overrides, run_root=run_root)
