@@ -75,11 +75,12 @@ def winrate_bars(summary: pd.DataFrame, title: str = ""):
     ax.barh(y, s.winrate_vs_sft, xerr=err, color=[color(r) for r in s.rule], capsize=3)
     ax.set_yticks(y, s.rule)
     if "full" in set(s.rule):
-        ax.axvline(float(s.loc[s.rule == "full", "winrate_vs_sft"].iloc[0]), color=color("full"), ls="--", lw=1)
-    ax.axvline(0.5, color="black", lw=0.8)
-    lo = max(0.0, float(s.winrate_lo.min()) - 0.05)
-    ax.set_xlim(lo, min(1.0, float(s.winrate_hi.max()) + 0.05))
+        ax.axvline(float(s.loc[s.rule == "full", "winrate_vs_sft"].iloc[0]), color=color("full"), ls="--", lw=1,
+                   label="full data")
+    ax.axvline(0.5, color="black", lw=0.8, label="0.5: no better than SFT")
+    ax.set_xlim(0, 1)  # bars encode their length: they start at 0
     ax.set_xlabel("WinRate against SFT (oracle judge), 95% bootstrap interval")
+    ax.legend(frameon=False, loc="lower right", fontsize=8)
     if title:
         ax.set_title(title)
     fig.tight_layout()
