@@ -1,0 +1,42 @@
+"""Multi-stage studies the notebooks and the batch share: each trains, scores and evaluates through
+the pipeline's cached stages (tifkit.pipeline), so a rerun trains nothing.
+
+- `score_tables`: {seed: score table};
+- IF groups (claim 2): `train_on_groups` (continuation on each group with D_val curves),
+  `validation_metrics`, `evaluate_models`, `group_experiment`;
+- subsets trained in worker processes (claims 2, 3): `subset_experiment` over `group_specs` (IF
+  thirds), `band_specs` (TIF bands of fixed width at moving centres: `band_sweep`, `band_mask`) and
+  rule specs, with D_val curves and WinRates;
+- rules (claims 3, 6): `rules_experiment` (tifkit.batch.run_seed per seed);
+- model dependence (claim 1): `family_tables`, `init_control_tables` (other `run.model_seed`s),
+  `family_score_tables` (every family and the control in worker processes), and the transfer across
+  families: `transfer_plan`, `transfer_experiment`, `transfer_summary`;
+- benchmark (claim 6): `run_variants` (families x objectives x seeds x rules in worker processes),
+  `benchmark_summary` (WinRate and SingleScore with hierarchical intervals), `paired_rule_difference`;
+- cost (claim 7): `scoring_cost`;
+- the decisions the paper leaves open (claims 3-6, notebook 06): `decision_sweep` (settings in
+  worker processes), `decision_settings`, `decision_statistics`, `decision_claims`, `rank_decisions`,
+  `decision_robustness`.
+
+Modules: `core` (score tables, IF-group training, evaluation, rules, cost), `subsets` (IF groups and
+the band sweep in worker processes), `benchmark`, `families` (model dependence and transfer),
+`decisions` (notebook 06), `workers` (the worker-process pool). Everything is importable from here.
+"""
+from tifkit.experiments.core import (  # noqa: F401
+    BENCH_RULES, score_tables, validation_metrics, GroupTraining, train_on_groups, evaluate_models, group_experiment, rules_experiment, scoring_cost,
+)
+from tifkit.experiments.workers import (  # noqa: F401
+    _init_quiet_worker, _pool_map, _quiet, _workers,
+)
+from tifkit.experiments.subsets import (  # noqa: F401
+    group_specs, band_label, band_specs, band_selection, band_mask, spec_mask, _subset_task, subset_experiment, band_sweep,
+)
+from tifkit.experiments.benchmark import (  # noqa: F401
+    _variant_start, _variant_rule, run_variants, _aligned, paired_rule_difference, benchmark_summary,
+)
+from tifkit.experiments.families import (  # noqa: F401
+    family_tables, init_control_params, init_control_tables, _task_scores, parallel_score_tables, check_same_pairs, family_score_tables, transfer_plan, _task_train_ids, transfer_experiment, transfer_summary,
+)
+from tifkit.experiments.decisions import (  # noqa: F401
+    OPEN_DECISIONS, DECISION_CLAIMS, WINRATE_CLAIMS, decision_settings, setting_params, decision_statistics, claim_statistics, _core_table_path, _settings_order, t_interval, _verdict, rank_decisions, decision_claims, decision_robustness, decision_sweep,
+)

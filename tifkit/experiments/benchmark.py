@@ -1,0 +1,122 @@
+"""The benchmark (claim 6): families x objectives x seeds x rules in worker processes, WinRate and SingleScore with hierarchical intervals."""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tifkit import TifkitError
+from tifkit.influence import dpo_loss_per_pair, implicit_reward_margin
+from tifkit.io import content_hash
+from tifkit.train import LOSS_TYPES
+
+from tifkit.experiments.workers import _init_quiet_worker, _pool_map, _quiet, _workers  # noqa: F401
+
+
+# -------------------------------------------------------------------------- benchmark (claim 6)
+def _variant_start(p, seed: int, rules: list[str]) -> pd.DataFrame:
+    """Worker task: a (variant, seed)'s shared stages (SFT, warm-up, scores when a rule needs them)
+    and its first rule; the per-prompt rows of tifkit.batch."""
+    from tifkit.batch import _start_seed
+
+    return _start_seed(p, seed, rules)[2]
+
+
+def _variant_rule(p, seed: int, rule: str) -> pd.DataFrame:
+    """Worker task: one more rule of a (variant, seed) whose stages are done."""
+    from tifkit.batch import NO_SCORES, _rule_rows
+    from tifkit.pipeline import prepare, score_stage
+
+    ctx = prepare(p, seed)
+    return _rule_rows(ctx, rule, None if rule in NO_SCORES else pd.read_parquet(score_stage(ctx)))
+
+
+def run_variants(variants: dict, seeds, rules, workers: int | None = None) -> pd.DataFrame:
+    """Every (variant, seed, rule) of a benchmark through the batch's cached stages, in worker
+    processes: first one task per (variant, seed) that trains its SFT, warm-up, validation model
+    and scores and its first rule (tifkit.batch._start_seed), then one task per remaining rule
+    (batch._rule_rows). `variants` is {name: Params} (for example "llama/dpo", "llama/slic");
+    `rules` is one list for all, or {name: list}. `workers` defaults to the first variant's
+    run.workers (0 = one per core). Returns tifkit.batch's per-prompt rows with a `variant` column,
+    in variant, seed, rule order."""
+    seeds = [int(s) for s in seeds]
+    if not variants or not seeds:
+        raise TifkitError("run_variants needs at least one variant and one seed.")
+    rules_of = {v: list(rules[v] if isinstance(rules, dict) else rules) for v in variants}
+    for v, rs in rules_of.items():
+        if not rs:
+            raise TifkitError(f"Variant '{v}' has no rules; list at least one, e.g. [full, lossdiff-irm].")
+    quiet = {v: _quiet(p) for v, p in variants.items()}
+    n_tasks = sum(len(rules_of[v]) for v in variants) * len(seeds)
+    first = next(iter(variants.values()))
+    w = _workers(first, n_tasks, workers)
+    tasks = {(v, s, rules_of[v][0]): (_variant_start, (quiet[v], s, rules_of[v])) for v in variants for s in seeds}
+
+    def then(key, result):
+        v, s, r = key
+        if r != rules_of[v][0]:
+            return None
+        return {(v, s, q): (_variant_rule, (quiet[v], s, q)) for q in rules_of[v][1:]}
+
+    res = _pool_map(tasks, w, f"{len(variants)} variant(s) x {len(seeds)} seed(s)", first.run.show_progress, then)
+    rows = []
+    for v in variants:
+        for s in seeds:
+            for r in rules_of[v]:
+                rows.append(res[v, s, r].assign(variant=v))
+    return pd.concat(rows, ignore_index=True)
+
+
+def _aligned(per_prompt: pd.DataFrame, rule: str) -> pd.DataFrame:
+    return per_prompt[per_prompt.rule == rule].sort_values(["seed", "prompt_idx"]).reset_index(drop=True)
+
+
+def paired_rule_difference(per_prompt: pd.DataFrame, a: str, b: str, column: str = "verdict",
+                           n_bootstrap: int = 10000, seed: int = 0) -> dict:
+    """Mean `column` of rule a minus rule b on the same prompts and seeds (WinRate with
+    column="verdict", SingleScore with "reward_policy"), with tifkit.stats' hierarchical bootstrap
+    interval (seeds, then prompts; with one seed, prompts only). Raises when the two rules were not
+    evaluated on the same (seed, prompt) rows."""
+    from tifkit.stats import paired_hierarchical_diff
+
+    ga, gb = _aligned(per_prompt, a), _aligned(per_prompt, b)
+    if len(ga) == 0 or len(gb) == 0:
+        raise TifkitError(f"Rules '{a}' and '{b}' must both be in the per-prompt table to compare them.")
+    if len(ga) != len(gb) or not (ga[["seed", "prompt_idx"]].to_numpy() == gb[["seed", "prompt_idx"]].to_numpy()).all():
+        raise TifkitError(f"Rules '{a}' and '{b}' were evaluated on different prompts or seeds; run both on every seed.")
+    d = paired_hierarchical_diff(ga[column].to_numpy(), gb[column].to_numpy(), ga.seed.to_numpy(), n_bootstrap, seed)
+    return {"a": a, "b": b, "column": column, "diff": d.estimate, "lo": d.lo, "hi": d.hi,
+            "n_better": d.n_better, "n_seeds": d.n_seeds, "mean_a": float(ga[column].mean()),
+            "mean_b": float(gb[column].mean())}
+
+
+def benchmark_summary(per_prompt: pd.DataFrame, n_bootstrap: int = 10000, seed: int = 0) -> pd.DataFrame:
+    """One row per (variant, rule): tifkit.batch.summarize's WinRate against SFT and paired
+    differences against full data and random selection, plus the SingleScore (mean oracle reward
+    of the policy's answers, `reward_policy`) with its hierarchical interval and its paired
+    difference against full data. A table without a `variant` column is one variant ("")."""
+    from tifkit.batch import summarize
+    from tifkit.stats import hierarchical_interval
+
+    pp = per_prompt if "variant" in per_prompt else per_prompt.assign(variant="")
+    out = []
+    for v, g in pp.groupby("variant", sort=False):
+        s = summarize(g.drop(columns="variant"), n_bootstrap, seed)
+        ss, dv = [], []
+        for rule in s.rule:
+            a = _aligned(g, rule)
+            iv = hierarchical_interval(a.reward_policy.to_numpy(), a.seed.to_numpy(), n_bootstrap, seed)
+            ss.append((iv.estimate, iv.lo, iv.hi))
+            dv.append(paired_rule_difference(g, rule, "full", "reward_policy", n_bootstrap, seed)
+                      if rule != "full" and "full" in set(g.rule) else None)
+        s["single_score"], s["single_score_lo"], s["single_score_hi"] = map(list, zip(*ss))
+        s["single_diff_vs_full"] = [d["diff"] if d else np.nan for d in dv]
+        s["single_diff_vs_full_lo"] = [d["lo"] if d else np.nan for d in dv]
+        s["single_diff_vs_full_hi"] = [d["hi"] if d else np.nan for d in dv]
+        out.append(s.assign(variant=v))
+    cols = ["variant"]
+    return pd.concat(out, ignore_index=True).pipe(lambda d: d[cols + [c for c in d.columns if c not in cols]])
