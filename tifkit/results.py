@@ -60,14 +60,14 @@ def _code_lines(text: str) -> str:
 
 
 def source_files(package: str | Path = PACKAGE) -> list[Path]:
-    return sorted(p for p in Path(package).glob("*.py") if p.name not in EXCLUDED)
+    return sorted(p for p in Path(package).rglob("*.py") if p.name not in EXCLUDED)
 
 
 def source_hash(package: str | Path = PACKAGE) -> str:
-    """sha256 (16 hex digits) over the code of every tifkit/*.py but results.py (module docstring)."""
+    """sha256 (16 hex digits) over the code of every tifkit/**/*.py but results.py (module docstring)."""
     h = hashlib.sha256()
     for p in source_files(package):
-        h.update(f"\0{p.name}\0".encode())
+        h.update(f"\0{p.relative_to(package).as_posix()}\0".encode())
         h.update(_code_lines(p.read_text(encoding="utf-8")).encode())
     return h.hexdigest()[:16]
 
