@@ -44,9 +44,9 @@
 # ways: 2 min 10 s (129 s) on 2 CPU cores from an empty cache (measured on the development machine at
 # load average 1-2; 18 minutes when other jobs kept the load at 12), less when notebook 04 or the
 # batch have cached the llama stages. `scale = "full"` uses every seed of the params file and a second
-# control seed (the transfer stays llama <-> qwen): about 15 more pipelines up to the scores and 20
-# short trainings at five seeds, an estimated 5-6 minutes on 2 idle cores (not measured); narrow it
-# with `families`, `seeds` or `init_seeds`.
+# control seed (the transfer stays llama <-> qwen): 5 min 50 s (347 s) at five seeds after notebook
+# 04 had cached the llama stages (load average about 2); narrow it with `families`, `seeds` or
+# `init_seeds`.
 
 # %% tags=["parameters"]
 scale = None                  # None: $TIFKIT_NOTEBOOK_SCALE, else "default" (one seed, real size); "ci": toy; "full": all seeds
