@@ -283,15 +283,24 @@ print(f"across {len(sweep)} band positions: Spearman(final D_val loss, WinRate) 
 
 # %% [markdown]
 # The middle against each end, paired on the same test prompts (and seeds): the difference of WinRates
-# with a 95% bootstrap interval over prompts (resampled within each seed). That interval does not
-# include the seed-to-seed spread of training, which is large on this world; with several seeds, the
-# per-seed table below shows it, and we count in how many seeds the middle wins.
+# with a 95% interval from `tifkit.stats`' hierarchical bootstrap, which resamples seeds and then prompts
+# within each seed, so that the seed-to-seed spread of training (large on this world) is in the
+# interval. With one seed it can only resample prompts, and says nothing about training noise; the
+# per-seed table below shows the spread, and we count in how many seeds the middle wins.
 
 # %%
 pp = runs["per_prompt"]
 mid = E.band_label(min(band_centers, key=lambda c: abs(c - 0.5)))
 ends = [sweep_names[0], sweep_names[-1]]
-diffs = {end: R.rule_difference(pp, mid, end) for end in ends}
+
+
+def difference(a, b):
+    """WinRate(a) - WinRate(b) on the same prompts and seeds, hierarchical interval (tifkit.stats)."""
+    d = E.paired_rule_difference(pp, a, b, n_bootstrap=p.run.n_bootstrap, seed=p.eval.seed)
+    return {**d, "winrate_a": d["mean_a"], "winrate_b": d["mean_b"]}
+
+
+diffs = {end: difference(mid, end) for end in ends}
 per_seed = pp.pivot_table(index="seed", columns="rule", values="verdict", aggfunc="mean")[sweep_names]
 seeds_better = {end: int((per_seed[mid] > per_seed[end]).sum()) for end in ends}
 best = sweep.winrate.idxmax()
@@ -310,7 +319,7 @@ if claim3["tif"].startswith("band@"):
     assert np.array_equal(E.band_mask(t, band_width, 0.5, p.select), tif_mask)
     assert np.array_equal(E.band_mask(t, band_width, 1 - keep / 2, p.select), top_mask)
     print(f"{claim3['tif']} is the TIF selection and {claim3['top-if']} the top-IF selection (same pairs)")
-d3 = R.rule_difference(pp, claim3["tif"], claim3["top-if"])
+d3 = difference(claim3["tif"], claim3["top-if"])
 d3.update(a="tif", b="top-if")
 seeds3 = pp.pivot_table(index="seed", columns="rule", values="verdict", aggfunc="mean")
 d3["seeds_tif_better"] = int((seeds3[claim3["tif"]] > seeds3[claim3["top-if"]]).sum())

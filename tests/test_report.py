@@ -155,6 +155,15 @@ def test_conclusions_follow_the_numbers():
     swapped = good.assign(lossdiff=good.irm, irm=good.lossdiff)
     assert "only in part" in C.conclude_correlation(R.score_report(swapped))
     assert "does not reproduce" in C.conclude_correlation(R.score_report(t))  # LossDiff = -IF
+    # over seeds: a positive mean whose t-interval reaches below 0 is not shown
+    noisy = {s: R.score_report(good.assign(irm=good["if"] * (1 if s % 2 else -0.8) + rng.normal(size=len(t))))
+             for s in range(4)}
+    text = C.conclude_correlation(R.aggregate(noisy, ["section", "name", "statistic"]))
+    assert text.startswith("Claim 4 reproduces only in part: LossDiff correlates positively with IF, IRM does not")
+    assert "over 4 seeds" in text
+    steady = R.aggregate({s: R.score_report(good.assign(irm=good["if"] + rng.normal(size=len(t)))) for s in range(3)},
+                         ["section", "name", "statistic"])
+    assert C.conclude_correlation(steady).startswith("Claim 4 reproduces:")
     sw = pd.DataFrame({"keep": [0.5] * 3 + [0.64] * 3, "rule": ["lossdiff-irm", "lossdiff", "irm"] * 2,
                        "overlap": [0.8, 0.7, 0.6, 0.6, 0.7, 0.5], "n_kept": 0, "chance": [0.5] * 3 + [0.64] * 3})
     assert "at 1 of 2 keep ratios (0.5)" in C.conclude_overlap(sw)
