@@ -81,13 +81,6 @@ def run_seed(params: Params, seed: int, rules: list[str]) -> tuple[pd.DataFrame,
 
 
 # ------------------------------------------------------------------------------- worker processes
-def _init_worker() -> None:
-    import torch
-
-    torch.set_num_threads(1)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
 def _timed(fn, *args):
     """(fn(*args), {"wall_s", "cpu_s"}): wall and CPU seconds of this process for one task."""
     t0, c0 = time.perf_counter(), time.process_time()
@@ -143,10 +136,8 @@ def run_seeds(params: Params, seeds: list[int], rules: list[str], workers: int |
     are off in the workers; one bar counts the tasks."""
     import dataclasses
 
-    import torch
-    from tqdm.auto import tqdm
-
     from tifkit.pipeline import say
+    from tifkit.workers import pool_map
 
     rules = list(rules)
     if not rules:
@@ -157,46 +148,22 @@ def run_seeds(params: Params, seeds: list[int], rules: list[str], workers: int |
     rows: dict[tuple[int, str], pd.DataFrame] = {}
     score_paths: dict[int, str] = {}
     times = timings if timings is not None else []
-    bar = tqdm(total=n_tasks, desc=f"batch ({workers} worker{'s' * (workers > 1)})", disable=not params.run.show_progress)
     say(f"batch: {len(seeds)} seeds x {len(rules)} rules in {workers} worker process(es), one torch thread each")
-    if workers == 1:
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            for s in seeds:
-                (rows[s, rules[0]], path), t = _task_start(quiet, s, rules)
-                times.append({"seed": s, "rule": rules[0], **t})
-                bar.update()
-                if path:
-                    score_paths[s] = path
-                for r in rules[1:]:
-                    rows[s, r], t = _task_rule(quiet, s, r)
-                    times.append({"seed": s, "rule": r, **t})
-                    bar.update()
-        finally:
-            torch.set_num_threads(threads)
-    else:
-        import multiprocessing as mp
-        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                 initializer=_init_worker) as pool:
-            pending = {pool.submit(_task_start, quiet, s, rules): (s, rules[0], True) for s in seeds}
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    s, r, first = pending.pop(fut)
-                    out, t = fut.result()  # a worker's error stops the batch here, with its message
-                    times.append({"seed": s, "rule": r, **t})
-                    if first:
-                        rows[s, r], path = out
-                        if path:
-                            score_paths[s] = path
-                        pending.update({pool.submit(_task_rule, quiet, s, q): (s, q, False) for q in rules[1:]})
-                    else:
-                        rows[s, r] = out
-                    bar.update()
-    bar.close()
+    def then(key, result):  # a seed's shared stages are done: its other rules can start
+        s, r, first = key
+        out, t = result
+        times.append({"seed": s, "rule": r, **t})
+        if not first:
+            rows[s, r] = out
+            return None
+        rows[s, r], path = out
+        if path:
+            score_paths[s] = path
+        return {(s, q, False): (_task_rule, (quiet, s, q)) for q in rules[1:]}
+
+    pool_map({(s, rules[0], True): (_task_start, (quiet, s, rules)) for s in seeds}, workers,
+             "batch", params.run.show_progress, then)
     per_prompt = pd.concat([rows[s, r] for s in seeds for r in rules], ignore_index=True)
     tables = {s: pd.read_parquet(score_paths[s]) for s in seeds if s in score_paths}
     return per_prompt, tables

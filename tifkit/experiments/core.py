@@ -14,7 +14,6 @@ from tifkit.influence import dpo_loss_per_pair, implicit_reward_margin
 from tifkit.io import content_hash
 from tifkit.train import LOSS_TYPES
 
-from tifkit.experiments.workers import _init_quiet_worker, _pool_map, _quiet, _workers  # noqa: F401
 
 
 # Every rule the benchmark trains (oracle: the world's ground truth, an upper reference).
@@ -171,8 +170,6 @@ def rules_experiment(p, seeds, rules, keep: float | None = None) -> dict:
     parts = [x[0] if isinstance(x, tuple) else x for x in parts]  # (per-prompt rows, score table) or rows
     per_prompt = pd.concat(parts, ignore_index=True)
     return {"per_prompt": per_prompt, "summary": summarize(per_prompt)}
-
-
 
 
 def scoring_cost(ctx, n_pairs: int = 64, methods=("lossdiff-irm", "if-batched", "if-loop"),

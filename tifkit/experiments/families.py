@@ -2,20 +2,14 @@
 from __future__ import annotations
 
 import dataclasses
-import time
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from tifkit import TifkitError
-from tifkit.influence import dpo_loss_per_pair, implicit_reward_margin
-from tifkit.io import content_hash
-from tifkit.train import LOSS_TYPES
 
 from tifkit.experiments.benchmark import _aligned, paired_rule_difference
-from tifkit.experiments.workers import _init_quiet_worker, _pool_map, _quiet, _workers  # noqa: F401
+from tifkit.experiments.workers import _pool_map, _quiet, _workers
 
 
 def family_tables(params_by_family: dict, seed: int | None = None) -> dict[str, pd.DataFrame]:
@@ -57,8 +51,6 @@ def init_control_tables(p, seed: int, init_seeds=(100, 101), workers: int | None
     to `workers` processes (`parallel_score_tables`)."""
     jobs = {name: (q, seed) for name, q in init_control_params(p, seed, init_seeds).items()}
     return parallel_score_tables(jobs, workers)
-
-
 
 
 # ------------------------------------------------------------- model dependence (claim 1)

@@ -2,20 +2,14 @@
 from __future__ import annotations
 
 import dataclasses
-import time
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from tifkit import TifkitError
-from tifkit.influence import dpo_loss_per_pair, implicit_reward_margin
-from tifkit.io import content_hash
-from tifkit.train import LOSS_TYPES
 
 from tifkit.experiments.core import evaluate_models, train_on_groups
-from tifkit.experiments.workers import _init_quiet_worker, _pool_map, _quiet, _workers  # noqa: F401
+from tifkit.experiments.workers import _pool_map, _quiet, _workers
 
 
 # ------------------------------------------------------------------------------------------------
