@@ -39,7 +39,9 @@
 # overfits); **claim 3**, TIF selection beats classical top-IF selection at the same budget. And a direct
 # test of the idea: a **band-position sweep**, one band of fixed width moved from low to high IF.
 #
-# **Hardware and time.** CPU only. The default scale (`params/tiny.yaml` as is: 2,000 training pairs,
+# **Hardware and time.** CPU only. Default scale from an empty cache on a fresh clone: **1 min 52 s** on 2 CPU
+# cores (2026-11-27, load average about 2.5, i.e. little else running). Earlier measurements while
+# other jobs loaded the machine follow. CPU only. The default scale (`params/tiny.yaml` as is: 2,000 training pairs,
 # one seed) trains the shared stages (SFT, warm-up, validation model, scores) and then nine subsets in
 # two worker processes. From an empty cache it took 7 min 48 s on 2 CPU cores that other jobs kept at a
 # load average of 11-14 (the notebook got a third of a core on average: 156 CPU-seconds in all, so

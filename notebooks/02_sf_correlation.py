@@ -36,7 +36,9 @@
 # scoring with LossDiff-IRM is two orders of magnitude cheaper than exact IF. Also shown: how well each
 # score finds the mislabelled pairs (AUROC against the world's ground truth).
 #
-# **Hardware and time.** CPU only. The default scale (`params/tiny.yaml`, 2,000 training pairs, one seed)
+# **Hardware and time.** CPU only. Default scale from an empty cache on a fresh clone: **46 s** on 2 CPU
+# cores (2026-11-27, load average about 2.5, i.e. little else running). Earlier measurements while
+# other jobs loaded the machine follow. CPU only. The default scale (`params/tiny.yaml`, 2,000 training pairs, one seed)
 # trains the shared stages, scores every pair and times the scorers: from an empty cache 3 min 1 s on 2
 # CPU cores that other jobs kept at a load average of 9-13 (55 CPU-seconds in all, so about a minute
 # on an idle machine, an estimate); about 20 s once notebook 01 (or the batch) has scored the pairs.

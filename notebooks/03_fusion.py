@@ -36,7 +36,9 @@
 # **Claim tested** (`docs/METHOD.md`): **claim 5**, LossDiff-IRM overlaps the TIF selection more than
 # either proxy alone (paper: 0.73-0.78 against 0.60-0.70).
 #
-# **Hardware and time.** CPU only; no training beyond the shared stages. The default scale
+# **Hardware and time.** CPU only. Default scale from an empty cache on a fresh clone: **41 s** on 2 CPU
+# cores (2026-11-27, load average about 2.5, i.e. little else running). Earlier measurements while
+# other jobs loaded the machine follow. CPU only; no training beyond the shared stages. The default scale
 # (`params/tiny.yaml`, 2,000 training pairs, one seed) from an empty cache: 2 min 29 s on 2 CPU cores
 # that other jobs kept at a load average of about 11 (50 CPU-seconds in all, almost all of it the
 # shared stages and scoring, so about a minute on an idle machine, an estimate); about 15 s once
