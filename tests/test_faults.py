@@ -11,9 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +25,8 @@ from tifkit.models import ModelParams, build_tiny_model
 from tifkit.scores import ScoreParams, run_scoring
 from tifkit.tokenizer import build_char_tokenizer
 from tifkit.world import WorldConfig, build_world
+
+from _fake_llm import FakeServer
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -288,47 +288,10 @@ def test_two_processes_saving_one_stage_never_race(tmp_path):
 
 
 # ------------------------------------------------------------------------------------ judge deadline
-class DripServer:
-    """Answers 200 with its headers at once, then the body one byte every `gap` seconds."""
-
-    def __init__(self, gap: float):
-        payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": "[[A]]"}}]}).encode()
-        self.requests = 0
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                self.rfile.read(int(self.headers["Content-Length"]))
-                outer.requests += 1
-                try:
-                    self.send_response(200)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    for b in payload:
-                        self.wfile.write(bytes([b]))
-                        self.wfile.flush()
-                        time.sleep(gap)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 def test_judge_timeout_is_a_total_deadline_against_a_dripping_server():
     from tifkit.judges import LLMJudge
 
-    server = DripServer(gap=0.1)  # ~8 s for the whole reply; every single read is quick
+    server = FakeServer(lambda n, msg: (200, "[[A]]", 0.0, {}), drip=0.1)  # ~8 s for the reply; each read quick
     try:
         judge = LLMJudge(server.url, "m", api_key_env="", timeout=1.0, max_retries=1, requests_per_minute=0,
                          concurrency=1, backoff_base=0.01, show_progress=False)
@@ -338,7 +301,7 @@ def test_judge_timeout_is_a_total_deadline_against_a_dripping_server():
     finally:
         server.close()
     assert verdicts[0].outcome == "error"
-    assert judge.stats.n_timeouts == 2 and server.requests == 2  # first order: two attempts, both cut off
+    assert judge.stats.n_timeouts == 2 and len(server.calls) == 2  # first order: two attempts, both cut off
     assert took < 2 * 1.0 + 1.5  # two attempts of at most 1 s each, plus slack
 
 

@@ -1,8 +1,5 @@
 """Judges: oracle, reward model (tiny local classifier), LLM judge against a fake local endpoint."""
-import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
@@ -13,6 +10,8 @@ from tifkit.evaluate import EvalParams, evaluate_policy
 from tifkit.judges import LLMJudge, OracleJudge, RewardModelJudge, parse_pairwise, parse_rating
 from tifkit.reward import reward_scores
 from tifkit.tokenizer import build_char_tokenizer
+
+from _fake_llm import FakeServer
 
 # ---------------------------------------------------------------------------------- oracle
 
@@ -74,48 +73,6 @@ def test_reward_model_judge_unloadable_is_one_sentence(tmp_path):
 
 
 # ---------------------------------------------------------------------------------- LLM judge
-
-
-class FakeServer:
-    """An OpenAI-compatible chat/completions endpoint on 127.0.0.1; `behave(n, user_message)`
-    returns (status, content, delay_s, headers) for the n-th request."""
-
-    def __init__(self, behave):
-        self.behave, self.calls, self.lock = behave, [], threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with server.lock:
-                    n = len(server.calls)
-                    server.calls.append({"body": body, "auth": self.headers.get("Authorization")})
-                status, content, delay, headers = server.behave(n, body["messages"][-1]["content"])
-                time.sleep(delay)
-                payload = json.dumps({"choices": [{"message": {"role": "assistant",
-                                                               "content": content}}]}).encode()
-                try:
-                    self.send_response(status)
-                    for k, v in headers.items():
-                        self.send_header(k, v)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client timed out and left
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ import torch
 
 from tifkit import TifkitError
 from tifkit.models import TINY_FAMILIES, LoraParams, ModelParams, apply_lora, build_tiny_model, load_model, n_params
-from tifkit.train import SFTParams, TrainParams, dpo_train, save_stage, sft_train, stage_done
+from tifkit.io import stage_complete
+from tifkit.train import SFTParams, TrainParams, dpo_train, save_stage, sft_train
 from tifkit.world import WorldConfig, build_world
 
 SIZE = dict(hidden_size=32, num_layers=2, num_heads=4, max_positions=64)
@@ -86,7 +87,7 @@ def test_lora_path_trains_only_adapters_and_round_trips(char_tokenizer, world, t
         if n in frozen_before:
             assert torch.equal(p, frozen_before[n]), n
     out = save_stage(m, char_tokenizer, tmp_path / "lora")
-    assert stage_done(out) and (out / "adapter_config.json").exists()
+    assert stage_complete(out) and (out / "adapter_config.json").exists()
     from peft import PeftModel
 
     re = PeftModel.from_pretrained(copy.deepcopy(base), str(out))
@@ -99,7 +100,7 @@ def test_lora_path_trains_only_adapters_and_round_trips(char_tokenizer, world, t
 def test_save_reload_round_trip(family, char_tokenizer, tmp_path):
     m = build_tiny_model(family, char_tokenizer, seed=1, **SIZE).eval()
     out = save_stage(m, char_tokenizer, tmp_path / family, extra={"log": pd.DataFrame({"a": [1]})})
-    assert stage_done(out) and not list(tmp_path.glob(".*"))  # no temporary folder left behind
+    assert stage_complete(out) and not list(tmp_path.glob(".*"))  # no temporary folder left behind
     m2, tok2 = load_model(str(out), ModelParams(device="cpu"))
     text = ["sort hello:ehllo", "sort ab:"]
     assert tok2(text)["input_ids"] == char_tokenizer(text)["input_ids"]

@@ -12,9 +12,7 @@ trust_remote_code stays off unless the parameters turn it on.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import torch
 

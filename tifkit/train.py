@@ -10,11 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import tempfile
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -185,7 +181,3 @@ def _drop_trl_patch(model) -> None:
     for m in targets:
         m.__dict__.pop("forward", None)
 
-
-def stage_done(out_dir: str | os.PathLike) -> bool:
-    d = Path(out_dir)
-    return d.is_dir() and (any(d.glob("*.safetensors")) or (d / "adapter_config.json").exists())

@@ -33,7 +33,7 @@ Everything is deterministic given (WorldConfig, seed) and takes well under a sec
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
