@@ -11,8 +11,8 @@ import torch
 import tifkit.evaluate as ev
 from tifkit import TifkitError
 from tifkit.evaluate import (EvalParams, cached_generate, evaluate_from_params, evaluate_policy,
-                             generate, load_prompt_set, paired_bootstrap_diff, single_score,
-                             winrate)
+                             generate, load_prompt_set, single_score, winrate)
+from tifkit.stats import paired_bootstrap_diff
 from tifkit.judges import OracleJudge, Verdict
 from tifkit.tokenizer import build_char_tokenizer
 

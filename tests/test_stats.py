@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from tifkit import TifkitError
-from tifkit.evaluate import bootstrap_interval
-from tifkit.stats import expanded_alpha, hierarchical_interval, hierarchical_means, paired_hierarchical_diff
+from tifkit.stats import (bootstrap_interval, expanded_alpha, hierarchical_interval, hierarchical_means,
+                          paired_hierarchical_diff)
 
 
 def _experiment(rng, n_seeds, n_prompts, mu, sd_seed, sd_prompt):

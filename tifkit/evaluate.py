@@ -6,7 +6,7 @@
     result.table          # one row per prompt: both responses, verdict, scores, judge details
 
 WinRate and SingleScore are fractions/scores as the judge gives them (multiply WinRate by 100 for
-the paper's tables). Intervals are percentile bootstraps over prompts (seeded). Judge errors (calls
+the paper's tables). Intervals are percentile bootstraps over prompts (seeded; tifkit.stats). Judge errors (calls
 that failed after all retries) are left out of both and counted in `result.counts["error"]`.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,8 @@ import pandas as pd
 from tifkit import TifkitError
 from tifkit.config import EvalParams  # noqa: F401  (parameter section; lives in config.py)
 from tifkit.io import atomic_write_text, content_hash, parquet_ok, write_parquet
+# the intervals are tifkit.stats' (one statistics module); the names stay importable from here
+from tifkit.stats import Interval, bootstrap_interval, paired_bootstrap_diff  # noqa: F401
 from tifkit.judges import (VALUES, Judge, LLMJudge, OracleJudge, RewardModelJudge, ScoreJudge,
                            Verdict)
 
@@ -296,14 +298,6 @@ def _load_hub_prompt_set(name: str) -> list[str]:
 # Metrics
 
 
-class Interval(NamedTuple):
-    """A point estimate with a bootstrap interval; unpacks as `(estimate, lo, hi)`."""
-
-    estimate: float
-    lo: float
-    hi: float
-
-
 def verdict_values(verdicts) -> np.ndarray:
     """Win 1, tie 0.5, loss 0, error NaN, from Verdicts, outcome strings or numbers."""
     out = []
@@ -317,33 +311,6 @@ def verdict_values(verdicts) -> np.ndarray:
     return np.asarray(out, dtype=float)
 
 
-def _bootstrap_means(values: np.ndarray, n_bootstrap: int, seed: int,
-                     strata: np.ndarray | None = None) -> np.ndarray:
-    """Means of `n_bootstrap` resamples (with replacement, within each stratum if given)."""
-    rng = np.random.default_rng(seed)
-    if strata is None:
-        strata = np.zeros(len(values), dtype=int)
-    total = np.zeros(n_bootstrap)
-    for s in sorted(set(strata.tolist()), key=str):
-        group = values[strata == s]
-        total += group[rng.integers(0, len(group), size=(n_bootstrap, len(group)))].sum(axis=1)
-    return total / len(values)
-
-
-def bootstrap_interval(values, n_bootstrap: int = 1000, seed: int = 0, ci: float = 0.95,
-                       strata=None) -> Interval:
-    """Mean of the finite `values` and its percentile bootstrap interval (NaN rows dropped)."""
-    values = np.asarray(values, dtype=float)
-    keep = np.isfinite(values)
-    strata = None if strata is None else np.asarray(strata)[keep]
-    values = values[keep]
-    if len(values) == 0:
-        return Interval(float("nan"), float("nan"), float("nan"))
-    means = _bootstrap_means(values, n_bootstrap, seed, strata)
-    lo, hi = np.percentile(means, [50 * (1 - ci), 50 * (1 + ci)])
-    return Interval(float(values.mean()), float(lo), float(hi))
-
-
 def winrate(verdicts, n_bootstrap: int = 1000, seed: int = 0, ci: float = 0.95) -> Interval:
     """WinRate (win 1, tie 0.5, loss 0; judge errors left out) with a bootstrap interval over
     prompts."""
@@ -353,21 +320,6 @@ def winrate(verdicts, n_bootstrap: int = 1000, seed: int = 0, ci: float = 0.95) 
 def single_score(scores, n_bootstrap: int = 1000, seed: int = 0, ci: float = 0.95) -> Interval:
     """Mean absolute score (NaN = failed or unparsable, left out) with a bootstrap interval."""
     return bootstrap_interval(scores, n_bootstrap, seed, ci)
-
-
-def paired_bootstrap_diff(scores_a, scores_b, n_bootstrap: int = 1000, seed: int = 0,
-                          ci: float = 0.95, strata=None) -> Interval:
-    """Mean(scores_a) - mean(scores_b) on the same prompts, with a paired bootstrap interval.
-
-    `scores_*` are per-prompt values (e.g. `verdict_values` of two policies against the same
-    reference); a prompt missing (NaN) in either is dropped. With `strata` (e.g. the seed of each
-    row) prompts are resampled within each stratum.
-    """
-    a, b = np.asarray(scores_a, dtype=float), np.asarray(scores_b, dtype=float)
-    if a.shape != b.shape:
-        raise TifkitError(f"Paired scores have different lengths ({len(a)} vs {len(b)}); pass "
-                          "both policies' scores on the same prompts.")
-    return bootstrap_interval(a - b, n_bootstrap, seed, ci, strata)
 
 
 def per_prompt_table(prompts, responses_policy, responses_ref, verdicts=None, score_policy=None,

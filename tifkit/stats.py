@@ -1,4 +1,14 @@
-"""Intervals that include training noise: a hierarchical bootstrap over seeds, then prompts.
+"""Every interval tifkit reports: bootstraps over prompts, the hierarchical bootstrap over seeds then
+prompts, Student-t intervals over seeds, and paired comparisons of rules.
+
+- over prompts (one trained model): `bootstrap_interval` (optionally within strata) and
+  `paired_bootstrap_diff`, behind evaluate.winrate / single_score and report.pooled_winrates;
+- over seeds and prompts: `hierarchical_interval`, `paired_hierarchical_diff`, and
+  `rule_comparisons` (every pair of rules of a batch's per-prompt table), behind the batch summary
+  and tifkit.results' committed comparisons;
+- over per-seed statistics: `t_interval` (experiments.decisions' score-based claims).
+
+Intervals that include training noise: a hierarchical bootstrap over seeds, then prompts.
 
 A WinRate measured on one trained model varies with the prompts it is judged on; across seeds it
 also varies with the model (initialization, batch order, world). Resampling prompts within each
@@ -16,14 +26,82 @@ between-seed variance.
 """
 from __future__ import annotations
 
+import json
 from typing import NamedTuple
 
 import numpy as np
+import pandas as pd
 from scipy import stats as _st
 
 from tifkit import TifkitError
 
 
+# ------------------------------------------------------------------------------------ over prompts
+class Interval(NamedTuple):
+    """A point estimate with a bootstrap interval; unpacks as `(estimate, lo, hi)`."""
+
+    estimate: float
+    lo: float
+    hi: float
+
+
+def bootstrap_means(values: np.ndarray, n_bootstrap: int, seed: int, strata: np.ndarray | None = None) -> np.ndarray:
+    """Means of `n_bootstrap` resamples (with replacement, within each stratum if given)."""
+    rng = np.random.default_rng(seed)
+    if strata is None:
+        strata = np.zeros(len(values), dtype=int)
+    total = np.zeros(n_bootstrap)
+    for s in sorted(set(strata.tolist()), key=str):
+        group = values[strata == s]
+        total += group[rng.integers(0, len(group), size=(n_bootstrap, len(group)))].sum(axis=1)
+    return total / len(values)
+
+
+def bootstrap_interval(values, n_bootstrap: int = 1000, seed: int = 0, ci: float = 0.95,
+                       strata=None) -> Interval:
+    """Mean of the finite `values` and its percentile bootstrap interval (NaN rows dropped)."""
+    values = np.asarray(values, dtype=float)
+    keep = np.isfinite(values)
+    strata = None if strata is None else np.asarray(strata)[keep]
+    values = values[keep]
+    if len(values) == 0:
+        return Interval(float("nan"), float("nan"), float("nan"))
+    means = bootstrap_means(values, n_bootstrap, seed, strata)
+    lo, hi = np.percentile(means, [50 * (1 - ci), 50 * (1 + ci)])
+    return Interval(float(values.mean()), float(lo), float(hi))
+
+
+def paired_bootstrap_diff(scores_a, scores_b, n_bootstrap: int = 1000, seed: int = 0,
+                          ci: float = 0.95, strata=None) -> Interval:
+    """Mean(scores_a) - mean(scores_b) on the same prompts, with a paired bootstrap interval.
+
+    `scores_*` are per-prompt values (e.g. `verdict_values` of two policies against the same
+    reference); a prompt missing (NaN) in either is dropped. With `strata` (e.g. the seed of each
+    row) prompts are resampled within each stratum.
+    """
+    a, b = np.asarray(scores_a, dtype=float), np.asarray(scores_b, dtype=float)
+    if a.shape != b.shape:
+        raise TifkitError(f"Paired scores have different lengths ({len(a)} vs {len(b)}); pass "
+                          "both policies' scores on the same prompts.")
+    return bootstrap_interval(a - b, n_bootstrap, seed, ci, strata)
+
+
+# ------------------------------------------------------------------------------ over per-seed values
+def t_interval(values, ci: float = 0.95) -> tuple[float, float, float]:
+    """Mean of `values` (one per seed; NaNs dropped) with a Student-t interval; (mean, nan, nan)
+    for a single value."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return float("nan"), float("nan"), float("nan")
+    m = float(v.mean())
+    if len(v) < 2:
+        return m, float("nan"), float("nan")
+    h = float(_st.t.ppf(0.5 + ci / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
+    return m, m - h, m + h
+
+
+# --------------------------------------------------------------------------- over seeds, then prompts
 class SeedInterval(NamedTuple):
     """A mean over seeds with its interval; unpacks as ``(estimate, lo, hi)`` first."""
 
@@ -106,3 +184,25 @@ def paired_hierarchical_diff(a, b, groups, n_bootstrap: int = 4000, seed: int = 
         raise TifkitError(f"Paired scores have different lengths ({len(a)} vs {len(b)}); pass both rules' "
                           "verdicts on the same prompts and seeds.")
     return hierarchical_interval(a - b, groups, n_bootstrap, seed, ci, expand)
+
+
+def rule_comparisons(per_prompt: pd.DataFrame, extra_pairs=(), n_bootstrap: int = 10000, seed: int = 0) -> pd.DataFrame:
+    """Paired difference of every ordered pair of rules (a, b) of a batch's per-prompt table (columns
+    rule, seed, prompt_idx, verdict), a before b in run order, then the `extra_pairs` (a, b) whose
+    rules were both run, in their order; `paired_hierarchical_diff` intervals. One row per pair:
+    a, b, diff, lo, hi, better (seeds where a is better), n_seeds, per_seed (JSON)."""
+    rules = list(dict.fromkeys(per_prompt.rule))
+    by = {r: g.sort_values(["seed", "prompt_idx"]) for r, g in per_prompt.groupby("rule", sort=False)}
+    pairs = [(a, b) for i, a in enumerate(rules) for b in rules[i + 1:]]
+    pairs += [(a, b) for a, b in extra_pairs if a in by and b in by and (a, b) not in pairs]
+    rows = []
+    for a, b in pairs:
+        ga, gb = by[a], by[b]
+        same = len(ga) == len(gb) and (ga.seed.to_numpy() == gb.seed.to_numpy()).all() and (
+            ga.prompt_idx.to_numpy() == gb.prompt_idx.to_numpy()).all()
+        if not same:
+            raise TifkitError(f"Rules '{a}' and '{b}' were evaluated on different prompts or seeds; rerun the batch.")
+        d = paired_hierarchical_diff(ga.verdict.to_numpy(), gb.verdict.to_numpy(), ga.seed.to_numpy(), n_bootstrap, seed)
+        rows.append({"a": a, "b": b, "diff": d.estimate, "lo": d.lo, "hi": d.hi, "better": d.n_better,
+                     "n_seeds": d.n_seeds, "per_seed": json.dumps({str(k): round(v, 4) for k, v in d.per_seed.items()})})
+    return pd.DataFrame(rows)

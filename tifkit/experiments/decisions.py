@@ -9,6 +9,7 @@ import pandas as pd
 
 from tifkit import TifkitError
 from tifkit.io import content_hash
+from tifkit.stats import t_interval
 
 from tifkit.experiments.benchmark import paired_rule_difference
 from tifkit.experiments.families import _task_train_ids
@@ -131,22 +132,6 @@ def _settings_order(settings: list[dict]) -> list[dict]:
     """Default first, then the settings that build another world (their own SFT model), then the
     rest: two workers rarely wait on one SFT model's file lock."""
     return sorted(settings, key=lambda s: (s["setting"] != "default", not s["parameter"].startswith("world.")))
-
-
-def t_interval(values, ci: float = 0.95) -> tuple[float, float, float]:
-    """Mean of `values` (one per seed; NaNs dropped) with a Student-t interval; (mean, nan, nan)
-    for a single value."""
-    from scipy import stats as st
-
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
-    if len(v) == 0:
-        return float("nan"), float("nan"), float("nan")
-    m = float(v.mean())
-    if len(v) < 2:
-        return m, float("nan"), float("nan")
-    h = float(st.t.ppf(0.5 + ci / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
-    return m, m - h, m + h
 
 
 def _verdict(est: float, lo: float, hi: float, null: float) -> str:
