@@ -187,8 +187,7 @@ for name, v in scores.items():
     tpr = np.r_[0, np.cumsum(flip[order]) / flip.sum()]
     fpr = np.r_[0, np.cumsum(~flip[order]) / (~flip).sum()]
     ax.plot(fpr, tpr, lw=2 if name in ("if", "lossdiff", "irm") else 1.2,
-            color={"if": plots.color("tif"), "lossdiff": plots.color("lossdiff"), "irm": plots.color("lossdiff-irm"),
-                   "rm_margin": plots.color("rm-margin"), "annotation_gap": "#55a868"}.get(name, "#333333"),
+            color=plots.color({"if": "tif", "rm_margin": "rm-margin", "annotation_gap": "annotation-gap"}.get(name, name)),
             label=f"{name} (AUROC {auc[name]:.2f})")
 ax.plot([0, 1], [0, 1], color="#333333", ls="--", lw=1, label="chance (AUROC 0.50)")
 ax.set_xlabel("clean pairs flagged (false-positive rate)")

@@ -446,3 +446,21 @@ def test_decision_claims_ranking_and_robustness():
     assert rob.loc["c4_irm", "status"] == "unclear under every setting"
     one = E.decision_claims(stats[stats.seed == 0])  # one seed: no interval, the point decides
     assert one.lo.isna().all() and set(one.verdict) <= {"holds", "fails"}
+
+
+def test_results_module_is_inside_the_source_hash(tmp_path):
+    """results.py decides which rule pairs the committed *_comparisons.csv holds: a change to its code
+    changes results.source_hash (a comment does not)."""
+    import shutil
+
+    from tifkit import results as RS
+
+    pkg = tmp_path / "tifkit"
+    shutil.copytree(RS.PACKAGE, pkg, ignore=shutil.ignore_patterns("__pycache__", "params"))
+    assert pkg / "results.py" in RS.source_files(pkg)
+    before = RS.source_hash(pkg)
+    f = pkg / "results.py"
+    f.write_text(f.read_text() + "\n# a comment only\n")
+    assert RS.source_hash(pkg) == before
+    f.write_text(f.read_text() + "\nCLAIMS = CLAIMS[:-1]\n")
+    assert RS.source_hash(pkg) != before

@@ -114,7 +114,7 @@ SCORE_DTYPES = {
 def test_columns_dtypes_and_pass_through(setup, tmp_path):
     train = setup["train"]
     t = score_table(setup["policy"], setup["ref"], setup["val_model"], setup["tok"], train, setup["val"], PARAMS,
-                    BETA, cache_dir=tmp_path, show_progress=False)
+                    BETA, cache_dir=tmp_path, show_progress=False, select_params=SelectParams(keep=0.64))
     gt = [c for c in train.columns if c.startswith("gt_")]
     assert list(t.columns) == ["pair_id", *SCORE_DTYPES, "score_chosen", "score_rejected", *gt]
     assert {c: str(t[c].dtype) for c in SCORE_DTYPES} == SCORE_DTYPES
@@ -138,7 +138,9 @@ def test_columns_dtypes_and_pass_through(setup, tmp_path):
     # no gt_ column is read: dropping them leaves every score unchanged
     t2 = score_table(setup["policy"], setup["ref"], setup["val_model"], setup["tok"], train.drop(columns=gt),
                      setup["val"], PARAMS, BETA, cache_dir=tmp_path, show_progress=False)
-    pd.testing.assert_frame_equal(t2, t.drop(columns=gt))
+    # ... and without select parameters no `tif` column is made (the select layer derives it, once)
+    assert "tif" not in t2.columns
+    pd.testing.assert_frame_equal(t2, t.drop(columns=[*gt, "tif"]))
 
 
 @pytest.mark.parametrize("loss_type", ["sigmoid", "hinge"])

@@ -186,3 +186,24 @@ def test_errors_name_the_culprit():
         select(t, rule="lossdiff-irm")
     with pytest.raises(TifkitError, match="Unknown selection rule"):
         select(t, rule="best")
+
+
+def test_with_tif_is_the_one_place_the_tif_column_is_made():
+    """select.with_tif puts `tif` right after `if` under the given select section; a stale `tif`
+    column (a cache written with default parameters) is replaced in place, and the result equals
+    writing tif_flags over it, as the pipeline did before the score caches stopped storing it."""
+    from tifkit.select import tif_flags, with_tif
+
+    t = make_table(40).drop(columns=["tif"], errors="ignore")
+    params = SelectParams(keep=0.5, band_center=0.3)
+    fresh = with_tif(t, params)
+    cols = list(t.columns)
+    assert list(fresh.columns) == cols[:cols.index("if") + 1] + ["tif"] + cols[cols.index("if") + 1:]
+    assert fresh.tif.dtype == bool and (fresh.tif.to_numpy() == select(t, rule="tif", keep=0.5, band_center=0.3).mask).all()
+    stale = with_tif(t, SelectParams())  # default-parameter column, as old core caches hold
+    old_way = stale.copy()
+    old_way["tif"] = tif_flags(stale, params)
+    pd.testing.assert_frame_equal(with_tif(stale, params), old_way, check_exact=True)
+    pd.testing.assert_frame_equal(with_tif(stale, params), fresh, check_exact=True)
+    assert "tif" not in with_tif(t.drop(columns="if"), params).columns  # influence "none": no IF, no TIF
+    assert "tif" not in t.columns  # the caller's table is left alone

@@ -32,13 +32,25 @@ import pandas as pd
 from tifkit import TifkitError
 from tifkit.config import Params
 from tifkit.io import atomic_write_text, write_parquet
+from tifkit.rules import get_rule, stage_label
 
-NO_SCORES = {"full", "oracle", "random"}  # rules that need no score table
 BASELINES = ("full", "random")  # every rule's WinRate is compared with these, paired on the same prompts
 
 
-def _label(rule: str, keep: float) -> str:
-    return rule if rule in ("full", "oracle") else f"{rule}-{keep:g}"
+def needs_scores(rule: str) -> bool:
+    """Whether `rule` selects on the score table (from the rule registry: it reads a score column)."""
+    spec = get_rule(rule)
+    return spec.needs_scores and not spec.ground_truth
+
+
+def __getattr__(name: str):
+    # NO_SCORES (the rules that need no score table) is read from the registry when asked, so rules
+    # registered later are in it too
+    if name == "NO_SCORES":
+        from tifkit.rules import rule_names
+
+        return {r for r in rule_names() if not needs_scores(r)}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ------------------------------------------------------------------------------------------ one seed
@@ -48,7 +60,7 @@ def _rule_rows(ctx, rule: str, table: pd.DataFrame | None) -> pd.DataFrame:
 
     params, seed = ctx.p, ctx.seed
     mask = selection_mask(ctx, rule, table=table)
-    label = _label(rule, params.select.keep)
+    label = stage_label(rule, params.select.keep)
     res = evaluate_stage(ctx, label, continue_stage(ctx, label, mask))
     t = res.table
     say(f"seed {seed} {label}: kept {int(mask.sum())}/{len(mask)}, reward {t.score_policy.mean():.3f} "
@@ -69,7 +81,7 @@ def _start_seed(params: Params, seed: int, rules: list[str]):
     say(f"seed {seed}: run folder {ctx.run_dir}")
     sft_stage(ctx)
     warmup_stage(ctx)
-    table = pd.read_parquet(score_stage(ctx)) if any(r not in NO_SCORES for r in rules) else None
+    table = pd.read_parquet(score_stage(ctx)) if any(needs_scores(r) for r in rules) else None
     return ctx, table, _rule_rows(ctx, rules[0], table)
 
 
@@ -102,7 +114,7 @@ def _rule(params: Params, seed: int, rule: str) -> pd.DataFrame:
     from tifkit.pipeline import prepare, score_stage
 
     ctx = prepare(params, seed)
-    table = None if rule in NO_SCORES else pd.read_parquet(score_stage(ctx))
+    table = pd.read_parquet(score_stage(ctx)) if needs_scores(rule) else None
     return _rule_rows(ctx, rule, table)
 
 

@@ -54,12 +54,18 @@ def _check_keep(keep) -> None:
         raise TifkitError(f"--keep {keep:g} is not a fraction in (0, 1]; e.g. --keep 0.64 keeps 64% of the pairs.")
 
 
-def _check_rule(rule: str, extra: tuple[str, ...] = ()) -> None:
-    from tifkit.select import RULES
+def _check_rule(rule: str, ground_truth: bool = False, extra: tuple[str, ...] = ()) -> str:
+    """The registered name of `--rule` (aliases such as LossDiff-IRM work, case ignored), from the rule
+    registry; `ground_truth` also allows the controls that read the world's ground truth (oracle)."""
+    from tifkit.rules import find_rule, rule_names
 
-    known = (*RULES, *extra)
-    if rule not in known:
+    if rule in extra:
+        return rule
+    known = tuple(dict.fromkeys((*rule_names(None if ground_truth else False), *extra)))
+    spec = find_rule(rule)
+    if spec is None or spec.name not in known:
         raise TifkitError(f"--rule {rule!r} is not a selection rule; use one of {', '.join(known)}.")
+    return spec.name
 
 
 def _check_output(out: str) -> None:
@@ -120,7 +126,7 @@ def cmd_select(args) -> int:
     import pandas as pd
 
     _check_keep(args.keep)
-    _check_rule(args.rule)
+    args.rule = _check_rule(args.rule)
     _check_output(args.output)
     p = _params(args)
     from tifkit.data import resolve_source
@@ -131,14 +137,15 @@ def cmd_select(args) -> int:
     _check_data(p)
     from tifkit.data import save_pairs
     from tifkit.pipeline import prepare, say, score_stage
-    from tifkit.select import RULES, report, select
+    from tifkit.rules import rule_names
+    from tifkit.select import report, select
 
     ctx = prepare(p, args.seed)
     table = pd.read_parquet(score_stage(ctx))
     keep = p.select.keep if args.keep is None else args.keep
     res = select(table, dataclasses.replace(p.select, rule=args.rule, keep=keep))
     others = {}
-    for rule in RULES:
+    for rule in rule_names(ground_truth=False):
         if rule in (args.rule, "full"):
             continue
         try:
@@ -157,7 +164,7 @@ def cmd_select(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    _check_rule(args.rule, ("full", "oracle", "sft"))
+    args.rule = _check_rule(args.rule, ground_truth=True, extra=("sft",))
     p = _params(args)
     _check_eval(p, args.rule)
     _check_data(p)
@@ -167,9 +174,9 @@ def cmd_evaluate(args) -> int:
     if args.rule == "sft":
         model_dir = sft_stage(ctx)
     else:
-        from tifkit.batch import _label
+        from tifkit.rules import stage_label
 
-        model_dir = continue_stage(ctx, _label(args.rule, p.select.keep), selection_mask(ctx, args.rule))
+        model_dir = continue_stage(ctx, stage_label(args.rule, p.select.keep), selection_mask(ctx, args.rule))
     results = evaluate_sets(ctx, args.rule, model_dir)
     for name, res in results.items():
         say(f"{args.rule} on {name}: WinRate vs SFT {res.winrate.estimate:.3f} [{res.winrate.lo:.3f}, "

@@ -23,15 +23,18 @@ from typing import Any, Literal
 import yaml
 
 from tifkit import TifkitError
+from tifkit import rules as rule_registry  # standard library only (see `Rule`)
 
 # ------------------------------------------------------------------------------ parameter sections
 # Every section of a params file is one dataclass here, so that this module is the ground floor:
 # it imports no method module, and each method module imports its section from here (the names
 # stay importable from their modules too: ``tifkit.world.WorldConfig`` is this class).
 
-Rule = Literal[
-    "full", "random", "top-if", "tif", "lossdiff", "irm", "lossdiff-irm", "rm-margin", "annotation-gap"
-]
+class Rule(str):
+    """The type of a rule-name field (`select.rule`, `run.rules`): a name or alias of the rule registry
+    (tifkit.rules), stored under its registered name ("LossDiff-IRM" -> "lossdiff-irm"). tifkit.rules
+    imports only the standard library; its first lookup imports tifkit.select, which registers the
+    built-in rules, so this module still imports no method module at load time."""
 
 
 # ---- world
@@ -218,7 +221,7 @@ class SelectParams:
         second IF column computed with another projection.
     """
 
-    rule: Rule = "lossdiff-irm"
+    rule: Rule = "lossdiff-irm"  # a name of the rule registry (tifkit.rules)
     keep: float = 0.64
     seed: int = 0
     band_center: float = 0.5
@@ -279,7 +282,7 @@ class RunParams:
     root: str = "runs"  # run folders live under here, keyed by the parameters' content hash
     show_progress: bool = True
     # rules the batch trains and evaluates (each at select.keep)
-    rules: list[str] = field(default_factory=lambda: ["full", "oracle", "random", "lossdiff-irm"])
+    rules: list[Rule] = field(default_factory=lambda: ["full", "oracle", "random", "lossdiff-irm"])
 
 
 @dataclass
@@ -311,6 +314,8 @@ def _describe(tp) -> str:
         return _TYPE_WORDS[tp]
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if tp is Rule:
+        return "a selection rule"
     if origin in (list, tuple):
         return "a list"
     if origin is dict:
@@ -347,6 +352,11 @@ def _coerce(value: Any, tp, key: str):
         if value in typing.get_args(tp):
             return value
         raise _Bad(key, f"'{key}' must be {_describe(tp)}, got {value!r}")
+    if tp is Rule:
+        spec = rule_registry.find_rule(value) if isinstance(value, str) else None
+        if spec is None:
+            raise _Bad(key, f"'{key}' must be one of {', '.join(map(repr, rule_registry.rule_names()))}, got {value!r}")
+        return spec.name
     if origin is list:
         if not isinstance(value, list):
             raise _Bad(key, f"'{key}' must be a list, got {value!r} ({type(value).__name__})")

@@ -349,11 +349,9 @@ def score_stage(ctx: Context) -> Path:
     if world > 1 and rank != 0:  # rank 0 adds rm_margin and writes the final table
         _wait_for(out.exists)
         return out
-    table = pd.read_parquet(core)
-    if "tif" in table.columns:  # the run's select section decides the band (select.tif_flags: one definition)
-        from tifkit.select import tif_flags
+    from tifkit.select import with_tif
 
-        table["tif"] = tif_flags(table, p.select)
+    table = with_tif(pd.read_parquet(core), p.select)  # the run's select section decides the band, here only
     rm = reward_model_stage(ctx)
     if rm is not None:
         from tifkit.reward import load_reward_model, rm_margins
@@ -425,18 +423,18 @@ def _score_core(ctx: Context, key: str) -> Path:
 
 
 def selection_mask(ctx: Context, rule: str, keep: float | None = None, table: pd.DataFrame | None = None) -> np.ndarray:
-    """Boolean mask over D_tr for `rule`. 'oracle' (world only) drops the mislabelled pairs."""
+    """Boolean mask over D_tr for `rule` (a name of the rule registry, tifkit.rules). Rules that read
+    no score column (full, random) and the ground-truth control (oracle: drops the world's mislabelled
+    pairs) select on the pair table; the others on the score table (`table`, else the run's)."""
+    from tifkit.rules import get_rule
     from tifkit.select import select
 
-    if rule == "full":
-        return np.ones(len(ctx.train), dtype=bool)
-    if rule == "oracle":
-        if "gt_flipped" not in ctx.train:
-            raise TifkitError("The 'oracle' rule needs the world's ground truth (gt_flipped); use data.source: world.")
-        return ~ctx.train["gt_flipped"].to_numpy(dtype=bool)
-    if table is None:
+    spec = get_rule(rule)
+    if spec.ground_truth or not spec.needs_scores:
+        table = ctx.train
+    elif table is None:
         table = pd.read_parquet(score_stage(ctx))
-    sp = dataclasses.replace(ctx.p.select, rule=rule, keep=ctx.p.select.keep if keep is None else keep)
+    sp = dataclasses.replace(ctx.p.select, rule=spec.name, keep=ctx.p.select.keep if keep is None else keep)
     return select(table, sp).mask
 
 

@@ -11,10 +11,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from tifkit.report import PAPER, ModelDependence, report_value, score_report  # noqa: E402
+from tifkit.rules import DEFAULT_COLOUR, all_rules, find_rule  # noqa: E402
 
-PALETTE = {"sft": "#8c8c8c", "full": "#4c72b0", "oracle": "#55a868", "random": "#c44e52",
-           "lossdiff-irm": "#8172b2", "tif": "#ccb974", "top-if": "#64b5cd", "lossdiff": "#dd8452",
-           "irm": "#937860", "rm-margin": "#da8bc3", "annotation-gap": "#8c613c"}
+# Colours of the names figures draw that are not rules; every rule's colour is its registry entry's
+# (tifkit.rules), looked up when drawn, so a rule registered later has its colour too.
+OTHER_COLOURS = {"sft": "#8c8c8c"}
+PALETTE = {**OTHER_COLOURS, **{r.name: r.colour for r in all_rules()}}  # the built-ins, for reading
 
 
 def style() -> None:
@@ -23,7 +25,9 @@ def style() -> None:
 
 
 def color(name: str) -> str:
-    return PALETTE.get(name, "#333333")
+    """The colour of a rule (from the registry; aliases work) or of another name figures draw (sft)."""
+    spec = find_rule(name)
+    return spec.colour if spec is not None else OTHER_COLOURS.get(name, DEFAULT_COLOUR)
 
 
 def save(fig, path: str | Path) -> Path:

@@ -21,7 +21,9 @@ import pandas as pd
 from scipy import stats
 
 from tifkit import TifkitError
+from tifkit.rules import find_rule, overlap_rules
 from tifkit.select import SelectParams, correlations, overlap_coefficient, select
+from tifkit.stats import bootstrap_interval, paired_bootstrap_diff
 
 # The paper's numbers (docs/METHOD.md, "The paper's results")
 PAPER = {
@@ -41,8 +43,9 @@ PAPER_WINRATES = pd.DataFrame(
     index=pd.Index(["full", "annotation-gap", "rm-margin", "lossdiff-irm"], name="rule"))
 
 
-# Rules whose selection is compared with TIF's, in display order.
-OVERLAP_RULES = ("lossdiff-irm", "lossdiff", "irm", "top-if", "rm-margin", "annotation-gap", "random")
+# Rules whose selection is compared with TIF's, in display order (the registry's overlap_rank; rules
+# registered later: tifkit.rules.overlap_rules(), which score_report reads when given no rules).
+OVERLAP_RULES = overlap_rules()
 
 
 def auroc(scores, positives, higher_is_positive: bool = False) -> float:
@@ -78,13 +81,10 @@ def score_columns(table: pd.DataFrame) -> dict[str, np.ndarray]:
     return out
 
 
-_RULE_NEEDS = {"rm-margin": ("rm_margin",), "annotation-gap": ("score_chosen", "score_rejected"),
-               "lossdiff": ("lossdiff",), "irm": ("irm",), "lossdiff-irm": ("lossdiff", "irm"),
-               "top-if": ("if",), "tif": ("if",), "random": ()}
-
-
 def _rule_available(table: pd.DataFrame, rule: str) -> bool:
-    return all(c in table.columns for c in _RULE_NEEDS.get(rule, ()))
+    """The table has every score column the rule reads (tifkit.rules: its `needs`)."""
+    spec = find_rule(rule)
+    return spec is None or all(c in table.columns for c in spec.needs)  # unknown: select() names it
 
 
 def selection(table: pd.DataFrame, rule: str, keep: float, select_params=None) -> np.ndarray:
@@ -99,7 +99,7 @@ def _paper_text(lo, hi) -> str:
     return f"{lo:.2f}" if lo == hi else f"{lo:.2f}-{hi:.2f}"
 
 
-def score_report(table: pd.DataFrame, keep: float = 0.64, select_params=None, rules=OVERLAP_RULES,
+def score_report(table: pd.DataFrame, keep: float = 0.64, select_params=None, rules=None,
                  label_column: str = "gt_flipped") -> pd.DataFrame:
     """One row per statistic, with the paper's number beside ours where it gives one.
 
@@ -109,8 +109,10 @@ def score_report(table: pd.DataFrame, keep: float = 0.64, select_params=None, ru
       (skipped without it);
     - ``correlation``: Pearson and Spearman correlation of LossDiff and of IRM with IF;
     - ``overlap``: overlap coefficient |A n B| / min(|A|, |B|) of each rule's selection with the TIF
-      selection, both at `keep` (rules whose columns the table lacks are skipped).
+      selection, both at `keep`, for `rules` (default: the registry's overlap rules, tifkit.rules;
+      rules whose columns the table lacks are skipped).
     """
+    rules = overlap_rules() if rules is None else rules
     rows = []
 
     def add(section, name, statistic, value, lo=np.nan, hi=np.nan):
@@ -231,8 +233,6 @@ def group_summary(table: pd.DataFrame, groups: dict[str, np.ndarray]) -> pd.Data
 def pooled_winrates(wins: pd.DataFrame, n_bootstrap: int = 2000) -> pd.DataFrame:
     """Pool `evaluate_models` rows of several seeds by name: WinRate with a bootstrap interval
     (prompts resampled within each seed)."""
-    from tifkit.evaluate import bootstrap_interval
-
     rows = []
     for name, g in wins.groupby("name", sort=False):
         v = np.concatenate(g.verdicts.to_list())
@@ -246,8 +246,6 @@ def pooled_winrates(wins: pd.DataFrame, n_bootstrap: int = 2000) -> pd.DataFrame
 def rule_difference(per_prompt: pd.DataFrame, a: str, b: str, n_bootstrap: int = 2000) -> dict:
     """WinRate(a) - WinRate(b) against SFT on the same prompts and seeds, with a paired bootstrap
     interval (prompts resampled within each seed)."""
-    from tifkit.evaluate import paired_bootstrap_diff
-
     ga = per_prompt[per_prompt.rule == a].sort_values(["seed", "prompt_idx"])
     gb = per_prompt[per_prompt.rule == b].sort_values(["seed", "prompt_idx"])
     if len(ga) == 0 or len(gb) == 0:

@@ -10,9 +10,9 @@ carry the commit and source hash in columns, the PNGs in text chunks.
 blocks that would change, exit status 1). tests/test_results.py fails when a committed result file's
 source hash no longer matches the code, unless figures/STALE.md names the file and says why.
 
-`source_hash` covers every ``tifkit/*.py`` except this module (which formats, and computes no
-number), with docstrings, comment lines and blank lines removed: editing prose does not force a rerun,
-changing code does.
+`source_hash` covers every ``tifkit/**/*.py``, this module included (it decides which rule pairs
+the committed ``*_comparisons.csv`` holds, and formats the tables), with docstrings, comment lines and
+blank lines removed: editing prose does not force a rerun, changing code does.
 """
 from __future__ import annotations
 
@@ -31,10 +31,12 @@ import pandas as pd
 
 from tifkit import TifkitError
 from tifkit.io import atomic_path, atomic_write_text, content_hash, file_sha256
+from tifkit.rules import label as rule_label
+from tifkit.stats import rule_comparisons
 
 PACKAGE = Path(__file__).resolve().parent
 REPO = PACKAGE.parent
-EXCLUDED = {"results.py"}  # formatting only: computes no number
+EXCLUDED: set[str] = set()  # file names left out of source_hash: none (this module writes comparisons too)
 STALE_NOTE = "STALE.md"
 
 
@@ -64,7 +66,7 @@ def source_files(package: str | Path = PACKAGE) -> list[Path]:
 
 
 def source_hash(package: str | Path = PACKAGE) -> str:
-    """sha256 (16 hex digits) over the code of every tifkit/**/*.py but results.py (module docstring)."""
+    """sha256 (16 hex digits) over the code of every tifkit/**/*.py (module docstring)."""
     h = hashlib.sha256()
     for p in source_files(package):
         h.update(f"\0{p.relative_to(package).as_posix()}\0".encode())
@@ -190,18 +192,7 @@ def check_provenance(folder: str | Path = REPO / "figures", current: str | None 
 
 
 # ---------------------------------------------------------------------------------------- tables
-RULE_NAMES = {
-    "oracle": "oracle (drops mislabelled pairs)",
-    "rm-margin": "reward-model margin",
-    "lossdiff": "LossDiff band",
-    "lossdiff-irm": "**LossDiff-IRM**",
-    "irm": "IRM band",
-    "tif": "TIF (exact IF, middle band)",
-    "random": "random",
-    "full": "full data",
-    "top-if": "top-IF (classical)",
-    "annotation-gap": "annotation-score gap (\"GPT-4 filter\")",
-}
+# Each rule's name in the tables is its label in the rule registry (tifkit.rules.label).
 
 # (claim, rule a, rule b, the direction the paper expects: +1 a beats b, -1 a is worse than b)
 CLAIMS = [
@@ -243,7 +234,7 @@ def rules_table(summary: pd.DataFrame, keep: float | None = None) -> str:
             "| vs random (points) | better than random |\n|---|---|---|---|---|---|---|---|")
     rows = []
     for _, r in s.iterrows():
-        name = RULE_NAMES.get(r.rule, r.rule)
+        name = rule_label(r.rule)
         if r.rule == "random" and keep is not None:
             name = f"random {100 * keep:.0f}%"
         bold = r.rule == "lossdiff-irm"
@@ -289,24 +280,8 @@ def claim_lines(comparisons: pd.DataFrame) -> str:
 
 def comparisons(per_prompt: pd.DataFrame, n_bootstrap: int = 10000, seed: int = 0) -> pd.DataFrame:
     """Paired difference of every ordered pair of rules (a, b), a before b in run order, and the
-    CLAIMS pairs in their order; hierarchical bootstrap intervals (tifkit.stats)."""
-    from tifkit.stats import paired_hierarchical_diff
-
-    rules = list(dict.fromkeys(per_prompt.rule))
-    by = {r: g.sort_values(["seed", "prompt_idx"]) for r, g in per_prompt.groupby("rule", sort=False)}
-    pairs = [(a, b) for i, a in enumerate(rules) for b in rules[i + 1:]]
-    pairs += [(a, b) for _, a, b, _ in CLAIMS if a in by and b in by and (a, b) not in pairs]
-    rows = []
-    for a, b in pairs:
-        ga, gb = by[a], by[b]
-        same = len(ga) == len(gb) and (ga.seed.to_numpy() == gb.seed.to_numpy()).all() and (
-            ga.prompt_idx.to_numpy() == gb.prompt_idx.to_numpy()).all()
-        if not same:
-            raise TifkitError(f"Rules '{a}' and '{b}' were evaluated on different prompts or seeds; rerun the batch.")
-        d = paired_hierarchical_diff(ga.verdict.to_numpy(), gb.verdict.to_numpy(), ga.seed.to_numpy(), n_bootstrap, seed)
-        rows.append({"a": a, "b": b, "diff": d.estimate, "lo": d.lo, "hi": d.hi, "better": d.n_better,
-                     "n_seeds": d.n_seeds, "per_seed": json.dumps({str(k): round(v, 4) for k, v in d.per_seed.items()})})
-    return pd.DataFrame(rows)
+    CLAIMS pairs in their order; hierarchical bootstrap intervals (tifkit.stats.rule_comparisons)."""
+    return rule_comparisons(per_prompt, [(a, b) for _, a, b, _ in CLAIMS], n_bootstrap, seed)
 
 
 def ab_lines(summary: pd.DataFrame) -> str:

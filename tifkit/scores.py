@@ -19,7 +19,9 @@ Columns (METHOD.md "Scores"; logp_* are sums over response tokens unless `reduct
     if                                   float64  <grad loss(theta; d), g_val>   (absent if influence="none";
                                                   which losses each side uses: score.if_measure, influence.py)
     tif                                  bool     what select.py's "tif" rule keeps under the run's select
-                                                  section (select.tif_flags); absent if influence="none"
+                                                  section (select.with_tif); only when select_params is
+                                                  given (the pipeline adds it to its final table; its
+                                                  core cache has none); absent if influence="none"
     prompt_tokens, chosen_tokens, rejected_tokens  int64  token counts after TRL truncation
     trl_dropped                          bool     TRL's DPOTrainer would drop this pair (prompt >= max_length)
     score_chosen, score_rejected         as given, when train_df has them
@@ -41,7 +43,8 @@ beta and loss_type, and a checksum of its values. A rerun skips a chunk whose fi
 key and pair_ids and passes its checksum, and recomputes any other with a warning (a kill leaves no half
 file: files are renamed into place; a damaged one is recomputed). Every computed chunk
 appends a line to `work_dir/chunks.log`. After a barrier, process 0 reads the chunk files in order,
-adds `tif` (a percentile band over all of D_tr, hence only here) and the passed-through columns, and
+adds `tif` when select_params is given (a percentile band over all of D_tr, hence only here) and the
+passed-through columns, and
 writes `out_path` atomically; every process returns `out_path` (work_dir and out_path must be on a
 filesystem every process sees). The merged table is always built from
 the chunk files, with a fixed column order and schema and no timestamps, so it is byte-identical for
@@ -164,13 +167,13 @@ class _Scorer:
 
 
 def _finish(scored: pd.DataFrame, train_df: pd.DataFrame, select_params=None) -> pd.DataFrame:
-    """Add `tif` (select.tif_flags under `select_params`: a band over all of D_tr) after `if`, then
-    score_* and gt_* columns of train_df."""
-    from tifkit.select import tif_flags
-
+    """Add `tif` after `if` only when `select_params` is given (select.with_tif: the select layer
+    derives it, never with default parameters), then score_* and gt_* columns of train_df."""
     table = scored.reset_index(drop=True)
-    if "if" in table.columns:
-        table.insert(table.columns.get_loc("if") + 1, "tif", np.asarray(tif_flags(table, select_params), dtype=bool))
+    if select_params is not None:
+        from tifkit.select import with_tif
+
+        table = with_tif(table, select_params)
     extra = [c for c in PASS_THROUGH if c in train_df.columns] + [c for c in train_df.columns if str(c).startswith("gt_")]
     return pd.concat([table, train_df[extra].reset_index(drop=True)], axis=1)
 

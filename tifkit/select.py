@@ -1,7 +1,9 @@
 """Selection rules on a score table, plus overlap and correlation (pure numpy/pandas, no torch).
 
 A score table has one row per training pair; `select` returns a boolean mask over its rows (in row
-order) that keeps `round(keep * n)` pairs. Rules and the columns they read:
+order) that keeps `round(keep * n)` pairs. Each rule is an entry of the registry (tifkit.rules),
+registered at the end of this module beside its selection function; the built-in rules and the
+columns they read:
 
 | rule             | column(s)                          | keeps                                          |
 |------------------|------------------------------------|------------------------------------------------|
@@ -14,11 +16,13 @@ order) that keeps `round(keep * n)` pairs. Rules and the columns they read:
 | `lossdiff-irm`   | `lossdiff`, `irm`                  | the intersection of two bands of equal width   |
 | `rm-margin`      | `rm_margin`                        | the largest reward-model margin                |
 | `annotation-gap` | `score_chosen`, `score_rejected`   | the largest annotated score gap                |
+| `oracle`         | `gt_flipped` of the pair table     | the pairs the world did not mislabel (control) |
 
 Percentile ranks are ordinal: values are sorted stably (by value, then by row order), so tied
 values are split by row order and every count is reachable. A band of width `w` centred at `c`
 covers the ordinal positions `[round(c*n - w*n/2), ... )`, shifted inside `[0, n)` when it would
-stick out. Columns starting with `gt_` are never read.
+stick out. Columns starting with `gt_` are never read, except by `oracle`, the batch's ground-truth
+control (tifkit.pipeline.selection_mask hands it the pair table; `tifkit select` does not offer it).
 
 Decisions of ours (the paper is silent; each is a parameter): score directions (`*_sign`,
 `top_if_largest`), the band centre (`band_center`), explicit TIF edges (`tif_lo`, `tif_hi`), and
@@ -28,16 +32,13 @@ farthest from the band centre is dropped).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import get_args
-
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from tifkit import TifkitError
 from tifkit.config import Rule, SelectParams  # noqa: F401  (parameter section; lives in config.py)
-
-RULES: tuple[str, ...] = get_args(Rule)
+from tifkit.rules import Picked, get_rule, register_rule, rule_names
 
 # Where each score column comes from, for the "missing column" message.
 _SOURCES = {
@@ -133,9 +134,18 @@ def _top(values: np.ndarray, k: int, largest: bool) -> np.ndarray:
     return mask
 
 
+def score_column(table: pd.DataFrame, name: str, rule: str) -> np.ndarray:
+    """Column `name` of a score table as float64 for rule `rule`'s selection function; a missing
+    column, NaNs or a ground-truth (`gt_`) column raise TifkitError naming the rule."""
+    return _column(table, name, rule)
+
+
+def top_k(values, k: int) -> np.ndarray:
+    """Mask of the `k` largest `values` (ties by row order): the building block of "keep the best" rules."""
+    return _top(np.asarray(values, dtype=np.float64), k, largest=True)
+
+
 def _check_params(p: SelectParams) -> None:
-    if p.rule not in RULES:
-        raise TifkitError(f"Unknown selection rule '{p.rule}'; use one of {', '.join(RULES)}.")
     if not (0 < p.keep <= 1):
         raise TifkitError(f"keep={p.keep} is outside (0, 1]; set select.keep to a fraction such as 0.64.")
     if not (0 <= p.band_center <= 1):
@@ -219,55 +229,121 @@ def lossdiff_irm_mask(
 def select(table: pd.DataFrame, params: SelectParams | None = None, **overrides) -> SelectionResult:
     """Apply `params.rule` to the score table and return the kept-row mask with its band edges.
 
-    Keyword overrides replace fields of `params`, e.g. `select(table, rule="tif", keep=0.5)`.
-    """
+    Keyword overrides replace fields of `params`, e.g. `select(table, rule="tif", keep=0.5)`. The
+    rule is looked up in the registry (tifkit.rules; aliases such as "LossDiff-IRM" work)."""
     p = params or SelectParams()
     if overrides:
         p = replace(p, **overrides)
+    spec = get_rule(p.rule)
+    if p.rule != spec.name:
+        p = replace(p, rule=spec.name)
     _check_params(p)
     n = len(table)
     k = int(round(p.keep * n))
-    rule = p.rule
-    bands: dict[str, dict[str, float]] = {}
-    details: dict = {}
-    edges = None
+    out = spec.select(table, p, k)
+    picked = out if isinstance(out, Picked) else Picked(out)
+    mask = np.asarray(picked.mask, dtype=bool)
+    if mask.shape != (n,):
+        raise TifkitError(f"Rule '{spec.name}' returned a mask of shape {mask.shape} for a table of {n} rows; its "
+                          "selection function must return one boolean per row.")
+    keep = picked.keep if picked.keep is not None else (p.keep if spec.uses_budget else 1.0)
+    return SelectionResult(mask, spec.name, keep, int(mask.sum()), dict(picked.bands), dict(picked.details))
 
-    if rule == "full":
-        mask = np.ones(n, dtype=bool)
-    elif rule == "random":
-        mask = np.zeros(n, dtype=bool)
-        mask[np.random.default_rng(p.seed).choice(n, size=k, replace=False)] = True
-        details["seed"] = p.seed
-    elif rule == "top-if":
-        col = p.column or "if"
-        mask = _top(p.if_sign * _column(table, col, rule), k, p.top_if_largest)
-        details.update(column=col, largest=p.top_if_largest)
-    elif rule in ("tif", "lossdiff", "irm"):
-        col = p.column or {"tif": "if", "lossdiff": "lossdiff", "irm": "irm"}[rule]
-        sign = {"tif": p.if_sign, "lossdiff": p.lossdiff_sign, "irm": p.irm_sign}[rule]
+
+# ---------------------------------------------------------------------------------------------
+# the built-in rules: selection functions (table, params, k) -> Picked, registered below
+
+
+def _full(table: pd.DataFrame, p: SelectParams, k: int) -> Picked:
+    return Picked(np.ones(len(table), dtype=bool))
+
+
+def _random(table: pd.DataFrame, p: SelectParams, k: int) -> Picked:
+    n = len(table)
+    mask = np.zeros(n, dtype=bool)
+    mask[np.random.default_rng(p.seed).choice(n, size=k, replace=False)] = True
+    return Picked(mask, {}, {"seed": p.seed})
+
+
+def _top_if(table: pd.DataFrame, p: SelectParams, k: int) -> Picked:
+    col = p.column or "if"
+    mask = _top(p.if_sign * _column(table, col, "top-if"), k, p.top_if_largest)
+    return Picked(mask, {}, {"column": col, "largest": p.top_if_largest})
+
+
+def _band_rule(rule: str, default_column: str, sign_field: str):
+    """The selection function of a single-score band rule (tif, lossdiff, irm)."""
+
+    def band(table: pd.DataFrame, p: SelectParams, k: int) -> Picked:
+        col = p.column or default_column
         edges = _tif_edges(p) if rule == "tif" else None
-        mask, bands[col] = _single_band(_column(table, col, rule), sign, k, p, edges)
-        details.update(column=col, band_center=p.band_center, explicit_edges=edges is not None)
-    elif rule == "lossdiff-irm":
-        if p.column is not None:
-            raise TifkitError("select.column applies to single-score rules only; unset it for 'lossdiff-irm'.")
-        ld, irm = _column(table, "lossdiff", rule), _column(table, "irm", rule)
-        mask, info = lossdiff_irm_mask(p.lossdiff_sign * ld, p.irm_sign * irm, k, p.band_center)
-        start, end = info["start"], info["start"] + info["m"]
-        bands["lossdiff"] = _band_info(ld, _positions(p.lossdiff_sign * ld), start, end)
-        bands["irm"] = _band_info(irm, _positions(p.irm_sign * irm), start, end)
-        details.update(width=info["m"] / n if n else 0.0, band_center=p.band_center, trimmed=info["trimmed"])
-    elif rule == "rm-margin":
-        col = p.column or "rm_margin"
-        mask = _top(_column(table, col, rule), k, largest=True)
-        details["column"] = col
-    else:  # annotation-gap
-        gap = _column(table, "score_chosen", rule) - _column(table, "score_rejected", rule)
-        mask = _top(gap, k, largest=True)
-        details["column"] = "score_chosen - score_rejected"
+        mask, info = _single_band(_column(table, col, rule), getattr(p, sign_field), k, p, edges)
+        details = {"column": col, "band_center": p.band_center, "explicit_edges": edges is not None}
+        return Picked(mask, {col: info}, details, edges[1] - edges[0] if edges else None)
 
-    keep = 1.0 if rule == "full" else (edges[1] - edges[0] if rule == "tif" and edges else p.keep)
-    return SelectionResult(mask, rule, keep, int(mask.sum()), bands, details)
+    band.__name__ = band.__qualname__ = f"_{rule}_band"
+    return band
+
+
+def _lossdiff_irm(table: pd.DataFrame, p: SelectParams, k: int) -> Picked:
+    rule, n = "lossdiff-irm", len(table)
+    if p.column is not None:
+        raise TifkitError("select.column applies to single-score rules only; unset it for 'lossdiff-irm'.")
+    ld, irm = _column(table, "lossdiff", rule), _column(table, "irm", rule)
+    mask, info = lossdiff_irm_mask(p.lossdiff_sign * ld, p.irm_sign * irm, k, p.band_center)
+    start, end = info["start"], info["start"] + info["m"]
+    bands = {"lossdiff": _band_info(ld, _positions(p.lossdiff_sign * ld), start, end),
+             "irm": _band_info(irm, _positions(p.irm_sign * irm), start, end)}
+    details = {"width": info["m"] / n if n else 0.0, "band_center": p.band_center, "trimmed": info["trimmed"]}
+    return Picked(mask, bands, details)
+
+
+def _rm_margin(table: pd.DataFrame, p: SelectParams, k: int) -> Picked:
+    col = p.column or "rm_margin"
+    return Picked(_top(_column(table, col, "rm-margin"), k, largest=True), {}, {"column": col})
+
+
+def _annotation_gap(table: pd.DataFrame, p: SelectParams, k: int) -> Picked:
+    gap = _column(table, "score_chosen", "annotation-gap") - _column(table, "score_rejected", "annotation-gap")
+    return Picked(_top(gap, k, largest=True), {}, {"column": "score_chosen - score_rejected"})
+
+
+def _oracle(table: pd.DataFrame, p: SelectParams, k: int) -> Picked:
+    # The one rule that reads ground truth, on purpose: the world's mislabelled pairs are dropped, an
+    # upper reference for the batch. It takes the pair table (tifkit.pipeline.selection_mask passes it).
+    if "gt_flipped" not in table:
+        raise TifkitError("The 'oracle' rule needs the world's ground truth (gt_flipped); use data.source: world.")
+    return Picked(~table["gt_flipped"].to_numpy(dtype=bool))
+
+
+# Registration order is the benchmark's order (experiments.BENCH_RULES); overlap_rank orders the score
+# report's "overlap with TIF" rows. Colours: one hue per rule (irm brown, annotation-gap teal).
+register_rule("full", _full, label="full data", colour="#4c72b0", uses_budget=False, description="every pair")
+register_rule("oracle", _oracle, label="oracle (drops mislabelled pairs)", colour="#55a868", uses_budget=False,
+              ground_truth=True, description="the pairs the world did not mislabel (ground truth)")
+register_rule("random", _random, label="random", colour="#c44e52", overlap_rank=6,
+              description="a seeded random subset")
+register_rule("top-if", _top_if, label="top-IF (classical)", colour="#64b5cd", needs=("if",), aliases=("top-IF",),
+              overlap_rank=3, description="the largest IF (classical selection)")
+register_rule("tif", _band_rule("tif", "if", "if_sign"), label="TIF (exact IF, middle band)", colour="#ccb974",
+              needs=("if",), aliases=("TIF",), description="a middle percentile band of IF")
+register_rule("lossdiff", _band_rule("lossdiff", "lossdiff", "lossdiff_sign"), label="LossDiff band",
+              colour="#dd8452", needs=("lossdiff",), aliases=("LossDiff",), overlap_rank=1,
+              description="a middle percentile band of LossDiff")
+register_rule("irm", _band_rule("irm", "irm", "irm_sign"), label="IRM band", colour="#937860", needs=("irm",),
+              aliases=("IRM",), overlap_rank=2, description="a middle percentile band of IRM")
+register_rule("lossdiff-irm", _lossdiff_irm, label="LossDiff-IRM", colour="#8172b2", needs=("lossdiff", "irm"),
+              aliases=("LossDiff-IRM",), overlap_rank=0,
+              description="the intersection of a LossDiff band and an IRM band of equal width")
+register_rule("rm-margin", _rm_margin, label="reward-model margin", colour="#da8bc3", needs=("rm_margin",),
+              overlap_rank=4, description="the largest reward-model margin")
+register_rule("annotation-gap", _annotation_gap, label="annotation-score gap (\"GPT-4 filter\")",
+              colour="#00777a", needs=("score_chosen", "score_rejected"), overlap_rank=5,
+              description="the largest annotated score gap")
+
+# The built-in selection rules a score table answers (the oracle control reads ground truth: not here);
+# tifkit.rules.rule_names() also lists rules registered later.
+RULES: tuple[str, ...] = rule_names(ground_truth=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -322,3 +398,15 @@ def tif_flags(table: pd.DataFrame, params: SelectParams | None = None) -> np.nda
     (select.keep, band_center, tif_lo/tif_hi, if_sign). The column and the rule share this one
     definition, so a table's `tif` flags never disagree with what `select.rule: tif` keeps."""
     return select(table, replace(params or SelectParams(), rule="tif")).mask
+
+
+def with_tif(table: pd.DataFrame, params: SelectParams) -> pd.DataFrame:
+    """The score table with its `tif` column (`tif_flags` under the run's select section) right after
+    `if`; a `tif` column already there (an old cache made with other parameters) is replaced. Tables
+    without `if` (influence "none") are returned unchanged. The one place a `tif` column is made:
+    score caches keep none, since the band depends on the select section, not on the scores."""
+    if "if" not in table.columns:
+        return table
+    table = table.drop(columns="tif") if "tif" in table.columns else table.copy()
+    table.insert(table.columns.get_loc("if") + 1, "tif", np.asarray(tif_flags(table, params), dtype=bool))
+    return table

@@ -12,13 +12,14 @@ import pandas as pd
 from tifkit import TifkitError
 from tifkit.influence import dpo_loss_per_pair, implicit_reward_margin
 from tifkit.io import content_hash
+from tifkit.rules import rule_names
 from tifkit.train import LOSS_TYPES
 
 
 
-# Every rule the benchmark trains (oracle: the world's ground truth, an upper reference).
-BENCH_RULES = ("full", "oracle", "random", "top-if", "tif", "lossdiff", "irm", "lossdiff-irm", "rm-margin",
-               "annotation-gap")
+# Every rule the benchmark trains (oracle: the world's ground truth, an upper reference): the rule
+# registry's rules (tifkit.rules) in registration order, as registered when this module is imported.
+BENCH_RULES = rule_names()
 
 
 def score_tables(p, seeds) -> dict[int, pd.DataFrame]:
