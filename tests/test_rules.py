@@ -45,6 +45,19 @@ def test_register_rejects_taken_names_and_bad_names():
         rules.register_rule("fused", lambda t, p, k: np.ones(len(t), bool), aliases=("lossdiff-IRM",))
     with pytest.raises(TifkitError, match="lower-case letters"):
         rules.register_rule("Fused", lambda t, p, k: np.ones(len(t), bool))
+    # replace=True redefines a rule in place (how tifkit.select registers the built-ins, so that a
+    # module reload works): same position, new fields
+    spec = rules.get_rule("irm")
+    before = rules.rule_names()
+    try:
+        rules.register_rule("irm", spec.select, label="IRM (redefined)", colour=spec.colour, needs=spec.needs,
+                            aliases=spec.aliases, overlap_rank=spec.overlap_rank, replace=True)
+        assert rules.rule_names() == before and rules.label("IRM") == "IRM (redefined)"
+    finally:
+        rules.register_rule("irm", spec.select, label=spec.label, colour=spec.colour, needs=spec.needs,
+                            aliases=spec.aliases, overlap_rank=spec.overlap_rank, description=spec.description,
+                            replace=True)
+    assert rules.get_rule("irm") == spec
     assert rules.find_rule("fused") is None and rules.find_rule("Fused") is None
 
 
@@ -168,10 +181,12 @@ def test_a_new_rule_runs_through_tifkit_select(shortest, tmp_path, monkeypatch, 
     kept = [json.loads(line) for line in out.read_text().splitlines()]
     want = sorted(range(30), key=lambda i: (t.chosen_tokens[i], i))[:6]
     assert sorted(r["pair_id"] for r in kept) == sorted(t.pair_id[want])
-    # and the other rules' report lists it beside them when another rule is selected
-    assert main(["select", str(ROOT / "params/tiny.yaml"), "--rule", "tif", "--keep", "0.2",
-                 "-o", str(tmp_path / "tif.jsonl")]) == 0
-    assert "overlap with shortest" in capsys.readouterr().out
+    # and the other rules' report lists it beside them when another rule is selected (here by the
+    # paper's spelling of LossDiff-IRM)
+    assert main(["select", str(ROOT / "params/tiny.yaml"), "--rule", "LossDiff-IRM", "--keep", "0.2",
+                 "-o", str(tmp_path / "fused.jsonl")]) == 0
+    text = capsys.readouterr().out
+    assert "rule lossdiff-irm: kept 6 of 30 pairs" in text and "overlap with shortest" in text
 
 
 def test_a_new_rule_in_the_batch_tables_and_a_figure(shortest, tmp_path):

@@ -32,6 +32,7 @@ farthest from the band centre is dropped).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import partial
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -318,26 +319,28 @@ def _oracle(table: pd.DataFrame, p: SelectParams, k: int) -> Picked:
 
 # Registration order is the benchmark's order (experiments.BENCH_RULES); overlap_rank orders the score
 # report's "overlap with TIF" rows. Colours: one hue per rule (irm brown, annotation-gap teal).
-register_rule("full", _full, label="full data", colour="#4c72b0", uses_budget=False, description="every pair")
-register_rule("oracle", _oracle, label="oracle (drops mislabelled pairs)", colour="#55a868", uses_budget=False,
+# replace=True: reloading this module (e.g. IPython's autoreload) redefines them in place.
+_builtin = partial(register_rule, replace=True)
+_builtin("full", _full, label="full data", colour="#4c72b0", uses_budget=False, description="every pair")
+_builtin("oracle", _oracle, label="oracle (drops mislabelled pairs)", colour="#55a868", uses_budget=False,
               ground_truth=True, description="the pairs the world did not mislabel (ground truth)")
-register_rule("random", _random, label="random", colour="#c44e52", overlap_rank=6,
+_builtin("random", _random, label="random", colour="#c44e52", overlap_rank=6,
               description="a seeded random subset")
-register_rule("top-if", _top_if, label="top-IF (classical)", colour="#64b5cd", needs=("if",), aliases=("top-IF",),
+_builtin("top-if", _top_if, label="top-IF (classical)", colour="#64b5cd", needs=("if",), aliases=("top-IF",),
               overlap_rank=3, description="the largest IF (classical selection)")
-register_rule("tif", _band_rule("tif", "if", "if_sign"), label="TIF (exact IF, middle band)", colour="#ccb974",
+_builtin("tif", _band_rule("tif", "if", "if_sign"), label="TIF (exact IF, middle band)", colour="#ccb974",
               needs=("if",), aliases=("TIF",), description="a middle percentile band of IF")
-register_rule("lossdiff", _band_rule("lossdiff", "lossdiff", "lossdiff_sign"), label="LossDiff band",
+_builtin("lossdiff", _band_rule("lossdiff", "lossdiff", "lossdiff_sign"), label="LossDiff band",
               colour="#dd8452", needs=("lossdiff",), aliases=("LossDiff",), overlap_rank=1,
               description="a middle percentile band of LossDiff")
-register_rule("irm", _band_rule("irm", "irm", "irm_sign"), label="IRM band", colour="#937860", needs=("irm",),
+_builtin("irm", _band_rule("irm", "irm", "irm_sign"), label="IRM band", colour="#937860", needs=("irm",),
               aliases=("IRM",), overlap_rank=2, description="a middle percentile band of IRM")
-register_rule("lossdiff-irm", _lossdiff_irm, label="LossDiff-IRM", colour="#8172b2", needs=("lossdiff", "irm"),
+_builtin("lossdiff-irm", _lossdiff_irm, label="LossDiff-IRM", colour="#8172b2", needs=("lossdiff", "irm"),
               aliases=("LossDiff-IRM",), overlap_rank=0,
               description="the intersection of a LossDiff band and an IRM band of equal width")
-register_rule("rm-margin", _rm_margin, label="reward-model margin", colour="#da8bc3", needs=("rm_margin",),
+_builtin("rm-margin", _rm_margin, label="reward-model margin", colour="#da8bc3", needs=("rm_margin",),
               overlap_rank=4, description="the largest reward-model margin")
-register_rule("annotation-gap", _annotation_gap, label="annotation-score gap (\"GPT-4 filter\")",
+_builtin("annotation-gap", _annotation_gap, label="annotation-score gap (\"GPT-4 filter\")",
               colour="#00777a", needs=("score_chosen", "score_rejected"), overlap_rank=5,
               description="the largest annotated score gap")
 
