@@ -80,6 +80,9 @@ def test_score_select_evaluate_commands(tmp_path, capsys):
     assert moved["if"].equals(table["if"]) and moved.tif.sum() == 24
     assert (moved.tif.to_numpy() == select(moved, SelectParams(rule="tif", keep=0.5, band_center=0.3)).mask).all()
     assert not moved.tif.equals(table.tif)
+    # the core score cache keeps no `tif` column: the select layer derives it once per select section
+    (core,) = tmp_path.glob("tiny-s0-*/scores/core-*.parquet")
+    assert "tif" not in pd.read_parquet(core).columns and {"if", "lossdiff", "irm"} <= set(pd.read_parquet(core).columns)
 
     out = tmp_path / "kept.jsonl"
     assert main(["select", *base, "--rule", "lossdiff-irm", "--keep", "0.5", "-o", str(out)]) == 0
