@@ -167,9 +167,9 @@ def cmd_evaluate(args) -> int:
     if args.rule == "sft":
         model_dir = sft_stage(ctx)
     else:
-        from tifkit.batch import _label
+        from tifkit.batch import rule_label
 
-        model_dir = continue_stage(ctx, _label(args.rule, p.select.keep), selection_mask(ctx, args.rule))
+        model_dir = continue_stage(ctx, rule_label(args.rule, p.select.keep), selection_mask(ctx, args.rule))
     results = evaluate_sets(ctx, args.rule, model_dir)
     for name, res in results.items():
         say(f"{args.rule} on {name}: WinRate vs SFT {res.winrate.estimate:.3f} [{res.winrate.lo:.3f}, "
