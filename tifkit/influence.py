@@ -7,8 +7,11 @@ tiny model, the LoRA adapters of a PEFT model). Positive IF: a gradient step on 
 validation loss. The loss is DPO's `-log sigmoid(h)` ("sigmoid") or SLiC's `max(0, 1 - h)` ("hinge"),
 with h(d) = beta * (logratio(y_w|x) - logratio(y_l|x)) and logratio = log pi_theta - log pi_ref.
 
+The loss, beta and what IF measures come as one value, a `tifkit.losses.Objective` (build it with
+`losses.objective_from_params(params)`); every public function here takes it where it used to take
+beta (a bare beta with the older `loss_type` / `measure` strings is still accepted).
 What is measured on the validation side, and which loss is differentiated on the training side,
-is the parameter `measure` (influence libraries separate the training loss from the measurement).
+is the Objective's `measure` (influence libraries separate the training loss from the measurement).
 With the margin loss m(d) = -h(d) (a linear "loss": its gradient is -grad h, with no weight):
 
     measure        training side          validation side (g_val)       IF(d) for DPO (sigmoid)
