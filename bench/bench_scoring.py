@@ -47,10 +47,9 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from tifkit.influence import (  # noqa: E402
-    _batched_influence,
+    batched_influence,
     flat_pair_gradient,
     influence_scores,
-    trainable_parameters,
     validation_gradient,
 )
 from tifkit import TifkitError  # noqa: E402
@@ -151,16 +150,14 @@ def bench_config(name, spec, tok, device, if_batch) -> dict:
     # 2. influence: batched hooks vs one backward per pair (same g_val, same ref log-probs)
     rtr = pair_logprobs(ref, train, batch_size=32, show_progress=False)
     rva = pair_logprobs(ref, val, batch_size=32, show_progress=False)
-    named = trainable_parameters(model)
     g_val = T("gval", lambda: validation_gradient(model, val, rva, BETA, batch_size=if_batch))
-    targets = {id(p): g for (_, p), g in zip(named, g_val)}
     flat_val = torch.cat([g.reshape(-1) for g in g_val])
     sub = list(range(min(n_loop, n_train)))
     head = train.subset(sub)
     head_ref = (rtr[0][sub], rtr[1][sub])
 
     def batched(tok_, ref_):
-        return _batched_influence(model, tok_, ref_, targets, BETA, "sigmoid", "sum", if_batch, False, False)
+        return batched_influence(model, tok_, ref_, g_val, BETA, None, "sum", if_batch, False, False)
 
     def loop(tok_, ref_):
         return np.array([float(flat_pair_gradient(model, tok_, ref_, i, BETA) @ flat_val) for i in range(len(tok_))])
@@ -277,8 +274,8 @@ REAL_CPU = {  # the same code at 1 layer, vocabulary 512, lengths x0.05 (CI keep
 
 
 def bench_real(name, spec, device, cpu_mode: bool) -> dict:
-    from tifkit.influence import (ValidationTarget, check_memory, estimate_scoring_memory, trainable_parameters,
-                                  validation_gradient)
+    from tifkit.influence import ValidationTarget, trainable_parameters, validation_gradient
+    from tifkit.memory import check_memory, estimate_scoring_memory
     from tifkit.shapes import build_shape, embedding_params, flops_per_token, lora_params, shape_config, synthetic_pairs
 
     shape, lora, n_train, n_val, sb, ib = spec

@@ -37,13 +37,12 @@ def split_if(ctx, table: pd.DataFrame) -> dict:
     from tifkit import pipeline
     from tifkit.influence import batched_influence, validation_gradient
     from tifkit.logprobs import pair_logprobs, tokenize_pairs
-    from tifkit.train import LOSS_TYPES
 
     p = ctx.p
     max_len = p.score.max_length if p.score.max_length is not None else p.train.max_length
     policy = pipeline.load_stage(ctx, pipeline.warmup_stage(ctx), trainable=True)
     ref = pipeline.reference(ctx)
-    lt = LOSS_TYPES[p.train.objective]
+    obj = ctx.objective.with_measure("val_loss")  # the default measurement, on subsets of D_val
     train_tok = tokenize_pairs(ctx.tokenizer, ctx.train, max_len)
     val_tok = tokenize_pairs(ctx.tokenizer, ctx.val, max_len)
     kw = dict(batch_size=p.score.batch_size, reduction=p.score.reduction, show_progress=False)
@@ -54,9 +53,9 @@ def split_if(ctx, table: pd.DataFrame) -> dict:
     for label, mask in (("h_v > 0", h_v > 0), ("h_v < 0", h_v < 0)):
         idx = np.flatnonzero(mask)
         sub = val_tok.subset(idx)
-        g = validation_gradient(policy, sub, (rv[0][idx], rv[1][idx]), p.train.beta, lt, p.score.reduction,
+        g = validation_gradient(policy, sub, (rv[0][idx], rv[1][idx]), obj, None, p.score.reduction,
                                 p.score.batch_size)
-        IF = batched_influence(policy, train_tok, rt, g, p.train.beta, lt, p.score.reduction, p.score.batch_size,
+        IF = batched_influence(policy, train_tok, rt, g, obj, None, p.score.reduction, p.score.batch_size,
                                verify=False, show_progress=False)
         out[label] = (float(np.corrcoef(table["irm"], IF)[0, 1]), len(idx))
     return out

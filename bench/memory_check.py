@@ -1,4 +1,4 @@
-"""Peak memory of one bf16 IF pass against the kit's estimate (`influence.estimate_scoring_memory`), on
+"""Peak memory of one bf16 IF pass against the kit's estimate (`memory.estimate_scoring_memory`), on
 the CPU by peak RSS (a GPU run: tests/test_realscale.py::test_gpu_memory_estimate_bounds_the_peak).
 
     .venv/bin/python bench/memory_check.py qwen3-0.6b 2 0.5 4 full     # shape, layers, length scale, pairs, full|lora
@@ -18,7 +18,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
-from tifkit.influence import ValidationTarget, estimate_scoring_memory, trainable_parameters, validation_gradient  # noqa: E402
+from tifkit.influence import ValidationTarget, trainable_parameters, validation_gradient  # noqa: E402
+from tifkit.memory import estimate_scoring_memory  # noqa: E402
 from tifkit.shapes import build_shape, shape_config, synthetic_pairs  # noqa: E402
 
 name, L, scale, B, lora = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "lora"

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from tifkit import TifkitError
 from tifkit import experiments as E
@@ -97,3 +98,55 @@ def test_subset_experiment_workers_match_one_process(tmp_path):
         assert w.loc[n, "winrate"] == pytest.approx(pp[pp.rule == n].verdict.mean())
     again = E.band_sweep(_toy(tmp_path / "one"), [0], 0.5, [0.25, 0.75], workers=1)
     pd.testing.assert_frame_equal(again["curves"], c[c.group.str.startswith("band")].reset_index(drop=True))
+
+
+def test_group_model_equals_the_pipelines_model_on_the_same_pairs(tmp_path):
+    """IF groups train through pipeline.train_on: with run.model_seed set (the init control), a group's
+    model has the same weights as the continuation the pipeline (and the batch) trains on those pairs;
+    both are seeded by ctx.train_seed, not the world seed."""
+    from safetensors.torch import load_file
+
+    from tifkit.pipeline import continue_stage, prepare
+
+    p = load_params(ROOT / "params/tiny.yaml", [f"run.root={tmp_path}", "world.n_sft=120", "world.n_train=32",
+                                                 "world.n_val=8", "world.n_test=4", "world.n_rm=8", "sft.steps=10",
+                                                 "model.hidden_size=32", "train.batch_size=8",
+                                                 "run.show_progress=false", "run.model_seed=7"])
+    ctx = prepare(p, 0)
+    assert ctx.train_seed == 7 != ctx.seed
+    mask = np.arange(len(ctx.train)) % 2 == 0
+    group = E.train_on_groups(ctx, {"even": mask}, n_points=2)
+    pipe = continue_stage(ctx, "even", mask)
+    a = load_file(group.model_dirs["even"] / "model.safetensors")
+    b = load_file(pipe / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert (group.curves.step > 0).any()  # the group logged D_val while training
+
+
+def test_scoring_cost_scores_with_the_runs_measure_and_reduction(tmp_path):
+    """scoring_cost times what scoring computes: the run's score.if_measure and score.reduction (its
+    LossDiff, IRM and IF equal score_table's with the same parameters, and differ from the defaults')."""
+    import dataclasses
+
+    from tifkit.pipeline import load_stage, prepare, reference, val_stage, warmup_stage
+    from tifkit.scores import score_table
+
+    p = load_params(ROOT / "params/tiny.yaml", [f"run.root={tmp_path}", "world.n_sft=120", "world.n_train=16",
+                                                 "world.n_val=8", "world.n_test=4", "world.n_rm=8", "sft.steps=10",
+                                                 "model.hidden_size=32", "train.batch_size=8",
+                                                 "run.show_progress=false", "score.if_measure=val_margin",
+                                                 "score.reduction=mean"])
+    ctx = prepare(p, 0)
+    _, got = E.scoring_cost(ctx, n_pairs=6, methods=("lossdiff-irm", "if-batched"), return_scores=True)
+    models = [load_stage(ctx, warmup_stage(ctx)), reference(ctx), load_stage(ctx, val_stage(ctx), trainable=False)]
+    sp = dataclasses.replace(p.score, max_length=p.train.max_length)
+    want = score_table(*models, ctx.tokenizer, ctx.train.iloc[:6], ctx.val, sp, ctx.objective, show_progress=False)
+    np.testing.assert_allclose(got["lossdiff-irm"][0], want["irm"], rtol=1e-12)
+    np.testing.assert_allclose(got["lossdiff-irm"][1], want["lossdiff"], rtol=1e-12)
+    np.testing.assert_allclose(got["if-batched"], want["if"], rtol=1e-5, atol=1e-9 * np.abs(want["if"]).max())
+    default = score_table(*models, ctx.tokenizer, ctx.train.iloc[:6], ctx.val,
+                          dataclasses.replace(sp, if_measure="val_loss", reduction="sum"),
+                          dataclasses.replace(ctx.objective, measure="val_loss"), show_progress=False)
+    assert not np.allclose(default["if"], want["if"]) and not np.allclose(default["irm"], want["irm"])

@@ -18,8 +18,8 @@ from scipy.stats import spearmanr
 
 from tifkit import TifkitError
 from tifkit.config import ScoreParams, SelectParams, load_params
-from tifkit.influence import (cast_for_scoring, check_memory, estimate_for_models, estimate_scoring_memory,
-                              influence_loop, influence_scores)
+from tifkit.influence import cast_for_scoring, influence_loop, influence_scores
+from tifkit.memory import check_memory, estimate_for_models, estimate_scoring_memory
 from tifkit.logprobs import pair_logprobs
 from tifkit.models import resolve_device, tiny_config
 from tifkit.select import select

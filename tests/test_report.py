@@ -341,7 +341,9 @@ def test_pool_map_runs_follow_up_tasks(workers=1):
     def then(key, result):
         return {("next", key[1]): (_plus_one, (result,))} if key[0] == "first" else None
 
-    out = E._pool_map({("first", i): (_square, (i,)) for i in range(3)}, workers, "test", False, then)
+    from tifkit.workers import quiet_pool_map
+
+    out = quiet_pool_map({("first", i): (_square, (i,)) for i in range(3)}, workers, "test", False, then)
     assert out == {**{("first", i): i * i for i in range(3)}, **{("next", i): i * i + 1 for i in range(3)}}
 
 

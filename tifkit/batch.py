@@ -31,6 +31,7 @@ import pandas as pd
 
 from tifkit import TifkitError
 from tifkit.config import Params
+from tifkit.workers import n_workers  # noqa: F401  (lives in workers.py; batch.n_workers kept)
 from tifkit.io import atomic_write_text, write_parquet
 from tifkit.rules import get_rule, stage_label
 
@@ -92,6 +93,13 @@ def run_seed(params: Params, seed: int, rules: list[str]) -> tuple[pd.DataFrame,
     return pd.concat(rows, ignore_index=True), table
 
 
+# Public names of a seed's steps, for studies that run them in their own worker processes
+# (tifkit.experiments.benchmark): a seed's stages and first rule, one more rule. A rule's stage
+# label is tifkit.rules.stage_label.
+start_seed = _start_seed
+rule_rows = _rule_rows
+
+
 # ------------------------------------------------------------------------------- worker processes
 def _timed(fn, *args):
     """(fn(*args), {"wall_s", "cpu_s"}): wall and CPU seconds of this process for one task."""
@@ -126,16 +134,6 @@ def _task_start(params: Params, seed: int, rules: list[str]):
 def _task_rule(params: Params, seed: int, rule: str):
     """Worker task: one more rule of a seed whose stages (and scores) are done; (rows, timing)."""
     return _timed(_rule, params, seed, rule)
-
-
-def n_workers(params: Params, n_tasks: int | None = None) -> int:
-    """`run.workers`, or one per CPU core available to this process (0), at most `n_tasks`."""
-    w = int(params.run.workers)
-    if w < 0:
-        raise TifkitError(f"run.workers={w} is negative; use 0 (one per CPU core) or a positive count.")
-    if w == 0:
-        w = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(w, n_tasks) if n_tasks else w)
 
 
 def run_seeds(params: Params, seeds: list[int], rules: list[str], workers: int | None = None,

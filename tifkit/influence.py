@@ -7,8 +7,11 @@ tiny model, the LoRA adapters of a PEFT model). Positive IF: a gradient step on 
 validation loss. The loss is DPO's `-log sigmoid(h)` ("sigmoid") or SLiC's `max(0, 1 - h)` ("hinge"),
 with h(d) = beta * (logratio(y_w|x) - logratio(y_l|x)) and logratio = log pi_theta - log pi_ref.
 
+The loss, beta and what IF measures come as one value, a `tifkit.losses.Objective` (build it with
+`losses.objective_from_params(params)`); every public function here takes it where it used to take
+beta (a bare beta with the older `loss_type` / `measure` strings is still accepted).
 What is measured on the validation side, and which loss is differentiated on the training side,
-is the parameter `measure` (influence libraries separate the training loss from the measurement).
+is the Objective's `measure` (influence libraries separate the training loss from the measurement).
 With the margin loss m(d) = -h(d) (a linear "loss": its gradient is -grad h, with no weight):
 
     measure        training side          validation side (g_val)       IF(d) for DPO (sigmoid)
@@ -39,41 +42,49 @@ restored afterwards. Gradients are float32 (float64 for a float64 model, or with
 A bfloat16/float16 model runs its forward, backward and the hooks' matmuls in its own dtype (the
 GEMMs accumulate in float32 internally), while g_val, the per-row dot products and their sums over
 layers are float32 (`cast_for_scoring` makes such a copy; tests/test_realscale.py checks that bf16
-IF ranks pairs like fp32 IF). `estimate_scoring_memory` / `check_memory` size a scoring run first.
+IF ranks pairs like fp32 IF). tifkit.memory sizes a scoring run first.
 """
 from __future__ import annotations
 
 import copy
 import hashlib
 import math
-import os
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Callable, Literal, Mapping, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from tifkit import TifkitError
 from tifkit.logprobs import (
     Reduction,
     TokenizedPairs,
-    _progress,
     cached_pair_logprobs,
     collate_sequences,
     model_device,
     pad_token_id_of,
     pair_logprobs,
+    progress,
     sequence_logps,
     to_device,
 )
+# The objective and measurement (tifkit.losses). Re-exported here for code written before the losses
+# module: implicit_reward_margin, measure_losses, MEASURES, LossType, Measure, and dpo_loss_per_pair
+# (= losses.pair_loss).
+from tifkit.losses import (  # noqa: F401
+    MEASURES,
+    LossType,
+    Measure,
+    Objective,
+    as_objective,
+    implicit_reward_margin,
+    measure_losses,
+    pair_loss,
+)
 
-LossType = Literal["sigmoid", "hinge"]
 Method = Literal["batched", "loop", "projected"]
-Measure = Literal["val_loss", "val_margin", "unweighted"]
-MEASURES = ("val_loss", "val_margin", "unweighted")
+dpo_loss_per_pair = pair_loss
 
 try:  # GPT-2's transposed linear layer
     from transformers.pytorch_utils import Conv1D
@@ -82,52 +93,8 @@ except Exception:  # pragma: no cover
 
 
 # ----------------------------------------------------------------------------------------------------
-# Loss
-# ----------------------------------------------------------------------------------------------------
-def implicit_reward_margin(policy_logps_w, policy_logps_l, ref_w, ref_l, beta: float):
-    """IRM, the implicit reward margin h = beta * ((policy_w - ref_w) - (policy_l - ref_l)): the one
-    definition every module uses (scores, experiments, losses). Torch tensors or numpy arrays."""
-    return beta * ((policy_logps_w - ref_w) - (policy_logps_l - ref_l))
-
-
-def dpo_loss_per_pair(policy_logps_w, policy_logps_l, ref_w, ref_l, beta: float, loss_type: LossType = "sigmoid"):
-    """Per-pair preference loss: DPO (`sigmoid`: -log sigmoid(h)) or SLiC (`hinge`: max(0, 1 - h)).
-
-    h = implicit_reward_margin(...). Works on torch tensors (differentiable) and on numpy arrays;
-    returns the same kind. Matches TRL's DPOTrainer `loss_type` of the same name.
-    """
-    h = implicit_reward_margin(policy_logps_w, policy_logps_l, ref_w, ref_l, beta)
-    if loss_type == "margin":  # IF's measurement m = -h (see `measure_losses`); not a training loss
-        return -h if torch.is_tensor(h) else -np.asarray(h, dtype=np.float64)
-    if torch.is_tensor(h):
-        if loss_type == "sigmoid":
-            return -F.logsigmoid(h)
-        if loss_type == "hinge":
-            return torch.relu(1 - h)
-    else:
-        h = np.asarray(h, dtype=np.float64)
-        if loss_type == "sigmoid":
-            return np.logaddexp(0.0, -h)
-        if loss_type == "hinge":
-            return np.maximum(0.0, 1.0 - h)
-    raise TifkitError(f"Unknown loss_type {loss_type!r}; use 'sigmoid' (DPO) or 'hinge' (SLiC).")
-
-
-# ----------------------------------------------------------------------------------------------------
 # Shared plumbing
 # ----------------------------------------------------------------------------------------------------
-def measure_losses(loss_type: LossType, measure: Measure = "val_loss") -> tuple[str, str]:
-    """(training-side loss, validation-side loss) of IF under `measure` (module docstring);
-    "margin" stands for the linear loss m = -h."""
-    if measure == "val_loss":
-        return loss_type, loss_type
-    if measure == "val_margin":
-        return loss_type, "margin"
-    if measure == "unweighted":
-        return "margin", "margin"
-    raise TifkitError(f"Unknown IF measurement {measure!r}; use one of {', '.join(MEASURES)} (score.if_measure).")
-
-
 def trainable_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
     """(name, parameter) for every parameter with requires_grad, each shared parameter once."""
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
@@ -162,14 +129,15 @@ def _pair_batch(tok: TokenizedPairs, idx: Sequence[int], pad_id: int, device):
     return collate_sequences(seqs, pad_id, device)
 
 
-def _pair_losses(model, tok, idx, ref_w, ref_l, beta, loss_type, reduction, pad_id, device) -> torch.Tensor:
-    """Differentiable per-pair losses (B,) for the pairs `idx` (one forward over 2B rows)."""
+def _pair_losses(model, tok, idx, ref_w, ref_l, loss_fn, reduction, pad_id, device) -> torch.Tensor:
+    """Differentiable per-pair losses (B,) for the pairs `idx` (one forward over 2B rows); `loss_fn`
+    is a side of an Objective (`training_side` or `measurement`)."""
     batch = _pair_batch(tok, idx, pad_id, device)
     logps = sequence_logps(model, batch, reduction)
     B = len(idx)
     rw = to_device(ref_w[idx], logps.device).to(logps.dtype)
     rl = to_device(ref_l[idx], logps.device).to(logps.dtype)
-    return dpo_loss_per_pair(logps[:B], logps[B:], rw, rl, beta, loss_type)
+    return loss_fn(logps[:B], logps[B:], rw, rl)
 
 
 def _length_buckets(tok: TokenizedPairs, batch_size: int) -> list[np.ndarray]:
@@ -183,15 +151,17 @@ def validation_gradient(
     model: nn.Module,
     val_tok: TokenizedPairs,
     ref_logps_val,
-    beta: float,
-    loss_type: LossType = "sigmoid",
+    objective: Objective | float,
+    loss_type: LossType | None = None,
     reduction: Reduction = "sum",
     batch_size: int = 16,
     show_progress: bool = False,
-    measure: Measure = "val_loss",
+    measure: Measure | None = None,
 ) -> list[torch.Tensor]:
-    """g_val = mean over validation pairs of grad loss(theta; v), one tensor per trainable parameter
-    (with measure="val_margin" or "unweighted": of the margin loss -h(v); module docstring).
+    """g_val = mean over validation pairs of grad objective.measurement(theta; v), one tensor per
+    trainable parameter (the loss for measure="val_loss", the margin loss -h(v) otherwise; module
+    docstring). `objective` is a tifkit.losses.Objective, or a beta with the older `loss_type` /
+    `measure` strings.
 
     Batched (ordinary backward of the mean loss); returned detached, in the parameters' dtype, or in
     float32 for a bfloat16 / float16 model (accumulated in float32 across batches).
@@ -199,15 +169,15 @@ def validation_gradient(
     n = len(val_tok)
     if n == 0:
         raise TifkitError("The validation set is empty; IF needs at least one validation pair.")
-    val_loss_type = measure_losses(loss_type, measure)[1]
+    obj = as_objective(objective, loss_type, measure)
     rw, rl = _as_ref_pair(ref_logps_val, n, "the validation pairs")
     names, params = zip(*trainable_parameters(model))
     pad_id, device = pad_token_id_of(model), model_device(model)
     acc = [torch.zeros_like(p, dtype=_compute_dtype(model)) for p in params]
     with _scoring_mode(model):
         buckets = _length_buckets(val_tok, batch_size)
-        for idx in _progress(buckets, len(buckets), "validation gradient", show_progress):
-            loss = _pair_losses(model, val_tok, idx, rw, rl, beta, val_loss_type, reduction, pad_id, device).sum() / n
+        for idx in progress(buckets, len(buckets), "validation gradient", show_progress):
+            loss = _pair_losses(model, val_tok, idx, rw, rl, obj.measurement, reduction, pad_id, device).sum() / n
             grads = torch.autograd.grad(loss, params, allow_unused=True)
             for a, g in zip(acc, grads):
                 if g is not None:
@@ -218,13 +188,19 @@ def validation_gradient(
 # ----------------------------------------------------------------------------------------------------
 # Exact slow reference: one backward per pair
 # ----------------------------------------------------------------------------------------------------
-def flat_pair_gradient(model, tok: TokenizedPairs, ref_logps, index: int, beta: float, loss_type: LossType = "sigmoid", reduction: Reduction = "sum") -> torch.Tensor:
-    """The full gradient of one pair's loss over the trainable parameters, flattened (name order).
-    `loss_type` may also be "margin" (the loss -h of IF's margin measurements)."""
+def flat_pair_gradient(model, tok: TokenizedPairs, ref_logps, index: int, objective: Objective | float,
+                       loss_type: str | None = None, reduction: Reduction = "sum") -> torch.Tensor:
+    """The full gradient of one pair's training-side loss (`objective.training_side`) over the
+    trainable parameters, flattened (name order). With a bare beta, `loss_type` may also be "margin"
+    (the loss -h of IF's margin measurements)."""
+    return _flat_gradient(model, tok, ref_logps, index, as_objective(objective, loss_type).training_side, reduction)
+
+
+def _flat_gradient(model, tok, ref_logps, index, loss_fn, reduction) -> torch.Tensor:
     rw, rl = _as_ref_pair(ref_logps, len(tok), "these pairs")
     params = [p for _, p in trainable_parameters(model)]
     with _scoring_mode(model):
-        loss = _pair_losses(model, tok, [index], rw, rl, beta, loss_type, reduction, pad_token_id_of(model), model_device(model)).sum()
+        loss = _pair_losses(model, tok, [index], rw, rl, loss_fn, reduction, pad_token_id_of(model), model_device(model)).sum()
         grads = torch.autograd.grad(loss, params, allow_unused=True)
     return torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for p, g in zip(params, grads)])
 
@@ -235,30 +211,30 @@ def influence_loop(
     ref_logps_train,
     tokenized_val: TokenizedPairs,
     ref_logps_val,
-    beta: float,
-    loss_type: LossType = "sigmoid",
+    objective: Objective | float,
+    loss_type: LossType | None = None,
     reduction: Reduction = "sum",
     show_progress: bool = True,
-    measure: Measure = "val_loss",
+    measure: Measure | None = None,
 ) -> np.ndarray:
     """IF by the definition, one pair at a time (the reference the fast paths are tested against).
 
     g_val is the mean of the validation pairs' flattened gradients (one backward each), and
     IF(d) = flat_grad(d) . g_val (dot product in float64). `ref_logps_*` are (chosen, rejected) arrays.
-    `measure` picks the training- and validation-side losses (module docstring).
+    `objective` (an Objective, or a beta with `loss_type` / `measure`) gives both sides' losses.
     """
     n_val = len(tokenized_val)
     if n_val == 0:
         raise TifkitError("The validation set is empty; IF needs at least one validation pair.")
-    train_lt, val_lt = measure_losses(loss_type, measure)
+    obj = as_objective(objective, loss_type, measure)
     g_val = None
-    for i in _progress(range(n_val), n_val, "validation gradient (loop)", show_progress):
-        g = flat_pair_gradient(model, tokenized_val, ref_logps_val, i, beta, val_lt, reduction).double()
+    for i in progress(range(n_val), n_val, "validation gradient (loop)", show_progress):
+        g = _flat_gradient(model, tokenized_val, ref_logps_val, i, obj.measurement, reduction).double()
         g_val = g / n_val if g_val is None else g_val + g / n_val
     n = len(tokenized_train)
     out = np.zeros(n, dtype=np.float64)
-    for i in _progress(range(n), n, "IF (loop)", show_progress):
-        g = flat_pair_gradient(model, tokenized_train, ref_logps_train, i, beta, train_lt, reduction)
+    for i in progress(range(n), n, "IF (loop)", show_progress):
+        g = _flat_gradient(model, tokenized_train, ref_logps_train, i, obj.training_side, reduction)
         out[i] = float(g.double() @ g_val)
     return out
 
@@ -582,9 +558,10 @@ def _check_per_param(model, hooks: _InnerProductHooks, targets, generic_groups) 
 
 
 def _batched_influence(
-    model, train_tok, ref_train, targets, beta, loss_type, reduction, batch_size, verify, show_progress
+    model, train_tok, ref_train, targets, objective: Objective, reduction, batch_size, verify, show_progress
 ) -> np.ndarray:
-    """IF for every training pair by `_InnerProductHooks` (targets: id(param) -> g_val part)."""
+    """IF for every training pair by `_InnerProductHooks` (targets: id(param) -> g_val part), of the
+    training-side loss of `objective`."""
     n = len(train_tok)
     rw, rl = _as_ref_pair(ref_train, n, "the training pairs")
     params = [p for _, p in trainable_parameters(model)]
@@ -599,7 +576,7 @@ def _batched_influence(
     }
     buckets = _length_buckets(train_tok, batch_size)
     with _scoring_mode(model), hooks:
-        for k, idx in enumerate(_progress(buckets, len(buckets), "IF (batched)", show_progress)):
+        for k, idx in enumerate(progress(buckets, len(buckets), "IF (batched)", show_progress)):
             B = len(idx)
             check = verify and k == 0
             hooks.track = check
@@ -608,14 +585,15 @@ def _batched_influence(
             if check:  # ordinary backward with parameter gradients, to check the hooks against autograd
                 for p in params:
                     p.grad = None
-                loss = _pair_losses(model, train_tok, idx, rw, rl, beta, loss_type, reduction, pad_id, device).sum()
+                loss = _pair_losses(model, train_tok, idx, rw, rl, objective.training_side, reduction, pad_id, device).sum()
                 loss.backward()
                 _check_per_param(model, hooks, targets, generic_groups)
                 for p in params:
                     p.grad = None
             else:
                 with _frozen(params):
-                    loss = _pair_losses(model, train_tok, idx, rw, rl, beta, loss_type, reduction, pad_id, device).sum()
+                    loss = _pair_losses(model, train_tok, idx, rw, rl, objective.training_side, reduction, pad_id,
+                                        device).sum()
                     if loss.requires_grad:
                         loss.backward()
             rows = hooks.rows
@@ -628,8 +606,8 @@ def batched_influence(
     train_tok: TokenizedPairs,
     ref_logps_train,
     g_val: Sequence[torch.Tensor],
-    beta: float,
-    loss_type: LossType = "sigmoid",
+    objective: Objective | float,
+    loss_type: str | None = None,
     reduction: Reduction = "sum",
     batch_size: int = 16,
     verify: bool = True,
@@ -637,12 +615,14 @@ def batched_influence(
 ) -> np.ndarray:
     """IF of every training pair against a given g_val (as `validation_gradient` returns it, one
     tensor per `trainable_parameters(model)`), by the batched hooks. For scoring D_tr in chunks
-    against one validation gradient; `influence_scores(method="batched")` is this after g_val."""
+    against one validation gradient; `influence_scores(method="batched")` is this after g_val.
+    `objective`'s training side is differentiated (a bare beta takes `loss_type`, "margin" included)."""
     named = trainable_parameters(model)
     if len(g_val) != len(named) or any(g.shape != p.shape for (_, p), g in zip(named, g_val)):
         raise TifkitError("g_val does not match the model's trainable parameters; compute it with validation_gradient(model, ...).")
     targets = {id(p): g for (_, p), g in zip(named, g_val)}
-    return _batched_influence(model, train_tok, ref_logps_train, targets, beta, loss_type, reduction, batch_size, verify, show_progress)
+    return _batched_influence(model, train_tok, ref_logps_train, targets, as_objective(objective, loss_type), reduction,
+                              batch_size, verify, show_progress)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -701,18 +681,20 @@ def projected_pair_gradients(
     model: nn.Module,
     tok: TokenizedPairs,
     ref_logps,
-    beta: float,
+    objective: Objective | float,
     projection: RandomProjection,
-    loss_type: LossType = "sigmoid",
+    loss_type: str | None = None,
     reduction: Reduction = "sum",
     batch_size: int = 16,
     show_progress: bool = True,
 ) -> np.ndarray:
-    """P . grad loss(theta; d) for every pair d, shape (N, k), float64, input order.
+    """P . grad loss(theta; d) for every pair d (the training side of `objective`; a bare beta takes
+    `loss_type`, "margin" included), shape (N, k), float64, input order.
 
     Per-pair gradients are formed one batch and one layer at a time (R x numel) by the same hooks
     as the batched path, projected, and summed over layers; the full per-pair gradient never exists.
     """
+    loss_fn = as_objective(objective, loss_type).training_side
     n = len(tok)
     rw, rl = _as_ref_pair(ref_logps, n, "these pairs")
     params = [p for _, p in trainable_parameters(model)]
@@ -728,11 +710,11 @@ def projected_pair_gradients(
     hooks = _InnerProductHooks(model, None, dtype, mode="grads", sink=sink)
     buckets = _length_buckets(tok, batch_size)
     with _scoring_mode(model), hooks, _frozen(params):
-        for idx in _progress(buckets, len(buckets), "projected gradients", show_progress):
+        for idx in progress(buckets, len(buckets), "projected gradients", show_progress):
             B = len(idx)
             hooks.start_batch(2 * B, device)
             acc["z"] = torch.zeros(B, projection.k, dtype=dtype, device=device)
-            loss = _pair_losses(model, tok, idx, rw, rl, beta, loss_type, reduction, pad_id, device).sum()
+            loss = _pair_losses(model, tok, idx, rw, rl, loss_fn, reduction, pad_id, device).sum()
             if loss.requires_grad:
                 loss.backward()
             out[to_device(idx, device)] = acc["z"].double()
@@ -775,40 +757,48 @@ def _resolve_ref(ref, train_tok, val_tok, batch_size, reduction, cache_dir, show
 class ValidationTarget:
     """IF against one validation gradient, for any number of training-pair sets (e.g. chunks).
 
-    Built once from g_val (as `validation_gradient` returns it); `scores(tok, ref_logps)` gives
-    < grad loss(theta; d), g_val > for the pairs of `tok` by `method`: "batched" (hooks, exact),
-    "loop" (one backward per pair, exact) or "projected" (JL projection to `project_dim`, `seed`,
-    whose projected g_val is computed here once). `measure` must be the one g_val was computed
-    with: it picks the training-side loss (the margin loss -h for "unweighted").
+    Built once from g_val (as `validation_gradient` returns it) and the Objective g_val was computed
+    with; `scores(tok, ref_logps)` gives < grad training-side loss(theta; d), g_val > for the pairs of
+    `tok` by `method`: "batched" (hooks, exact), "loop" (one backward per pair, exact) or "projected"
+    (JL projection to `project_dim`, `seed`, whose projected g_val is computed here once).
+    Older form: `measure` here and a beta (with `loss_type`) in `scores`.
     """
 
     def __init__(self, model: nn.Module, g_val: Sequence[torch.Tensor], method: Method = "batched",
                  project_dim: int | None = None, seed: int = 0,
-                 projection: Literal["rademacher", "gaussian"] = "rademacher", measure: Measure = "val_loss"):
+                 projection: Literal["rademacher", "gaussian"] = "rademacher", measure: Measure | None = None,
+                 objective: Objective | None = None):
         if method not in ("batched", "loop", "projected"):
             raise TifkitError(f"Unknown influence method {method!r}; use 'batched', 'loop' or 'projected'.")
         if (method == "projected") != (project_dim is not None):
             raise TifkitError("Set project_dim together with method='projected' (and only then).")
-        measure_losses("sigmoid", measure)  # raises on an unknown measurement
-        self.model, self.g_val, self.method, self.measure = model, g_val, method, measure
+        if objective is not None and measure is not None:
+            objective = objective.with_measure(measure)
+        self.objective = objective
+        self.measure = objective.measure if objective is not None else (measure or "val_loss")
+        measure_losses("sigmoid", self.measure)  # raises on an unknown measurement
+        self.model, self.g_val, self.method = model, g_val, method
         if method == "loop":
             self.g_flat = torch.cat([g.reshape(-1) for g in g_val]).double()
         elif method == "projected":
             self.P = RandomProjection(trainable_parameters(model), project_dim, seed=seed, kind=projection)
             self.z_val = project_vector(self.P, model, g_val)
 
-    def scores(self, tok: TokenizedPairs, ref_logps, beta: float, loss_type: LossType = "sigmoid",
-               reduction: Reduction = "sum", batch_size: int = 16, verify: bool = True,
-               show_progress: bool = True) -> np.ndarray:
+    def scores(self, tok: TokenizedPairs, ref_logps, objective: Objective | float | None = None,
+               loss_type: LossType | None = None, reduction: Reduction = "sum", batch_size: int = 16,
+               verify: bool = True, show_progress: bool = True) -> np.ndarray:
+        """IF of the pairs of `tok` (`objective` defaults to the one given at construction)."""
+        if objective is None and self.objective is None:
+            raise TifkitError("ValidationTarget.scores needs the Objective (or beta) g_val was computed with.")
+        obj = as_objective(self.objective if objective is None else objective, loss_type, self.measure)
         m = self.model
-        loss_type = measure_losses(loss_type, self.measure)[0]
         if self.method == "batched":
-            return batched_influence(m, tok, ref_logps, self.g_val, beta, loss_type, reduction, batch_size, verify,
+            return batched_influence(m, tok, ref_logps, self.g_val, obj, None, reduction, batch_size, verify,
                                      show_progress)
         if self.method == "loop":
-            return np.array([float(flat_pair_gradient(m, tok, ref_logps, i, beta, loss_type, reduction).double()
+            return np.array([float(_flat_gradient(m, tok, ref_logps, i, obj.training_side, reduction).double()
                                    @ self.g_flat) for i in range(len(tok))])
-        Z = projected_pair_gradients(m, tok, ref_logps, beta, self.P, loss_type, reduction, batch_size, show_progress)
+        Z = projected_pair_gradients(m, tok, ref_logps, obj, self.P, None, reduction, batch_size, show_progress)
         return Z @ self.z_val
 
 
@@ -818,7 +808,7 @@ def influence_scores(
     train_tok: TokenizedPairs,
     val_tok: TokenizedPairs,
     beta: float = 0.1,
-    loss_type: LossType = "sigmoid",
+    loss_type: LossType | None = None,
     method: Method = "batched",
     batch_size: int = 16,
     reduction: Reduction = "sum",
@@ -829,7 +819,8 @@ def influence_scores(
     ref_cache_dir: str | None = None,
     verify: bool = True,
     show_progress: bool = True,
-    measure: Measure = "val_loss",
+    measure: Measure | None = None,
+    objective: Objective | None = None,
 ) -> np.ndarray:
     """IF(d) = < grad loss(theta; d), g_val > for every training pair, float64, in input order.
 
@@ -838,7 +829,9 @@ def influence_scores(
         ref: the reference model pi_ref, or its log-probs as ((train_w, train_l), (val_w, val_l)) or
             {"train": (w, l), "val": (w, l)}.
         train_tok, val_tok: `tokenize_pairs` output for D_tr and D_val.
-        beta, loss_type: the preference loss ("sigmoid" = DPO, "hinge" = SLiC), as in training.
+        objective: a tifkit.losses.Objective (loss, beta and measurement as one value, e.g.
+            `objective_from_params(params)`); when None, it is built from `beta`, `loss_type`
+            ("sigmoid" = DPO, default, "hinge" = SLiC) and `measure` (the older form).
         method: "batched" (default, exact, one forward+backward per batch), "loop" (exact, one
             backward per pair, slow reference), "projected" (JL projection to `project_dim`, `seed`).
         batch_size: pairs per batch (each pair is two sequences).
@@ -849,7 +842,7 @@ def influence_scores(
             contribution with autograd's gradient and raise if a part of the gradient is missed.
         measure: "val_loss" (default: the paper's IF), "val_margin" or "unweighted" (module docstring).
     """
-    measure_losses(loss_type, measure)  # raises on an unknown measurement
+    obj = as_objective(beta if objective is None else objective, loss_type, measure)  # raises on a bad one
     if method not in ("batched", "loop", "projected"):
         raise TifkitError(f"Unknown influence method {method!r}; use 'batched', 'loop' or 'projected'.")
     if (method == "projected") != (project_dim is not None):
@@ -858,11 +851,10 @@ def influence_scores(
         model = copy.deepcopy(model).to(dtype)
     ref_train, ref_val = _resolve_ref(ref, train_tok, val_tok, 2 * batch_size, reduction, ref_cache_dir, show_progress, dtype)
     if method == "loop":  # the slow reference forms g_val by its own loop too
-        return influence_loop(model, train_tok, ref_train, val_tok, ref_val, beta, loss_type, reduction, show_progress,
-                              measure)
-    g_val = validation_gradient(model, val_tok, ref_val, beta, loss_type, reduction, batch_size, show_progress, measure)
-    target = ValidationTarget(model, g_val, method, project_dim, seed, projection, measure)
-    return target.scores(train_tok, ref_train, beta, loss_type, reduction, batch_size, verify, show_progress)
+        return influence_loop(model, train_tok, ref_train, val_tok, ref_val, obj, None, reduction, show_progress)
+    g_val = validation_gradient(model, val_tok, ref_val, obj, None, reduction, batch_size, show_progress)
+    target = ValidationTarget(model, g_val, method, project_dim, seed, projection, objective=obj)
+    return target.scores(train_tok, ref_train, None, None, reduction, batch_size, verify, show_progress)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -883,128 +875,3 @@ def cast_for_scoring(model: nn.Module, dtype: str = "model") -> nn.Module:
     if next(model.parameters()).dtype == want:
         return model
     return copy.deepcopy(model).to(want)
-
-
-@dataclass
-class MemoryEstimate:
-    """Peak memory of a scoring run on one device, by part (bytes); `total` is their sum."""
-
-    weights: int  # every model held at once (policy, reference, validation model)
-    gradients: int  # g_val (float32) + one batch's parameter gradients + G in the operand dtype
-    activations: int  # one IF batch's saved activations and the hooks' held layer inputs
-    logits: int  # one batch's logits and the float32 log-softmax of the scored positions
-
-    @property
-    def total(self) -> int:
-        return self.weights + self.gradients + self.activations + self.logits
-
-    def describe(self) -> str:
-        g = lambda b: f"{b / 2**30:.1f}"  # noqa: E731
-        return (f"{g(self.total)} GiB (weights {g(self.weights)}, gradients {g(self.gradients)}, "
-                f"activations {g(self.activations)}, logits {g(self.logits)})")
-
-
-def _cfg(config, *names, default=None):
-    for n in names:
-        v = getattr(config, n, None)
-        if v is not None:
-            return v
-    return default
-
-
-def estimate_scoring_memory(config, n_params: int, n_trainable: int, dtype: torch.dtype, batch_pairs: int,
-                            seq_len: int, n_models: int = 3, influence: bool = True) -> MemoryEstimate:
-    """An upper-end estimate of one process's peak memory while scoring (from the architecture's
-    config alone, so that it can be printed before any weight is allocated).
-
-    For a forward+backward of `2 * batch_pairs` rows of `seq_len` tokens through a decoder with
-    hidden size h, MLP width I and L layers, with frozen weights (the batched IF's pass), autograd
-    keeps about (6h + 3I) values per token per layer (norm inputs, q/k/v and attention output, the
-    MLP's gate, up and activation), and the hooks hold the inputs of the trainable linear layers
-    (3h + I per token per layer when every weight trains, 3h for LoRA on all projections) and the
-    norms' tangents (2h). Logits: (rows x tokens x vocab) in the model dtype and its gradient, plus
-    three float32 arrays of the scored positions (their copy, logsumexp's exponentials, their
-    gradient). Every row is counted at the longest length (padding), so the estimate errs high; on a
-    CPU, peak RSS of a bf16 IF batch measured 63-75% of it (2 layers of Qwen3-0.6B / Llama-3.2-1B+LoRA
-    at full vocabulary). Without IF (influence=False): one forward's logits and a layer's activations.
-    """
-    h = int(_cfg(config, "hidden_size", "n_embd"))
-    L = int(_cfg(config, "num_hidden_layers", "n_layer"))
-    inter = int(_cfg(config, "intermediate_size", "n_inner", default=4 * h) or 4 * h)
-    V = int(_cfg(config, "vocab_size"))
-    b = torch.finfo(dtype).bits // 8
-    acc = 8 if dtype == torch.float64 else 4
-    tokens = 2 * batch_pairs * seq_len
-    weights = n_models * n_params * b
-    logits = tokens * V * (2 * b + 3 * acc)
-    if not influence:
-        return MemoryEstimate(weights, 0, tokens * (4 * h + 2 * inter) * b, logits)
-    full = n_trainable > 0.5 * n_params
-    held = (3 * h + inter) if full else 3 * h
-    activations = tokens * L * (6 * h + 3 * inter + held + 2 * h) * b
-    gradients = n_trainable * (acc + 2 * b)
-    return MemoryEstimate(weights, gradients, activations, logits)
-
-
-def estimate_for_models(policy: nn.Module, others: Sequence[nn.Module], batch_pairs: int, seq_len: int,
-                        influence: bool = True) -> MemoryEstimate:
-    """`estimate_scoring_memory` for loaded models (a policy, plus the other models held at once);
-    the weights are the models' actual bytes, each shared tensor once."""
-    base = getattr(policy, "get_base_model", lambda: policy)()
-    n = sum(p.numel() for p in policy.parameters())
-    n_tr = sum(p.numel() for _, p in trainable_parameters(policy)) if influence else 0
-    dtype = next(policy.parameters()).dtype
-    est = estimate_scoring_memory(base.config, n, n_tr, dtype, batch_pairs, seq_len, 1, influence)
-    est.weights = resident_bytes([policy, *others], None)
-    return est
-
-
-def available_memory(device) -> int:
-    """Free memory of `device` in bytes: CUDA's free memory, or the machine's available RAM."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free)
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:  # pragma: no cover - not Linux
-        pass
-    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
-
-
-def resident_bytes(models: Sequence[nn.Module], device) -> int:
-    """Bytes of the parameters of `models` (each tensor once: a LoRA policy and a reference sharing
-    one base count it once) that sit on `device` (any device when None)."""
-    device, seen, total = (None if device is None else torch.device(device)), set(), 0
-    for m in models:
-        for t in m.parameters():
-            if (device is None or t.device.type == device.type) and t.data_ptr() not in seen:
-                seen.add(t.data_ptr())
-                total += t.numel() * t.element_size()
-    return total
-
-
-def check_memory(estimate: MemoryEstimate, device, budget_gb: float | None = None, what: str = "scoring",
-                 batch_pairs: int | None = None, say: Callable[[str], None] | None = print,
-                 resident: int = 0) -> MemoryEstimate:
-    """Print the estimate; raise TifkitError when it exceeds the budget (`budget_gb`, or the device's
-    free memory plus `resident`, the bytes of the estimated models already loaded there), naming a
-    batch size that would fit when a smaller one would."""
-    budget = int(budget_gb * 2**30) if budget_gb is not None else available_memory(device) + int(resident)
-    src = (f"budget {budget_gb:g} GiB" if budget_gb is not None else
-           f"{budget / 2**30:.1f} GiB on {device} (free{' + the loaded models' if resident else ''})")
-    if say is not None:
-        say(f"[tifkit] memory estimate for {what}: {estimate.describe()}; {src}")
-    if estimate.total <= budget:
-        return estimate
-    fix = "use a GPU with more memory, LoRA (model.lora.enabled), or score.dtype: bfloat16"
-    per_batch = estimate.activations + estimate.logits
-    fixed = estimate.weights + estimate.gradients
-    if batch_pairs and batch_pairs > 1 and per_batch > 0 and fixed < budget:
-        fits = int((budget - fixed) / (per_batch / batch_pairs))
-        if fits >= 1:
-            fix = f"lower score.batch_size from {batch_pairs} to {min(fits, batch_pairs - 1)}"
-    raise TifkitError(f"{what.capitalize()} needs about {estimate.total / 2**30:.1f} GiB but has {src}; {fix}.")

@@ -304,7 +304,8 @@ def sequence_logps(model, batch: SequenceBatch, reduction: Reduction = "sum") ->
     return out
 
 
-def _progress(iterable, total: int, desc: str, show: bool):
+def progress(iterable, total: int, desc: str, show: bool):
+    """`iterable` under a tqdm bar (left behind when done) when `show`, else `iterable` itself."""
     if not show:
         return iterable
     from tqdm.auto import tqdm
@@ -356,7 +357,7 @@ def pair_logprobs(
     try:
         with torch.inference_mode():
             batches = length_sorted_batches(tokenized, batch_size)
-            for idx, seqs in _progress(batches, len(batches), "log-probs", show_progress):
+            for idx, seqs in progress(batches, len(batches), "log-probs", show_progress):
                 batch = collate_sequences(seqs, pad_id, device)
                 # stays on the device: no sync per batch, so collating the next batch overlaps this one
                 out[to_device(idx, device)] = sequence_logps(model, batch, reduction).double()

@@ -20,7 +20,6 @@ import json
 import os
 import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +28,7 @@ import numpy as np
 from tifkit import TifkitError
 from tifkit.config import load_params
 from tifkit.models import TINY_FAMILIES
+from tifkit.workers import quiet_libraries
 
 # Three scales (docs/NOTEBOOKS.md):
 # - "default": what "Run all" gives a reader: the params file as is (2,000 pairs), one seed, a few
@@ -75,24 +75,7 @@ def notebook_setup(threads: int | None = None, chdir: bool = True) -> Path:
     lands in one place whether the notebook runs from Jupyter, papermill or nbmake; anywhere else
     (Colab, a notebook copied alone into a folder) the cwd stays and params come from the
     installed package. Returns the cwd."""
-    import logging
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=UserWarning)
-    warnings.filterwarnings("ignore", message="IProgress not found")
-    for name in ("transformers", "datasets", "trl", "accelerate"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    try:
-        from datasets.utils.logging import disable_progress_bar
-        from transformers.utils import logging as hf_logging
-
-        disable_progress_bar()
-        hf_logging.disable_progress_bar()
-    except Exception:  # pragma: no cover - a library missing or changed
-        pass
+    quiet_libraries()
     import torch
 
     threads = threads or int(os.environ.get("TIFKIT_THREADS", "0") or 0) or 1

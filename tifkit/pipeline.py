@@ -16,6 +16,18 @@ changes the trained models)::
     eval/<label>/               generations, per-prompt verdicts, summary
 
 SFT models of the tiny families are shared between runs: ``run.root``/cache/sft/<family>-<world>-<seed>-<key>.
+
+Public steps (what the experiments and the batch build on; each cached and resumable):
+
+    prepare(params, seed) -> Context        data, tokenizer, run folder
+    sft_stage / warmup_stage / val_stage    the shared models
+    train_on(ctx, pairs, out, ...)          DPO/SLiC from a stage on any pairs, seeded by ctx.train_seed:
+                                            the one training path (stages, continuations, IF groups)
+    continue_stage(ctx, label, mask)        two epochs from warm-up on a selection
+    score_key(ctx) / core_scores(ctx)       the score cache key (one formula) and the core score table
+                                            (IRM, LossDiff, IF, TIF; no reward-model margin)
+    score_stage(ctx)                        the full score table (core + rm_margin, the run's TIF band)
+    selection_mask / evaluate_stage / evaluate_sets
 """
 from __future__ import annotations
 
@@ -34,7 +46,7 @@ import torch
 from tifkit import TifkitError
 from tifkit.config import Params, dump_params
 from tifkit.io import atomic_write_text, content_hash, parquet_ok, stage_complete, stage_lock, sweep_temps, write_parquet
-from tifkit.train import LOSS_TYPES
+from tifkit.losses import Objective, objective_from_params
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +83,11 @@ class Context:
         """Seed of model initialization and training (SFT, DPO stages, reward model); `seed` is the
         world/data seed."""
         return self.seed if self.model_seed is None else self.model_seed
+
+    @property
+    def objective(self) -> Objective:
+        """The run's loss, beta and IF measurement (tifkit.losses.objective_from_params)."""
+        return objective_from_params(self.p)
 
     def model_dir(self, name: str) -> Path:
         return self.run_dir / "models" / name
@@ -276,16 +293,39 @@ def _train_sft(ctx: Context, out: Path) -> Path:
 
 def _dpo_stage(ctx: Context, name: str, start: str, pairs: pd.DataFrame, epochs: float) -> Path:
     """Train from `start` ("sft" or another stage name) on `pairs`; cached in models/<name>."""
-    out = ctx.model_dir(name)
-    if stage_complete(out):
+    return train_on(ctx, pairs, ctx.model_dir(name), start=start, epochs=epochs, name=name)
+
+
+def train_on(ctx: Context, pairs: pd.DataFrame, out: Path | str, start: str = "warmup", epochs: float | None = None,
+             eval_pairs: pd.DataFrame | None = None, eval_steps: int | None = None, name: str | None = None,
+             log_name: str = "train_log") -> Path:
+    """DPO/SLiC (train.objective) on `pairs` from the stage `start` ("sft", "warmup", or a stage name
+    under models/) for `epochs` (default train.continue_epochs), saved to the folder `out`; returns `out`.
+
+    The one training path of the kit: the pipeline's stages, the continuations of every rule and the
+    experiments' IF groups all train here, with the reference model (SFT), the run's objective and
+    seed `ctx.train_seed`, so that the same pairs give the same model wherever they are trained.
+    Cached: a complete `out` (io.stage_complete; with eval_pairs, holding its log) is not retrained; a
+    file lock makes a concurrent process wait and reuse it. With `eval_pairs` (e.g. ctx.val) the
+    loss and reward margin on them are logged every `eval_steps` optimizer steps into the saved
+    log (`<log_name>.parquet`, the numeric entries of TRL's log history)."""
+    out = Path(out)
+    epochs = ctx.p.train.continue_epochs if epochs is None else float(epochs)
+
+    def done(warn: bool) -> bool:  # with eval_pairs the caller reads the curves from the log: it must be there
+        return stage_complete(out, warn=warn) and (eval_pairs is None or (out / f"{log_name}.parquet").exists())
+
+    if done(True):
         return out
     with stage_lock(out):  # a concurrent run training the same stage: wait for it, then reuse its folder
-        if stage_complete(out, warn=False):
+        if done(False):
             return out
-        return _train_dpo(ctx, out, name, start, pairs, epochs)
+        return _train_dpo(ctx, out, name or out.name, start, pairs, epochs, eval_pairs, eval_steps, log_name)
 
 
-def _train_dpo(ctx: Context, out: Path, name: str, start: str, pairs: pd.DataFrame, epochs: float) -> Path:
+def _train_dpo(ctx: Context, out: Path, name: str, start: str, pairs: pd.DataFrame, epochs: float,
+               eval_pairs: pd.DataFrame | None = None, eval_steps: int | None = None,
+               log_name: str = "train_log") -> Path:
     from tifkit.models import apply_lora
     from tifkit.train import dpo_train, save_stage
 
@@ -299,9 +339,10 @@ def _train_dpo(ctx: Context, out: Path, name: str, start: str, pairs: pd.DataFra
     say(f"{p.train.objective.upper()} stage '{name}' from {start} on {len(pairs)} pairs, {epochs:g} epochs -> {out}")
     t0 = time.time()
     model, history = dpo_train(model, reference(ctx), ctx.tokenizer, pairs, p.train, epochs, seed=ctx.train_seed,
-                               device=str(ctx.device), show_progress=p.run.show_progress)
+                               device=str(ctx.device), show_progress=p.run.show_progress, eval_pairs=eval_pairs,
+                               eval_steps=eval_steps)
     hist = pd.DataFrame([{k: v for k, v in h.items() if isinstance(v, (int, float))} for h in history])
-    save_stage(model, ctx.tokenizer, out, extra={"train_log": hist},  # stage.json (with checksums) last
+    save_stage(model, ctx.tokenizer, out, extra={log_name: hist},  # stage.json (with checksums) last
                info={"name": name, "start": start, "n_pairs": len(pairs), "epochs": epochs,
                      "seconds": round(time.time() - t0, 2)})
     return out
@@ -333,7 +374,7 @@ def continue_stage(ctx: Context, label: str, keep_mask: np.ndarray) -> Path:
 def score_stage(ctx: Context) -> Path:
     """The per-pair score table (IRM, LossDiff, IF, TIF, rm_margin) at the warm-up model; cached by parameters."""
     p = ctx.p
-    key = content_hash({"score": dataclasses.asdict(p.score), "beta": p.train.beta, "obj": p.train.objective}, 10)
+    key = score_key(ctx)
     tif_key = content_hash({k: getattr(p.select, k) for k in ("keep", "band_center", "tif_lo", "tif_hi", "if_sign")}, 6)
     out = ctx.run_dir / "scores" / f"scores-{key}-{tif_key}.parquet"
     if parquet_ok(out, "score table"):
@@ -345,7 +386,7 @@ def score_stage(ctx: Context) -> Path:
         else:
             _wait_for(lambda: stage_complete(ctx.model_dir("warmup"), warn=False)
                       and stage_complete(ctx.model_dir("val"), warn=False))
-    core = _score_core(ctx, key)
+    core = core_scores(ctx)
     if world > 1 and rank != 0:  # rank 0 adds rm_margin and writes the final table
         _wait_for(out.exists)
         return out
@@ -400,11 +441,21 @@ def reward_model_stage(ctx: Context) -> Path | str | None:
     return out
 
 
-def _score_core(ctx: Context, key: str) -> Path:
-    """IRM, LossDiff, IF, TIF through scores.run_scoring (resumable, shardable)."""
+def score_key(ctx: Context) -> str:
+    """The cache key of the run's score tables: the score section, beta and the objective (the one
+    formula; core_scores and score_stage name their files by it)."""
+    p = ctx.p
+    return content_hash({"score": dataclasses.asdict(p.score), "beta": p.train.beta, "obj": p.train.objective}, 10)
+
+
+def core_scores(ctx: Context) -> Path:
+    """The core score table ``scores/core-<score_key>.parquet``: IRM, LossDiff, IF, TIF through
+    scores.run_scoring (resumable, shardable), after the SFT, warm-up and validation stages; no
+    reward-model margin (score_stage adds it, with the run's TIF band). Cached."""
     from tifkit.scores import run_scoring
 
     p = ctx.p
+    key = score_key(ctx)
     out = ctx.run_dir / "scores" / f"core-{key}.parquet"
     if parquet_ok(out, "score table"):
         return out
@@ -416,8 +467,7 @@ def _score_core(ctx: Context, key: str) -> Path:
         # the policy keeps its trainable parameters (all, or the LoRA adapters): IF runs over those
         return (load_stage(ctx, Path(folder), trainable=(name == "policy")) if name != "ref" else reference(ctx)), ctx.tokenizer
 
-    return run_scoring(dirs, ctx.train, ctx.val, sp, beta=p.train.beta,
-                       loss_type=LOSS_TYPES[p.train.objective], out_path=out,
+    return run_scoring(dirs, ctx.train, ctx.val, sp, ctx.objective, out_path=out,
                        work_dir=out.parent / f".work-{key}", model_params=p.model, show_progress=p.run.show_progress,
                        loader=loader)
 

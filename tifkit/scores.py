@@ -2,9 +2,9 @@
 
 Two entry points:
 
-- `score_table(policy, ref, val_model, tokenizer, train_df, val_df, params, beta, ...)`: in memory,
+- `score_table(policy, ref, val_model, tokenizer, train_df, val_df, params, objective, ...)`: in memory,
   returns the table (one row per training pair, in `train_df` order).
-- `run_scoring(model_dirs, train_df, val_df, params, beta, loss_type, out_path, work_dir, ...)`: the
+- `run_scoring(model_dirs, train_df, val_df, params, objective, out_path=..., work_dir=..., ...)`: the
   same table from checkpoint folders, resumable and shardable over processes, written to `out_path`.
 
 Columns (METHOD.md "Scores"; logp_* are sums over response tokens unless `reduction="mean"`):
@@ -39,7 +39,7 @@ Sharding and resume (`run_scoring`). Under `accelerate launch` process r of N sc
 c with c % N == r; a plain `python` call is one process. Each finished chunk is written atomically
 to `work_dir/chunk-00003.parquet` (pair_id plus the computed columns) with a key in the file's
 metadata: a hash of the three models' weights, the chunk's and D_val's token ids, the parameters,
-beta and loss_type, and a checksum of its values. A rerun skips a chunk whose file carries the right
+the objective's beta and loss_type, and a checksum of its values. A rerun skips a chunk whose file carries the right
 key and pair_ids and passes its checksum, and recomputes any other with a warning (a kill leaves no half
 file: files are renamed into place; a damaged one is recomputed). Every computed chunk
 appends a line to `work_dir/chunks.log`. After a barrier, process 0 reads the chunk files in order,
@@ -70,10 +70,11 @@ import torch
 
 from tifkit import TifkitError
 from tifkit.config import ScoreParams  # noqa: F401  (parameter section; lives in config.py)
-from tifkit.influence import (ValidationTarget, cast_for_scoring, check_memory, dpo_loss_per_pair, estimate_for_models,
-                              implicit_reward_margin, resident_bytes, validation_gradient)
+from tifkit.influence import ValidationTarget, cast_for_scoring, validation_gradient
 from tifkit.io import CorruptCache, content_hash, read_verified, write_table
 from tifkit.logprobs import TokenizedPairs, cached_pair_logprobs, model_content_hash, pair_logprobs, tokenize_pairs
+from tifkit.losses import Objective, as_objective
+from tifkit.memory import check_memory, estimate_for_models, resident_bytes
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,23 @@ def _check(params: ScoreParams, train_df: pd.DataFrame, val_df: pd.DataFrame | N
         raise TifkitError("IF needs validation pairs: give val_df, or set score.influence: none.")
 
 
+def scoring_objective(params: ScoreParams, objective, loss_type: str | None = None, beta=None) -> Objective:
+    """The Objective a score table is computed with: `objective` (a tifkit.losses.Objective), or the
+    older bare beta (`objective` or `beta=`) with `loss_type`, measured as score.if_measure says.
+    Raises when an Objective's measurement disagrees with score.if_measure."""
+    if objective is None:
+        objective = beta
+    if objective is None:
+        raise TifkitError("Scoring needs the objective: pass tifkit.losses.objective_from_params(params) (or a beta).")
+    if isinstance(objective, Objective):
+        obj = as_objective(objective, loss_type)
+        if obj.measure != params.if_measure:
+            raise TifkitError(f"The objective measures {obj.measure!r} but score.if_measure is {params.if_measure!r}; "
+                              "make them agree (tifkit.losses.objective_from_params does).")
+        return obj
+    return as_objective(objective, loss_type, params.if_measure)
+
+
 def _longest(*toks) -> int:
     """The longest sequence (prompt + response tokens) of the given tokenized sets (for the memory estimate)."""
     return max((int(max(c.max(), r.max())) for t in toks if t is not None and len(t) for c, r in [t.sequence_lengths()]),
@@ -109,9 +127,8 @@ def _chunks(n: int, size: int) -> list[range]:
 class _Scorer:
     """What every chunk needs, computed once per process: models, D_val's reference log-probs, g_val."""
 
-    def __init__(self, policy, ref, val_model, val_tok, params: ScoreParams, beta, loss_type, cache_dir, show_progress,
-                 seq_len: int | None = None):
-        dpo_loss_per_pair(np.zeros(1), np.zeros(1), 0.0, 0.0, beta, loss_type)  # raises on a bad loss_type
+    def __init__(self, policy, ref, val_model, val_tok, params: ScoreParams, objective: Objective, cache_dir,
+                 show_progress, seq_len: int | None = None):
         # score.dtype: cast copies (models untouched); then the memory estimate, before any batch runs
         policy, ref, val_model = (cast_for_scoring(m, params.dtype) for m in (policy, ref, val_model))
         if seq_len:
@@ -120,16 +137,16 @@ class _Scorer:
             check_memory(est, dev, params.memory_budget_gb, batch_pairs=params.batch_size,
                          say=print if show_progress else log.info, resident=resident_bytes([policy, ref, val_model], dev))
         self.policy, self.ref, self.val_model = policy, ref, val_model
-        self.p, self.beta, self.loss_type, self.cache_dir = params, beta, loss_type, cache_dir
+        self.p, self.objective, self.cache_dir = params, objective, cache_dir
         self.ref_hash = model_content_hash(ref) if cache_dir is not None else None
         self.method = params.influence
         if self.method == "none":
             return
         ref_val = self.ref_logps(val_tok)
-        g_val = validation_gradient(policy, val_tok, ref_val, beta, loss_type, params.reduction, params.batch_size,
-                                    show_progress, measure=params.if_measure)
+        g_val = validation_gradient(policy, val_tok, ref_val, objective, None, params.reduction, params.batch_size,
+                                    show_progress)
         self.target = ValidationTarget(policy, g_val, self.method, params.project_dim, params.project_seed,
-                                       measure=params.if_measure)
+                                       objective=objective)
 
     def ref_logps(self, tok: TokenizedPairs):
         kw = dict(batch_size=self.p.batch_size, reduction=self.p.reduction, show_progress=False)
@@ -139,7 +156,7 @@ class _Scorer:
 
     def influence(self, tok: TokenizedPairs, ref_lp, chunk_index: int) -> np.ndarray:
         # the batched path's autograd check runs on the first batch of chunk 0 only: rank-independent
-        return self.target.scores(tok, ref_lp, self.beta, self.loss_type, self.p.reduction, self.p.batch_size,
+        return self.target.scores(tok, ref_lp, reduction=self.p.reduction, batch_size=self.p.batch_size,
                                   verify=chunk_index == 0, show_progress=False)
 
     def chunk(self, tok: TokenizedPairs, chunk_index: int) -> pd.DataFrame:
@@ -148,14 +165,15 @@ class _Scorer:
         pc, pr = pair_logprobs(self.policy, tok, **kw)
         rc, rr = self.ref_logps(tok)
         vc, vr = pair_logprobs(self.val_model, tok, **kw)
-        loss_policy = dpo_loss_per_pair(pc, pr, rc, rr, self.beta, self.loss_type)
-        loss_val = dpo_loss_per_pair(vc, vr, rc, rr, self.beta, self.loss_type)
+        obj = self.objective
+        loss_policy = obj.pair_loss(pc, pr, rc, rr)
+        loss_val = obj.pair_loss(vc, vr, rc, rr)
         cols = {
             "pair_id": pd.Series(tok.pair_ids, dtype=str),
             "logp_policy_chosen": pc, "logp_policy_rejected": pr,
             "logp_ref_chosen": rc, "logp_ref_rejected": rr,
             "logp_val_chosen": vc, "logp_val_rejected": vr,
-            "irm": implicit_reward_margin(pc, pr, rc, rr, self.beta),
+            "irm": obj.irm(pc, pr, rc, rr),
             "loss_policy": loss_policy, "loss_val": loss_val, "lossdiff": loss_policy - loss_val,
         }
         if self.method != "none":
@@ -179,17 +197,20 @@ def _finish(scored: pd.DataFrame, train_df: pd.DataFrame, select_params=None) ->
 
 
 def score_table(policy, ref, val_model, tokenizer, train_df: pd.DataFrame, val_df: pd.DataFrame | None,
-                params: ScoreParams, beta: float, loss_type: str = "sigmoid", cache_dir=None,
-                show_progress: bool = True, select_params=None) -> pd.DataFrame:
+                params: ScoreParams, objective: Objective | float | None = None, loss_type: str | None = None,
+                cache_dir=None, show_progress: bool = True, select_params=None, *, beta: float | None = None
+                ) -> pd.DataFrame:
     """The score table (see the module docstring) of `train_df` for warm-up policy `policy`, reference
     `ref` and validation model `val_model`; `val_df` gives D_val for IF (unused with influence="none").
-    Reference log-probs are cached in `cache_dir` when given."""
+    `objective` is the run's tifkit.losses.Objective (`objective_from_params(p)`), or the older bare
+    beta (also as `beta=`) with `loss_type`. Reference log-probs are cached in `cache_dir` when given."""
     from tqdm.auto import tqdm
 
     _check(params, train_df, val_df)
+    obj = scoring_objective(params, objective, loss_type, beta)
     train_tok = tokenize_pairs(tokenizer, train_df, params.max_length)
     val_tok = tokenize_pairs(tokenizer, val_df, params.max_length) if params.influence != "none" else None
-    scorer = _Scorer(policy, ref, val_model, val_tok, params, beta, loss_type, cache_dir, show_progress,
+    scorer = _Scorer(policy, ref, val_model, val_tok, params, obj, cache_dir, show_progress,
                      seq_len=_longest(train_tok, val_tok))
     chunks = _chunks(len(train_tok), params.chunk_size)
     parts = [scorer.chunk(train_tok.subset(r), c) for c, r in enumerate(tqdm(chunks, desc="scoring chunks", disable=not show_progress))]
@@ -238,8 +259,9 @@ def verify_table(path) -> pd.DataFrame:
 
 
 def run_scoring(model_dirs: dict, train_df: pd.DataFrame, val_df: pd.DataFrame | None, params: ScoreParams,
-                beta: float, loss_type: str = "sigmoid", out_path="scores.parquet", work_dir="score-work",
-                model_params=None, show_progress: bool = True, loader=None, select_params=None) -> Path:
+                objective: Objective | float | None = None, loss_type: str | None = None, out_path="scores.parquet",
+                work_dir="score-work", model_params=None, show_progress: bool = True, loader=None, select_params=None,
+                *, beta: float | None = None) -> Path:
     """Score `train_df` with the checkpoints `model_dirs` = {"policy", "ref", "val": folder} and write
     the table to `out_path` (Parquet). Resumable and shardable through `work_dir` (module docstring);
     run it under `accelerate launch` for several processes. Returns `out_path` on every process.
@@ -254,6 +276,7 @@ def run_scoring(model_dirs: dict, train_df: pd.DataFrame, val_df: pd.DataFrame |
     from tifkit.models import ModelParams, load_model
 
     _check(params, train_df, val_df)
+    obj = scoring_objective(params, objective, loss_type, beta)
     missing = {"policy", "ref", "val"} - set(model_dirs)
     if missing:
         raise TifkitError(f"model_dirs lacks {sorted(missing)}; give the policy, ref and val checkpoint folders.")
@@ -272,8 +295,8 @@ def run_scoring(model_dirs: dict, train_df: pd.DataFrame, val_df: pd.DataFrame |
     train_tok = tokenize_pairs(tokenizer, train_df, params.max_length)
     val_tok = tokenize_pairs(tokenizer, val_df, params.max_length) if params.influence != "none" else None
     run_key = content_hash({
-        "v": 1, **{k: model_content_hash(m) for k, m in models.items()}, "params": asdict(params), "beta": beta,
-        "loss_type": loss_type, "val": val_tok.content_hash() if val_tok is not None else None}, n=64)
+        "v": 1, **{k: model_content_hash(m) for k, m in models.items()}, "params": asdict(params), "beta": obj.beta,
+        "loss_type": obj.loss_type, "val": val_tok.content_hash() if val_tok is not None else None}, n=64)
     chunks = _chunks(len(train_tok), params.chunk_size)
     path = [work_dir / f"chunk-{c:05d}.parquet" for c in range(len(chunks))]
     toks = [train_tok.subset(r) for r in chunks]
@@ -282,7 +305,7 @@ def run_scoring(model_dirs: dict, train_df: pd.DataFrame, val_df: pd.DataFrame |
     mine = range(rank, len(chunks), world)
     todo = [c for c in mine if not _chunk_done(path[c], keys[c], toks[c].pair_ids)]
     if todo:
-        scorer = _Scorer(models["policy"], models["ref"], models["val"], val_tok, params, beta, loss_type,
+        scorer = _Scorer(models["policy"], models["ref"], models["val"], val_tok, params, obj,
                          work_dir / "ref-logps", show_progress and state.is_main_process,
                          seq_len=_longest(train_tok, val_tok))
         for c in tqdm(todo, desc=f"scoring chunks (process {rank}/{world})", disable=not show_progress):
@@ -297,7 +320,8 @@ def run_scoring(model_dirs: dict, train_df: pd.DataFrame, val_df: pd.DataFrame |
             if not _chunk_done(path[c], keys[c], toks[c].pair_ids):
                 raise TifkitError(f"Chunk {path[c]} is missing after scoring; rerun run_scoring to compute it.")
         scored = pd.concat([read_verified(p).to_pandas() for p in path], ignore_index=True)
-        meta = json.dumps({"params": asdict(params), "beta": beta, "loss_type": loss_type, "run_key": run_key}, sort_keys=True)
+        meta = json.dumps({"params": asdict(params), "beta": obj.beta, "loss_type": obj.loss_type, "run_key": run_key},
+                          sort_keys=True)
         _write_table(_finish(scored, train_df, select_params), out_path, {b"tifkit.scores": meta.encode()})
         verify_table(out_path)  # never hand back a table that does not read back
     state.wait_for_everyone()

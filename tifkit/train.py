@@ -20,10 +20,9 @@ from tqdm.auto import tqdm
 from tifkit import TifkitError
 from tifkit.config import SFTParams, TrainParams  # noqa: F401  (parameter section; lives in config.py)
 from tifkit.io import save_stage  # noqa: F401  (re-exported: stages save through it)
+from tifkit.losses import LOSS_TYPES, train_objective  # noqa: F401  (LOSS_TYPES re-exported; lives in losses.py)
 
 log = logging.getLogger(__name__)
-
-LOSS_TYPES = {"dpo": "sigmoid", "slic": "hinge"}
 
 
 def _set_seed(seed: int) -> None:
@@ -96,6 +95,7 @@ def dpo_train(model, ref_model, tokenizer, pairs: pd.DataFrame, params: TrainPar
               device: str = "cpu", show_progress: bool = True, output_dir: str | None = None,
               eval_pairs: pd.DataFrame | None = None, eval_steps: int | None = None):
     """Train `model` on `pairs` with DPO (sigmoid) or SLiC (hinge) for `epochs` on TRL's DPOTrainer.
+    The loss and beta are tifkit.losses.train_objective(params): the Objective that scoring uses.
 
     `ref_model` is passed explicitly (TRL would otherwise reload it from the model's config path).
     With `eval_pairs` (e.g. D_val) the loss and reward margin on them are logged every `eval_steps`
@@ -108,8 +108,7 @@ def dpo_train(model, ref_model, tokenizer, pairs: pd.DataFrame, params: TrainPar
 
     if len(pairs) == 0:
         raise TifkitError("DPO got an empty pair set: the selection kept no pairs; raise select.keep.")
-    if params.objective not in LOSS_TYPES:
-        raise TifkitError(f"train.objective must be one of {sorted(LOSS_TYPES)}, got {params.objective!r}.")
+    objective = train_objective(params)  # tifkit.losses: raises on an unknown train.objective
     _set_seed(seed)
     use_cpu = torch.device(device).type == "cpu"
     with tempfile.TemporaryDirectory() as tmp:
@@ -121,8 +120,8 @@ def dpo_train(model, ref_model, tokenizer, pairs: pd.DataFrame, params: TrainPar
             learning_rate=params.lr,
             lr_scheduler_type=params.lr_scheduler,
             optim=params.optimizer,
-            beta=params.beta,
-            loss_type=[LOSS_TYPES[params.objective]],
+            beta=objective.beta,
+            loss_type=[objective.trl_loss_type],
             max_length=params.max_length,
             precompute_ref_log_probs=params.precompute_ref_log_probs,
             use_cpu=use_cpu,

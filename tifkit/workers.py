@@ -1,10 +1,22 @@
 """Worker processes for independent work (seeds, rules, families, settings): spawned, one torch
 thread each, every task deterministic on its own and cached through the pipeline's stages (the
-stage file locks make two tasks that need the same stage wait for each other). One pool for the
-batch (tifkit.batch.run_seeds) and the notebooks' studies (tifkit.experiments)."""
+stage file locks make two tasks that need the same stage wait for each other). The one pool of the
+kit: the batch (tifkit.batch.run_seeds) and the studies of tifkit.experiments (`quiet_pool_map`:
+workers as quiet as a notebook) both run here.
+
+- `pool_map(tasks, workers, desc, ...)`: {key: (fn, args)} -> {key: result}, with follow-up tasks;
+- `n_workers(params, n_tasks)` / `worker_count(params, n_tasks, workers)`: how many processes;
+- `quiet_libraries()`: offline, no warnings or progress bars from transformers, datasets, TRL
+  (notebooks and quiet workers set up through it); `quiet_params(p)`: run.show_progress off.
+"""
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
+import warnings
+
+from tifkit import TifkitError
 
 
 def init_worker() -> None:
@@ -13,6 +25,59 @@ def init_worker() -> None:
 
     torch.set_num_threads(1)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def quiet_libraries() -> None:
+    """Offline and quiet: HF_HUB_OFFLINE, no tokenizer threads, no FutureWarning/UserWarning, and
+    no log lines or progress bars from transformers, datasets, TRL, accelerate."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    for name in ("transformers", "datasets", "trl", "accelerate"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        from datasets.utils.logging import disable_progress_bar
+        from transformers.utils import logging as hf_logging
+
+        disable_progress_bar()
+        hf_logging.disable_progress_bar()
+    except Exception:  # pragma: no cover - a library missing or changed
+        pass
+
+
+def init_quiet_worker() -> None:
+    """Worker set-up of the experiments' pools: libraries quiet as in a notebook (no per-stage
+    progress bars or warnings on the kernel's stderr), one torch thread."""
+    quiet_libraries()
+    init_worker()
+
+
+def quiet_params(p):
+    """`p` with run.show_progress off (what a worker process runs with)."""
+    return dataclasses.replace(p, run=dataclasses.replace(p.run, show_progress=False))
+
+
+def n_workers(params, n_tasks: int | None = None) -> int:
+    """`run.workers`, or one per CPU core available to this process (0), at most `n_tasks`."""
+    w = int(params.run.workers)
+    if w < 0:
+        raise TifkitError(f"run.workers={w} is negative; use 0 (one per CPU core) or a positive count.")
+    if w == 0:
+        w = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(w, n_tasks) if n_tasks else w)
+
+
+def worker_count(params, n_tasks: int, workers: int | None = None) -> int:
+    """`workers` (at least 1, at most `n_tasks`), or n_workers(params, n_tasks) when None."""
+    return n_workers(params, n_tasks) if workers is None else max(1, min(int(workers), n_tasks))
+
+
+def quiet_pool_map(tasks: dict, workers: int, desc: str, show_progress: bool = True, then=None) -> dict:
+    """`pool_map` with workers as quiet as a notebook (`init_quiet_worker`)."""
+    return pool_map(tasks, workers, desc, show_progress, then, initializer=init_quiet_worker)
 
 
 def pool_map(tasks: dict, workers: int, desc: str, show_progress: bool = True, then=None,

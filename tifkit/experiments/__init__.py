@@ -20,23 +20,22 @@ the pipeline's cached stages (tifkit.pipeline), so a rerun trains nothing.
 
 Modules: `core` (score tables, IF-group training, evaluation, rules, cost), `subsets` (IF groups and
 the band sweep in worker processes), `benchmark`, `families` (model dependence and transfer),
-`decisions` (notebook 06), `workers` (the worker-process pool). Everything is importable from here.
+`decisions` (notebook 06). Every public name is importable from here. Training goes through
+tifkit.pipeline.train_on / continue_stage (the batch's seeds and caches), worker processes through
+tifkit.workers.quiet_pool_map (the kit's one pool); nothing here imports the notebook layer.
 """
 from tifkit.experiments.core import (  # noqa: F401
     BENCH_RULES, score_tables, validation_metrics, GroupTraining, train_on_groups, evaluate_models, group_experiment, rules_experiment, scoring_cost,
 )
-from tifkit.experiments.workers import (  # noqa: F401
-    _init_quiet_worker, _pool_map, _quiet, _workers,
-)
 from tifkit.experiments.subsets import (  # noqa: F401
-    group_specs, band_label, band_specs, band_selection, band_mask, spec_mask, _subset_task, subset_experiment, band_sweep,
+    group_specs, band_label, band_specs, band_selection, band_mask, spec_mask, subset_experiment, band_sweep,
 )
 from tifkit.experiments.benchmark import (  # noqa: F401
-    _variant_start, _variant_rule, run_variants, _aligned, paired_rule_difference, benchmark_summary,
+    variant_start_task, variant_rule_task, run_variants, aligned_rule_rows, paired_rule_difference, benchmark_summary,
 )
 from tifkit.experiments.families import (  # noqa: F401
-    family_tables, init_control_params, init_control_tables, _task_scores, parallel_score_tables, check_same_pairs, family_score_tables, transfer_plan, _task_train_ids, transfer_experiment, transfer_summary,
+    family_tables, init_control_params, init_control_tables, scores_task, parallel_score_tables, check_same_pairs, family_score_tables, transfer_plan, train_ids_task, transfer_experiment, transfer_summary,
 )
 from tifkit.experiments.decisions import (  # noqa: F401
-    OPEN_DECISIONS, DECISION_CLAIMS, WINRATE_CLAIMS, decision_settings, setting_params, decision_statistics, claim_statistics, _core_table_path, _settings_order, t_interval, _verdict, rank_decisions, decision_claims, decision_robustness, decision_sweep,
+    OPEN_DECISIONS, DECISION_CLAIMS, WINRATE_CLAIMS, decision_settings, setting_params, decision_statistics, claim_statistics, core_table_task, t_interval, rank_decisions, decision_claims, decision_robustness, decision_sweep,
 )

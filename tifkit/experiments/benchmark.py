@@ -7,32 +7,29 @@ import pandas as pd
 
 from tifkit import TifkitError
 
-from tifkit.experiments.workers import _pool_map, _quiet, _workers
+from tifkit.batch import NO_SCORES, rule_rows, start_seed
+from tifkit.pipeline import prepare, score_stage
+from tifkit.workers import quiet_params, quiet_pool_map, worker_count
 
 
 # -------------------------------------------------------------------------- benchmark (claim 6)
-def _variant_start(p, seed: int, rules: list[str]) -> pd.DataFrame:
+def variant_start_task(p, seed: int, rules: list[str]) -> pd.DataFrame:
     """Worker task: a (variant, seed)'s shared stages (SFT, warm-up, scores when a rule needs them)
     and its first rule; the per-prompt rows of tifkit.batch."""
-    from tifkit.batch import _start_seed
-
-    return _start_seed(p, seed, rules)[2]
+    return start_seed(p, seed, rules)[2]
 
 
-def _variant_rule(p, seed: int, rule: str) -> pd.DataFrame:
+def variant_rule_task(p, seed: int, rule: str) -> pd.DataFrame:
     """Worker task: one more rule of a (variant, seed) whose stages are done."""
-    from tifkit.batch import NO_SCORES, _rule_rows
-    from tifkit.pipeline import prepare, score_stage
-
     ctx = prepare(p, seed)
-    return _rule_rows(ctx, rule, None if rule in NO_SCORES else pd.read_parquet(score_stage(ctx)))
+    return rule_rows(ctx, rule, None if rule in NO_SCORES else pd.read_parquet(score_stage(ctx)))
 
 
 def run_variants(variants: dict, seeds, rules, workers: int | None = None) -> pd.DataFrame:
     """Every (variant, seed, rule) of a benchmark through the batch's cached stages, in worker
     processes: first one task per (variant, seed) that trains its SFT, warm-up, validation model
-    and scores and its first rule (tifkit.batch._start_seed), then one task per remaining rule
-    (batch._rule_rows). `variants` is {name: Params} (for example "llama/dpo", "llama/slic");
+    and scores and its first rule (tifkit.batch.start_seed), then one task per remaining rule
+    (batch.rule_rows). `variants` is {name: Params} (for example "llama/dpo", "llama/slic");
     `rules` is one list for all, or {name: list}. `workers` defaults to the first variant's
     run.workers (0 = one per core). Returns tifkit.batch's per-prompt rows with a `variant` column,
     in variant, seed, rule order."""
@@ -43,19 +40,19 @@ def run_variants(variants: dict, seeds, rules, workers: int | None = None) -> pd
     for v, rs in rules_of.items():
         if not rs:
             raise TifkitError(f"Variant '{v}' has no rules; list at least one, e.g. [full, lossdiff-irm].")
-    quiet = {v: _quiet(p) for v, p in variants.items()}
+    quiet = {v: quiet_params(p) for v, p in variants.items()}
     n_tasks = sum(len(rules_of[v]) for v in variants) * len(seeds)
     first = next(iter(variants.values()))
-    w = _workers(first, n_tasks, workers)
-    tasks = {(v, s, rules_of[v][0]): (_variant_start, (quiet[v], s, rules_of[v])) for v in variants for s in seeds}
+    w = worker_count(first, n_tasks, workers)
+    tasks = {(v, s, rules_of[v][0]): (variant_start_task, (quiet[v], s, rules_of[v])) for v in variants for s in seeds}
 
     def then(key, result):
         v, s, r = key
         if r != rules_of[v][0]:
             return None
-        return {(v, s, q): (_variant_rule, (quiet[v], s, q)) for q in rules_of[v][1:]}
+        return {(v, s, q): (variant_rule_task, (quiet[v], s, q)) for q in rules_of[v][1:]}
 
-    res = _pool_map(tasks, w, f"{len(variants)} variant(s) x {len(seeds)} seed(s)", first.run.show_progress, then)
+    res = quiet_pool_map(tasks, w, f"{len(variants)} variant(s) x {len(seeds)} seed(s)", first.run.show_progress, then)
     rows = []
     for v in variants:
         for s in seeds:
@@ -64,7 +61,8 @@ def run_variants(variants: dict, seeds, rules, workers: int | None = None) -> pd
     return pd.concat(rows, ignore_index=True)
 
 
-def _aligned(per_prompt: pd.DataFrame, rule: str) -> pd.DataFrame:
+def aligned_rule_rows(per_prompt: pd.DataFrame, rule: str) -> pd.DataFrame:
+    """The per-prompt rows of `rule`, sorted by seed and prompt (for paired comparisons)."""
     return per_prompt[per_prompt.rule == rule].sort_values(["seed", "prompt_idx"]).reset_index(drop=True)
 
 
@@ -76,7 +74,7 @@ def paired_rule_difference(per_prompt: pd.DataFrame, a: str, b: str, column: str
     evaluated on the same (seed, prompt) rows."""
     from tifkit.stats import paired_hierarchical_diff
 
-    ga, gb = _aligned(per_prompt, a), _aligned(per_prompt, b)
+    ga, gb = aligned_rule_rows(per_prompt, a), aligned_rule_rows(per_prompt, b)
     if len(ga) == 0 or len(gb) == 0:
         raise TifkitError(f"Rules '{a}' and '{b}' must both be in the per-prompt table to compare them.")
     if len(ga) != len(gb) or not (ga[["seed", "prompt_idx"]].to_numpy() == gb[["seed", "prompt_idx"]].to_numpy()).all():
@@ -101,7 +99,7 @@ def benchmark_summary(per_prompt: pd.DataFrame, n_bootstrap: int = 10000, seed: 
         s = summarize(g.drop(columns="variant"), n_bootstrap, seed)
         ss, dv = [], []
         for rule in s.rule:
-            a = _aligned(g, rule)
+            a = aligned_rule_rows(g, rule)
             iv = hierarchical_interval(a.reward_policy.to_numpy(), a.seed.to_numpy(), n_bootstrap, seed)
             ss.append((iv.estimate, iv.lo, iv.hi))
             dv.append(paired_rule_difference(g, rule, "full", "reward_policy", n_bootstrap, seed)

@@ -10,11 +10,8 @@ import numpy as np
 import pandas as pd
 
 from tifkit import TifkitError
-from tifkit.influence import dpo_loss_per_pair, implicit_reward_margin
 from tifkit.io import content_hash
 from tifkit.rules import rule_names
-from tifkit.train import LOSS_TYPES
-
 
 
 # Every rule the benchmark trains (oracle: the world's ground truth, an upper reference): the rule
@@ -46,8 +43,8 @@ def validation_metrics(ctx, model_dir, pairs: pd.DataFrame | None = None) -> dic
     model = load_stage(ctx, Path(model_dir), trainable=False)
     pc, pr = pair_logprobs(model, tok, batch_size=p.score.batch_size, show_progress=False)
     rc, rr = pair_logprobs(reference(ctx), tok, batch_size=p.score.batch_size, show_progress=False)
-    loss = dpo_loss_per_pair(pc, pr, rc, rr, p.train.beta, LOSS_TYPES[p.train.objective])
-    margin = implicit_reward_margin(pc, pr, rc, rr, p.train.beta)
+    obj = ctx.objective
+    loss, margin = obj.pair_loss(pc, pr, rc, rr), obj.irm(pc, pr, rc, rr)
     # DPOTrainer's eval_loss is the per-pair mean; its reward metrics are means of per-batch means
     # over consecutive batches of train.batch_size pairs: averaged the same way here.
     batches = [slice(i, i + p.train.batch_size) for i in range(0, len(margin), p.train.batch_size)]
@@ -78,12 +75,12 @@ def train_on_groups(ctx, groups: dict[str, np.ndarray], epochs: float | None = N
 
     `epochs` defaults to train.continue_epochs (the schedule every selection gets). Each group's
     model and history are cached under ``<run_dir>/analysis/groups/<group>-<key>`` (key: the group's
-    pair ids and the schedule; the run folder already keys the training parameters), so a rerun
-    trains nothing.
+    pair ids and the schedule, and the training seed when run.model_seed is set; the run folder
+    already keys the training parameters), so a rerun trains nothing. Each group trains through
+    tifkit.pipeline.train_on (seed ctx.train_seed), the path of every pipeline stage: a group's model
+    equals the continuation the pipeline trains on the same pairs.
     """
-    from tifkit.pipeline import load_stage, reference, say, warmup_stage
-    from tifkit.io import stage_complete
-    from tifkit.train import dpo_train, save_stage
+    from tifkit.pipeline import train_on, warmup_stage
 
     p = ctx.p
     epochs = p.train.continue_epochs if epochs is None else float(epochs)
@@ -97,17 +94,13 @@ def train_on_groups(ctx, groups: dict[str, np.ndarray], epochs: float | None = N
             raise TifkitError(f"IF group '{name}' is empty; use fewer groups or more training pairs.")
         steps = int(np.ceil(len(pairs) / (p.train.batch_size * p.train.grad_accum)) * epochs)
         every = eval_steps or max(1, steps // n_points)
-        key = content_hash({"ids": sorted(pairs.pair_id.astype(str)), "epochs": epochs, "eval_steps": every,
-                            "train": dataclasses.asdict(p.train)}, 10)
-        out = ctx.run_dir / "analysis" / "groups" / f"{name}-{key}"
-        if not stage_complete(out) or not (out / "history.parquet").exists():
-            say(f"group '{name}': {len(pairs)} pairs, {epochs:g} epochs from warm-up, D_val every {every} steps -> {out}")
-            model = load_stage(ctx, warm, trainable=True)
-            model, hist = dpo_train(model, reference(ctx), ctx.tokenizer, pairs, p.train, epochs, seed=ctx.seed,
-                                    device=str(ctx.device), show_progress=p.run.show_progress, eval_pairs=ctx.val,
-                                    eval_steps=every)
-            hist = pd.DataFrame([{k: v for k, v in h.items() if isinstance(v, (int, float))} for h in hist])
-            save_stage(model, ctx.tokenizer, out, extra={"history": hist})
+        what = {"ids": sorted(pairs.pair_id.astype(str)), "epochs": epochs, "eval_steps": every,
+                "train": dataclasses.asdict(p.train)}
+        if ctx.model_seed is not None:  # trained with ctx.train_seed since issue 14 (before: the world seed)
+            what["train_seed"] = ctx.train_seed
+        out = ctx.run_dir / "analysis" / "groups" / f"{name}-{content_hash(what, 10)}"
+        train_on(ctx, pairs, out, start="warmup", epochs=epochs, eval_pairs=ctx.val, eval_steps=every,
+                 name=f"group {name}", log_name="history")
         hist = pd.read_parquet(out / "history.parquet")
         ev = hist[hist.get("eval_loss", pd.Series(dtype=float)).notna()] if "eval_loss" in hist else hist.iloc[:0]
         c = pd.DataFrame({"group": name, "step": ev["step"].astype(int).to_numpy(), "epoch": ev["epoch"].to_numpy(),
@@ -174,7 +167,7 @@ def rules_experiment(p, seeds, rules, keep: float | None = None) -> dict:
 
 
 def scoring_cost(ctx, n_pairs: int = 64, methods=("lossdiff-irm", "if-batched", "if-loop"),
-                 batch_size: int | None = None) -> pd.DataFrame:
+                 batch_size: int | None = None, return_scores: bool = False):
     """Wall time of scoring the first `n_pairs` training pairs at the warm-up model.
 
     - ``lossdiff-irm``: log-probs under the policy, the reference and the validation model (three
@@ -182,16 +175,19 @@ def scoring_cost(ctx, n_pairs: int = 64, methods=("lossdiff-irm", "if-batched", 
     - ``if-batched`` / ``if-loop``: exact IF (tifkit.influence.influence_scores), reference log-probs
       and the validation gradient included.
 
-    Columns: method, seconds, pairs_per_s, vs_lossdiff_irm (time relative to LossDiff-IRM),
-    seconds_full (extrapolated to all of D_tr). Needs the warm-up and validation stages (trains
-    them when missing). Timings on a shared machine vary; run twice and read the second."""
+    Both use the run's objective (ctx.objective: train.objective, train.beta, score.if_measure) and
+    score.reduction, as scoring does. Columns: method, seconds, pairs_per_s, vs_lossdiff_irm (time
+    relative to LossDiff-IRM), seconds_full (extrapolated to all of D_tr). Needs the warm-up and
+    validation stages (trains them when missing). Timings on a shared machine vary; run twice and
+    read the second. With `return_scores`: (that table, {method: what it computed}: (irm, lossdiff)
+    for lossdiff-irm, the IF array for the IF methods))."""
     from tifkit.influence import influence_scores
     from tifkit.logprobs import pair_logprobs, tokenize_pairs
     from tifkit.pipeline import load_stage, reference, val_stage, warmup_stage
 
     p = ctx.p
     bs = batch_size or p.score.batch_size
-    loss_type = LOSS_TYPES[p.train.objective]
+    obj, red = ctx.objective, p.score.reduction
     ml = p.score.max_length if p.score.max_length is not None else p.train.max_length
     sub = ctx.train.iloc[:n_pairs]
     tok = tokenize_pairs(ctx.tokenizer, sub, ml)
@@ -203,14 +199,14 @@ def scoring_cost(ctx, n_pairs: int = 64, methods=("lossdiff-irm", "if-batched", 
     for method in methods:
         t0 = time.perf_counter()
         if method == "lossdiff-irm":
-            pc, pr = pair_logprobs(policy, tok, batch_size=bs, show_progress=False)
-            rc, rr = pair_logprobs(ref, tok, batch_size=bs, show_progress=False)
-            vc, vr = pair_logprobs(val_model, tok, batch_size=bs, show_progress=False)
-            irm = implicit_reward_margin(pc, pr, rc, rr, p.train.beta)
-            ld = dpo_loss_per_pair(pc, pr, rc, rr, p.train.beta, loss_type) - dpo_loss_per_pair(vc, vr, rc, rr, p.train.beta, loss_type)
+            pc, pr = pair_logprobs(policy, tok, batch_size=bs, reduction=red, show_progress=False)
+            rc, rr = pair_logprobs(ref, tok, batch_size=bs, reduction=red, show_progress=False)
+            vc, vr = pair_logprobs(val_model, tok, batch_size=bs, reduction=red, show_progress=False)
+            irm = obj.irm(pc, pr, rc, rr)
+            ld = obj.pair_loss(pc, pr, rc, rr) - obj.pair_loss(vc, vr, rc, rr)
             results[method] = (irm, ld)
         elif method in ("if-batched", "if-loop"):
-            results[method] = influence_scores(policy, ref, tok, val_tok, p.train.beta, loss_type,
+            results[method] = influence_scores(policy, ref, tok, val_tok, objective=obj, reduction=red,
                                                method=method.split("-")[1], batch_size=bs, verify=False,
                                                show_progress=False)
         else:
@@ -224,4 +220,4 @@ def scoring_cost(ctx, n_pairs: int = 64, methods=("lossdiff-irm", "if-batched", 
     if "if-batched" in results and "if-loop" in results:
         a, b = results["if-batched"], results["if-loop"]
         df.attrs["if_max_rel_diff"] = float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30))
-    return df
+    return (df, results) if return_scores else df

@@ -12,8 +12,9 @@ from tifkit.io import content_hash
 from tifkit.stats import t_interval
 
 from tifkit.experiments.benchmark import paired_rule_difference
-from tifkit.experiments.families import _task_train_ids
-from tifkit.experiments.workers import _pool_map, _quiet, _workers
+from tifkit.experiments.families import train_ids_task
+from tifkit.pipeline import core_scores, prepare
+from tifkit.workers import quiet_params, quiet_pool_map, worker_count
 
 
 # ------------------------------------------------------------------------------------------------
@@ -117,15 +118,11 @@ def claim_statistics(s: dict) -> dict[str, float]:
             "auroc_if": s["auroc_if"], "auroc_lossdiff": s["auroc_lossdiff"], "auroc_irm": s["auroc_irm"]}
 
 
-def _core_table_path(p, seed: int) -> str:
+def core_table_task(p, seed: int) -> str:
     """Worker task: a run's SFT, warm-up and validation models and its core score table (IRM,
     LossDiff, IF, TIF; no reward-model margin, which this sweep does not use and which would train
-    a reward model per run folder). Same file and key as tifkit.pipeline.score_stage's core table."""
-    from tifkit.pipeline import _score_core, prepare
-
-    ctx = prepare(p, seed)
-    key = content_hash({"score": dataclasses.asdict(p.score), "beta": p.train.beta, "obj": p.train.objective}, 10)
-    return str(_score_core(ctx, key))
+    a reward model per run folder): tifkit.pipeline.core_scores, the file score_stage builds on."""
+    return str(core_scores(prepare(p, seed)))
 
 
 def _settings_order(settings: list[dict]) -> list[dict]:
@@ -255,9 +252,9 @@ def decision_sweep(p, seeds, decisions: dict | None = None, winrate_top: int = 3
     settings = decision_settings(p, decisions)
     params = {s["setting"]: setting_params(p, s["parameter"], s["value"]) for s in settings}
     order = _settings_order(settings)
-    tasks = {(s["setting"], seed): (_core_table_path, (_quiet(params[s["setting"]]), seed))
+    tasks = {(s["setting"], seed): (core_table_task, (quiet_params(params[s["setting"]]), seed))
              for s in order for seed in seeds}
-    paths = _pool_map(tasks, _workers(p, len(tasks), workers), f"open decisions: {len(tasks)} score tables",
+    paths = quiet_pool_map(tasks, worker_count(p, len(tasks), workers), f"open decisions: {len(tasks)} score tables",
                       p.run.show_progress)
     info = {s["setting"]: s for s in settings}
     stats = []
@@ -288,8 +285,8 @@ def decision_sweep(p, seeds, decisions: dict | None = None, winrate_top: int = 3
                     model = (trained, seed, label, content_hash(ids))
                     same[name, seed, label] = model
                     if model not in wtasks:
-                        wtasks[model] = (_task_train_ids, (_quiet(q), seed, label, ids))
-        res = _pool_map(wtasks, _workers(p, len(wtasks), workers), f"open decisions: {len(wtasks)} trainings",
+                        wtasks[model] = (train_ids_task, (quiet_params(q), seed, label, ids))
+        res = quiet_pool_map(wtasks, worker_count(p, len(wtasks), workers), f"open decisions: {len(wtasks)} trainings",
                         p.run.show_progress)
         per_prompt = pd.concat([res[m].assign(setting=k[0]) for k, m in same.items()], ignore_index=True)
         claims = decision_claims(stats, per_prompt, p.run.n_bootstrap, p.eval.seed)

@@ -8,8 +8,8 @@ import pandas as pd
 
 from tifkit import TifkitError
 
-from tifkit.experiments.benchmark import _aligned, paired_rule_difference
-from tifkit.experiments.workers import _pool_map, _quiet, _workers
+from tifkit.experiments.benchmark import aligned_rule_rows, paired_rule_difference
+from tifkit.workers import quiet_params, quiet_pool_map, worker_count
 
 
 def family_tables(params_by_family: dict, seed: int | None = None) -> dict[str, pd.DataFrame]:
@@ -54,7 +54,7 @@ def init_control_tables(p, seed: int, init_seeds=(100, 101), workers: int | None
 
 
 # ------------------------------------------------------------- model dependence (claim 1)
-def _task_scores(p, seed: int) -> str:
+def scores_task(p, seed: int) -> str:
     """Worker task: a run's stages and its score table; returns the table's path."""
     from tifkit.pipeline import prepare, score_stage
 
@@ -68,9 +68,9 @@ def parallel_score_tables(jobs: dict, workers: int | None = None) -> dict:
     if not jobs:
         return {}
     first = next(iter(jobs.values()))[0]
-    w = _workers(first, len(jobs), workers)
-    tasks = {k: (_task_scores, (_quiet(p), int(s))) for k, (p, s) in jobs.items()}
-    paths = _pool_map(tasks, w, f"{len(jobs)} score table(s)", first.run.show_progress)
+    w = worker_count(first, len(jobs), workers)
+    tasks = {k: (scores_task, (quiet_params(p), int(s))) for k, (p, s) in jobs.items()}
+    paths = quiet_pool_map(tasks, w, f"{len(jobs)} score table(s)", first.run.show_progress)
     return {k: pd.read_parquet(paths[k]) for k in jobs}
 
 
@@ -132,7 +132,7 @@ def transfer_plan(tables: dict[str, pd.DataFrame], pairs, rule: str = "lossdiff-
     return plan
 
 
-def _task_train_ids(p, seed: int, label: str, ids) -> pd.DataFrame:
+def train_ids_task(p, seed: int, label: str, ids) -> pd.DataFrame:
     """Worker task: continue from the warm-up model on the pairs `ids`, evaluate against SFT; one
     row per test prompt (the columns of tifkit.batch's per-prompt rows)."""
     from tifkit.pipeline import continue_stage, evaluate_stage, prepare, say
@@ -166,11 +166,11 @@ def transfer_experiment(params_by_family: dict, tables_by_seed: dict, pairs, rul
     for s, tables in tables_by_seed.items():
         sp = params_by_family[next(iter(tables))].select
         for (b, label), ids in transfer_plan(tables, pairs, rule, keep, sp).items():
-            tasks[s, b, label] = (_task_train_ids, (_quiet(params_by_family[b]), int(s), label, ids))
+            tasks[s, b, label] = (train_ids_task, (quiet_params(params_by_family[b]), int(s), label, ids))
             meta[s, b, label] = ("full" if label == "full" else "own" if label == own
                                  else label.rsplit("-from-", 1)[1])
-    w = _workers(first, len(tasks), workers)
-    res = _pool_map(tasks, w, f"transfer: {len(tasks)} trainings", first.run.show_progress)
+    w = worker_count(first, len(tasks), workers)
+    res = quiet_pool_map(tasks, w, f"transfer: {len(tasks)} trainings", first.run.show_progress)
     rows = [res[k].assign(target=k[1], source=meta[k]) for k in tasks]
     return pd.concat(rows, ignore_index=True)
 
@@ -185,7 +185,7 @@ def transfer_summary(per_prompt: pd.DataFrame, n_bootstrap: int = 10000, seed: i
     for b, g in per_prompt.groupby("target", sort=False):
         labels = dict(zip(g.source, g.rule))
         for src, label in labels.items():
-            a = _aligned(g, label)
+            a = aligned_rule_rows(g, label)
             wr = hierarchical_interval(a.verdict.to_numpy(), a.seed.to_numpy(), n_bootstrap, seed)
             row = {"target": b, "source": src, "selection": label, "n_kept": float(a.groupby("seed").n_kept.first().mean()),
                    "winrate": wr.estimate, "winrate_lo": wr.lo, "winrate_hi": wr.hi,

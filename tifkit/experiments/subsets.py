@@ -9,7 +9,7 @@ import pandas as pd
 from tifkit import TifkitError
 
 from tifkit.experiments.core import evaluate_models, train_on_groups
-from tifkit.experiments.workers import _pool_map, _quiet, _workers
+from tifkit.workers import quiet_params, quiet_pool_map, worker_count
 
 
 # ------------------------------------------------------------------------------------------------
@@ -120,7 +120,7 @@ def subset_experiment(p, seeds, specs: dict[str, tuple], evaluate: bool = True, 
 
     The shared stages of each seed (SFT, warm-up, validation model, scores) run first in this
     process; then one task per (seed, subset) runs in `workers` processes (default: run.workers, 0 =
-    one per core; see tifkit.batch.n_workers), spawned, one torch thread each (`_pool_map`, the
+    one per core; see tifkit.workers.n_workers), spawned, one torch thread each (`tifkit.workers.quiet_pool_map`, the
     pattern of tifkit.batch.run_seeds). Every task is deterministic and cached on its own, so the numbers do
     not depend on the number of workers.
 
@@ -143,10 +143,10 @@ def subset_experiment(p, seeds, specs: dict[str, tuple], evaluate: bool = True, 
         warmup_stage(ctx)
         if any(sp[0] != "rule" or sp[1] not in ("full", "oracle", "random") for sp in specs.values()):
             score_stage(ctx)
-    tasks = {(s, name): (_subset_task, (_quiet(p), s, name, spec, evaluate)) for s in seeds for name, spec in specs.items()}
-    workers = _workers(p, len(tasks), workers)
+    tasks = {(s, name): (_subset_task, (quiet_params(p), s, name, spec, evaluate)) for s in seeds for name, spec in specs.items()}
+    workers = worker_count(p, len(tasks), workers)
     say(f"{len(tasks)} subsets ({len(seeds)} seed(s) x {len(specs)}) in {workers} worker process(es), one torch thread each")
-    done = _pool_map(tasks, workers, "subsets", p.run.show_progress)
+    done = quiet_pool_map(tasks, workers, "subsets", p.run.show_progress)
     results = [done[key] for key in tasks]  # in task order, whatever order the workers finished in
 
     def cat(key):
