@@ -80,9 +80,20 @@ def notebook_setup(threads: int | None = None, chdir: bool = True) -> Path:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    # the same filters for the worker processes a notebook spawns: they read PYTHONWARNINGS at start-up,
+    # before importing transformers (whose FutureWarnings would otherwise reach the notebook's output)
+    quiet = "ignore::FutureWarning,ignore::UserWarning,ignore::DeprecationWarning"
+    if quiet not in os.environ.get("PYTHONWARNINGS", ""):
+        os.environ["PYTHONWARNINGS"] = ",".join(x for x in (os.environ.get("PYTHONWARNINGS"), quiet) if x)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", message="IProgress not found")
+    try:
+        from tqdm import TqdmWarning  # e.g. "IProgress not found" where ipywidgets is missing
+
+        warnings.filterwarnings("ignore", category=TqdmWarning)
+    except ImportError:  # pragma: no cover
+        pass
     for name in ("transformers", "datasets", "trl", "accelerate"):
         logging.getLogger(name).setLevel(logging.ERROR)
     try:
@@ -165,17 +176,18 @@ class NotebookRun:
     def prefix(self) -> str:
         return f"{self.name[:2]}_{self.p.run.name}"
 
-    def figure(self, fig, stem: str) -> Path:
-        """Save `fig` as ``<fig_dir>/<nn>_<run name>_<stem>.png`` and display it inline."""
-        return show(fig, self.fig_dir / f"{self.prefix}_{stem}.png")
+    def figure(self, fig, stem: str) -> None:
+        """Save `fig` as ``<fig_dir>/<nn>_<run name>_<stem>.png`` and display it inline. Returns None,
+        so that a figure at the end of a cell leaves no ``PosixPath(...)`` echo under it."""
+        show(fig, self.fig_dir / f"{self.prefix}_{stem}.png")
 
-    def finish(self, **numbers) -> Path:
-        """Write the notebook's key numbers and conclusions as ``<nn>_<run name>_summary.json``."""
+    def finish(self, **numbers) -> None:
+        """Write the notebook's key numbers and conclusions as ``<nn>_<run name>_summary.json`` (and say
+        where; returns None, so that no path is echoed under the last cell)."""
         sec = round(time.time() - self.t_start, 1)
         path = save_json({"notebook": self.name, "scale": self.scale, "seeds": self.seeds, **numbers,
                           "seconds": sec}, self.fig_dir / f"{self.prefix}_summary.json")
         print(f"done in {sec:.0f} s; numbers in {path}")
-        return path
 
 
 def start(name: str, scale: str | None = None, params_file: str = "tiny.yaml", overrides=(), seeds=None,
