@@ -96,6 +96,13 @@ def notebook_setup(threads: int | None = None, chdir: bool = True) -> Path:
         pass
     for name in ("transformers", "datasets", "trl", "accelerate"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    import multiprocessing
+
+    if multiprocessing.parent_process() is not None:
+        # a worker process of a notebook's study: its stage messages would reach the notebook's output
+        # line by line (a kernel shows its children's output); the parent's progress bar counts the
+        # tasks instead, and a worker's error still comes back through its result
+        sys.stdout = open(os.devnull, "w")
     try:
         from datasets.utils.logging import disable_progress_bar
         from transformers.utils import logging as hf_logging

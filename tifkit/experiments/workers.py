@@ -21,10 +21,12 @@ def _init_quiet_worker() -> None:
 
 
 def _pool_map(tasks: dict, workers: int, desc: str, show_progress: bool = True, then=None) -> dict:
-    """tifkit.workers.pool_map with workers as quiet as a notebook (`_init_quiet_worker`)."""
+    """tifkit.workers.pool_map with workers as quiet as a notebook (`_init_quiet_worker`): their stage
+    messages are silenced, so one bar counting the tasks stands for them whatever `show_progress` (which
+    the stages inside the workers follow) says."""
     from tifkit.workers import pool_map
 
-    return pool_map(tasks, workers, desc, show_progress, then, initializer=_init_quiet_worker)
+    return pool_map(tasks, workers, desc, True, then, initializer=_init_quiet_worker)
 
 
 def _quiet(p):
