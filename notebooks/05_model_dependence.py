@@ -299,14 +299,13 @@ for r in transfer[transfer.source.isin([s for s, _ in transfer_pairs])].itertupl
                   f"{r.vs_own_hi:+.1f}]), {r.vs_full:+.1f} points against its full data")
 n_worse = sum("worse than" in t for t in tlines)
 transfer_text = (f"Transfer of the {transfer_rule} selection: in {n_worse} of {len(tlines)} cases the borrowed "
-                 f"selection is significantly worse than the model's own. " + "; ".join(tlines) + ".")
+                 f"selection is worse than the model's own with an interval below 0. " + "; ".join(tlines) + ".")
 conclusion = claim1 + "\n\n" + transfer_text
 if nb.scale == "ci":
     conclusion += ("\n\n(CI scale: a toy world of 96 pairs with tiny models; this checks the code, not the claim: "
                    "the toy scale cannot tell.)")
-elif len(nb.seeds) == 1:
-    conclusion += ("\n\n(One world seed: the Spearman numbers vary from seed to seed and the transfer intervals cover "
-                   "prompts only; `scale = \"full\"` averages every seed.)")
+if len(nb.seeds) == 1:
+    conclusion += f"\n\nThe transfer intervals resample the test prompts of one seed only. {C.ONE_SEED}"
 display(Markdown(conclusion))
 nb.finish(claim1=claim1, conclusion_transfer=transfer_text, families=families, keep=keep,
           pairs=cross.to_dict("records"), control=within.to_dict("records"),
