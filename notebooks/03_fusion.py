@@ -228,9 +228,9 @@ print(f"LossDiff-IRM keeps {fused.n_kept} pairs; {(fused.mask & tif).sum()} of t
 # %% [markdown]
 # ## 6. Conclusion
 #
-# The README's full-scale run found the fused rule's overlap (about 0.78) inside the
-# paper's range, but LossDiff alone higher (0.86): IRM barely tracks IF on our world (notebook 02), so
-# intersecting with it cannot help.
+# Claim 5 stated from this run's overlaps, beside the paper's ranges. When IRM barely tracks IF on
+# our world (notebook 02), intersecting LossDiff's band with IRM's cannot raise the overlap with TIF
+# above LossDiff's own; the sentence says whether that is what happened here.
 
 # %%
 claim5 = C.conclude_overlap(sweep)

@@ -73,9 +73,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.colors import ListedColormap
 from IPython.display import Markdown, display
 from scipy import stats
 
+from tifkit import conclusions as C
 from tifkit import experiments as E
 from tifkit import notebooks as N
 
@@ -237,23 +239,24 @@ table.columns.name = None
 table
 
 # %% [markdown]
-# The heatmap draws the same table: colour is the statistic's distance from its null (0, or 0.5 for an
-# AUROC), scaled per claim row so that rows of different units share one colour bar, and each cell
-# carries the estimate and its verdict.
+# The heatmap draws the same table. Colour is the verdict (blue: holds, red: fails, grey: unclear,
+# white: not measured), so a cell whose interval straddles the null looks unclear however large its
+# estimate; each cell carries the estimate and its mark.
 
 # %%
 est = claims.pivot(index="claim", columns="setting", values="estimate").reindex(columns=order)
 nulls = pd.Series({k: v[1] for k, v in E.DECISION_CLAIMS.items()})
 rows = [k for k in E.DECISION_CLAIMS if k in est.index]
-margin = est.loc[rows].sub(nulls[rows], axis=0)
-scaled = margin.div(margin.abs().max(axis=1).replace(0, 1), axis=0)
 verdicts = claims.pivot(index="claim", columns="setting", values="verdict").reindex(index=rows, columns=order)
+code = verdicts.map(lambda v: {"fails": 0, "unclear": 1, "holds": 2}.get(v, np.nan)).astype(float)
 annot = est.loc[rows].map(lambda v: "" if pd.isna(v) else f"{v:+.2f}") + verdicts.map(
     lambda v: "" if pd.isna(v) else "\n" + mark[v])
 fig, ax = plt.subplots(figsize=(1.0 * len(order) + 4, 0.55 * len(rows) + 2.5))
-sns.heatmap(scaled, annot=annot, fmt="", cmap="RdBu", vmin=-1, vmax=1, ax=ax, annot_kws={"fontsize": 7},
-            cbar_kws={"label": "statistic minus its null, scaled per row (blue: claim direction)"},
+verdict_cmap = ListedColormap(["#d6604d", "#e0e0e0", "#4393c3"])
+sns.heatmap(code, annot=annot, fmt="", cmap=verdict_cmap, vmin=-0.5, vmax=2.5, ax=ax, annot_kws={"fontsize": 7},
+            cbar_kws={"label": "verdict", "ticks": [0, 1, 2]},
             yticklabels=[E.DECISION_CLAIMS[k][0] for k in rows], linewidths=0.5, linecolor="white")
+ax.collections[0].colorbar.set_ticklabels(["fails", "unclear", "holds"])
 ax.set(xlabel="setting (one parameter changed from the default)", ylabel="claim statistic",
        title=f"Claims under each open decision: mean over {len(run_seeds)} seed(s); "
              f"✓ holds, ✗ fails, ? unclear ({nb.scale} scale)")
@@ -292,6 +295,59 @@ if len(pp):
     display(wr.round(3))
 
 # %% [markdown]
+# **Can a setting move a rule at all?** Some settings cannot change what a rule keeps: IF never reads
+# the validation model, and LossDiff-IRM never reads IF. When a setting leaves a rule's selection
+# identical to the default's (the same pair ids kept, seed by seed) and its judged answers identical
+# too, that rule's WinRate under the setting is the default's by construction, not a finding. The
+# cell below checks this from the selections and the verdicts; nothing is assumed about which setting
+# touches which score.
+
+# %%
+setting_rows = sweep["settings"].set_index("setting")
+
+
+def rule_label(rules, prefix):
+    return next((r for r in sorted(rules) if r == prefix or r.startswith(prefix + "-")), None)
+
+
+def unmoved_rules():
+    """Per measured setting and rule: is its selection (kept pair ids) the default's in every seed, and are
+    its per-prompt verdicts the default's?"""
+    out = []
+    for s in [x for x in sweep["winrate_settings"] if x != "default" and x in set(pp.setting)]:
+        row = setting_rows.loc[s]
+        q = E.setting_params(p, row.parameter, row.value)
+        for prefix in ("tif", "lossdiff-irm"):
+            lab_d, lab_s = rule_label(set(pp[pp.setting == "default"].rule), prefix), rule_label(
+                set(pp[pp.setting == s].rule), prefix)
+            if lab_d is None or lab_s is None:
+                continue
+            same_sel = not str(row.parameter).startswith("world.")  # another world: other pairs, never the same
+            for seed in run_seeds:
+                if not same_sel:
+                    break
+                td, ts = (pd.read_parquet(sweep["tables"][k, seed]) for k in ("default", s))
+                kept_d = set(td.pair_id[select(td, p.select, rule=prefix).mask])
+                kept_s = set(ts.pair_id[select(ts, q.select, rule=prefix).mask])
+                same_sel = kept_d == kept_s
+            a, b = ((pp[(pp.setting == k) & (pp.rule == lab)].sort_values(["seed", "prompt_idx"]).verdict.to_numpy())
+                    for k, lab in (("default", lab_d), (s, lab_s)))
+            out.append({"setting": s, "rule": prefix, "same_selection": bool(same_sel),
+                        "same_verdicts": bool(len(a) == len(b) and np.array_equal(a, b))})
+    return pd.DataFrame(out, columns=["setting", "rule", "same_selection", "same_verdicts"])
+
+
+unmoved = unmoved_rules() if len(pp) else pd.DataFrame(columns=["setting", "rule", "same_selection", "same_verdicts"])
+cannot = unmoved[unmoved.same_selection]
+cannot_lines = [f"{r.setting} leaves {r.rule}'s selection identical to the default's in every seed"
+                + (", and its judged answers too: this setting cannot move that rule's WinRate, so its cell repeats the "
+                   "default's" if r.same_verdicts else
+                   "; the model trained on it still differs (the setting changes training), so its WinRate may move")
+                for r in cannot.itertuples()]
+display(Markdown("\n".join(f"- {x}." for x in cannot_lines) if cannot_lines else
+                 "Every measured setting changes the selection of both rules."))
+
+# %% [markdown]
 # ## 6. Conclusion
 #
 # For each claim: its verdict at the default, and whether any setting changes it ("robust", "hinges on
@@ -314,12 +370,17 @@ conclusion = (f"Over {len(sweep['stats'].setting.unique())} settings and {len(ru
               f"{int((~same & ~only_default).sum())} change with at least one decision"
               + (f" (most moving: {', '.join(sweep['ranking'].decision.head(3))})" if len(sweep['ranking']) else "")
               + (f"; {int(only_default.sum())} measured at the default only" if only_default.any() else "") + ".")
+mechanisms = C.decision_mechanisms(claims)
 if len(run_seeds) == 1:
     conclusion += (" With one seed the score-based verdicts read point estimates (no interval over trained "
-                   "models); the full scale has 3 seeds.")
+                   f"models). {C.ONE_SEED}")
 if nb.scale == "ci":
     conclusion += " (CI scale: a toy world of a few dozen pairs; this checks the code, not the claims.)"
-display(Markdown(conclusion + "\n\n" + "\n".join(lines)))
+display(Markdown(conclusion + "\n\n" + "\n".join(lines)
+                 + ("\n\nWhy a decision changes a verdict (one sentence per decision that does):\n\n"
+                    + "\n".join(f"- {m}" for m in mechanisms) if mechanisms else "")
+                 + ("\n\nSettings that cannot move a rule:\n\n" + "\n".join(f"- {x}." for x in cannot_lines)
+                    if cannot_lines else "")))
 
 
 def claim_text(keys):
@@ -330,4 +391,5 @@ def claim_text(keys):
 nb.finish(conclusion=conclusion, claim3=claim_text(["c3_winrate"]), claim4=claim_text(["c4_lossdiff", "c4_irm", "c4_order"]),
           claim5=claim_text(["c5_fusion"]), claim6=claim_text(["c6_winrate"]),
           robustness=sweep["robustness"].to_dict("records"), ranking=sweep["ranking"].to_dict("records"),
-          statistics=claims.drop(columns=["label"]).to_dict("records"), sweep_seconds=sweep["seconds"])
+          statistics=claims.drop(columns=["label"]).to_dict("records"), sweep_seconds=sweep["seconds"],
+          mechanisms=mechanisms, unmoved=unmoved.to_dict("records"), sweep_seeds=run_seeds)

@@ -135,8 +135,9 @@ def test_model_dependence_synthetic():
     assert np.allclose(md.sign_disagreement, md.sign_disagreement.T)
     pr = md.pairs()
     assert len(pr) == 3 and set(pr.columns) >= {"spearman", "tif_overlap", "sign_disagreement"}
-    assert "reproduces" in C.conclude_model_dependence(md)
-    assert "does not reproduce" in C.conclude_model_dependence(R.model_dependence({"a": t, "b": same}))
+    assert "reproduces" in C.conclude_model_dependence([md, md])  # two seeds; one seed is not a verdict
+    assert "does not reproduce" in C.conclude_model_dependence([R.model_dependence({"a": t, "b": same})] * 2)
+    assert C.conclude_model_dependence(md).startswith("On this one seed, claim 1 points the paper's way")
     rng = np.random.default_rng(0)
     noisy = t.assign(**{"if": t["if"] + 0.5 * rng.normal(size=len(t))})
     tight = R.model_dependence({"a": t, "b": noisy})  # within-family Spearman ~0.8
@@ -151,10 +152,11 @@ def test_conclusions_follow_the_numbers():
     t = synthetic_table()
     rng = np.random.default_rng(0)
     good = t.assign(lossdiff=t["if"] + 0.3 * rng.normal(size=len(t)), irm=t["if"] + 1.0 * rng.normal(size=len(t)))
-    assert C.conclude_correlation(R.score_report(good)).startswith("Claim 4 reproduces:")
+    one = C.conclude_correlation(R.score_report(good))  # one run: a direction, and no verdict
+    assert one.startswith("On this one seed, claim 4 points the paper's way:") and one.endswith(C.ONE_SEED)
     swapped = good.assign(lossdiff=good.irm, irm=good.lossdiff)
     assert "only in part" in C.conclude_correlation(R.score_report(swapped))
-    assert "does not reproduce" in C.conclude_correlation(R.score_report(t))  # LossDiff = -IF
+    assert "does not point the paper's way" in C.conclude_correlation(R.score_report(t))  # LossDiff = -IF
     # over seeds: a positive mean whose t-interval reaches below 0 is not shown
     noisy = {s: R.score_report(good.assign(irm=good["if"] * (1 if s % 2 else -0.8) + rng.normal(size=len(t))))
              for s in range(4)}
@@ -170,9 +172,11 @@ def test_conclusions_follow_the_numbers():
     curves = pd.DataFrame({"group": ["small"] * 2 + ["medium"] * 2 + ["large"] * 3, "step": [0, 4, 0, 4, 0, 2, 4],
                            "val_loss": [0.69, 0.70, 0.69, 0.60, 0.69, 0.62, 0.65],
                            "val_margin": [0.0, -0.1, 0.0, 0.3, 0.0, 0.2, 0.1]})
-    assert C.conclude_groups(curves).startswith("Claim 2 reproduces.")
+    two = pd.concat([curves.assign(seed=0), curves.assign(seed=1)], ignore_index=True)
+    assert C.conclude_groups(two).startswith("Claim 2 reproduces.")
+    assert C.conclude_groups(curves).startswith("On this one seed, claim 2 points the paper's way.")
     wins = pd.DataFrame({"name": ["small", "medium", "large"], "winrate": [0.4, 0.5, 0.6]})
-    assert "Claim 2 reproduces in part" in C.conclude_groups(curves, wins)
+    assert "Claim 2 reproduces in part" in C.conclude_groups(two, wins)
 
 
 def test_rule_difference_and_benchmark_table():

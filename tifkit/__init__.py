@@ -6,6 +6,11 @@ or use the cheap proxies LossDiff and IRM and their fusion LossDiff-IRM.
 
 __version__ = "0.1.0"
 
+import warnings as _warnings
+
+# tqdm.auto warns on import inside Jupyter without ipywidgets; its plain bars work, so say nothing
+_warnings.filterwarnings("ignore", message="IProgress not found")
+
 
 class TifkitError(Exception):
     """An error the user can fix: the message is one sentence naming the culprit and the fix."""

@@ -148,17 +148,18 @@ class NotebookRun:
     def prefix(self) -> str:
         return f"{self.name[:2]}_{self.p.run.name}"
 
-    def figure(self, fig, stem: str) -> Path:
-        """Save `fig` as ``<fig_dir>/<nn>_<run name>_<stem>.png`` and display it inline."""
-        return show(fig, self.fig_dir / f"{self.prefix}_{stem}.png")
+    def figure(self, fig, stem: str) -> None:
+        """Save `fig` as ``<fig_dir>/<nn>_<run name>_<stem>.png`` and display it inline. Returns None,
+        so that a figure at the end of a cell leaves no ``PosixPath(...)`` echo under it."""
+        show(fig, self.fig_dir / f"{self.prefix}_{stem}.png")
 
-    def finish(self, **numbers) -> Path:
-        """Write the notebook's key numbers and conclusions as ``<nn>_<run name>_summary.json``."""
+    def finish(self, **numbers) -> None:
+        """Write the notebook's key numbers and conclusions as ``<nn>_<run name>_summary.json`` (and say
+        where; returns None, so that no path is echoed under the last cell)."""
         sec = round(time.time() - self.t_start, 1)
         path = save_json({"notebook": self.name, "scale": self.scale, "seeds": self.seeds, **numbers,
                           "seconds": sec}, self.fig_dir / f"{self.prefix}_summary.json")
         print(f"done in {sec:.0f} s; numbers in {path}")
-        return path
 
 
 def start(name: str, scale: str | None = None, params_file: str = "tiny.yaml", overrides=(), seeds=None,

@@ -30,6 +30,35 @@ def color(name: str) -> str:
     return spec.colour if spec is not None else OTHER_COLOURS.get(name, DEFAULT_COLOUR)
 
 
+def legend_outside(ax, **kw):
+    """The axes' legend to the right of the plot area, where it cannot cover a bar (saved figures are
+    cropped to their content, legend included)."""
+    return ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, **kw)
+
+
+def figure_legend(fig, axes, **kw):
+    """One legend for several panels: every label of every panel once, to the right of the figure."""
+    handles = {}
+    for a in np.ravel(axes):
+        for h, lab in zip(*a.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    return fig.legend(list(handles.values()), list(handles), frameon=False, fontsize=8, loc="upper left",
+                      bbox_to_anchor=(1.0, 0.95), **kw)
+
+
+def robust_limits(values, q: float = 0.01, pad: float = 0.08) -> tuple[float, float, int]:
+    """Axis limits that show the central 1 - 2q of `values` (padded by `pad` of the span) so that a
+    few outliers cannot stretch a panel; also the number of values outside (clipped from view)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if not len(v):
+        return 0.0, 1.0, 0
+    lo, hi = np.quantile(v, [q, 1 - q])
+    span = (hi - lo) or max(abs(hi), 1.0)
+    lo, hi = lo - pad * span, hi + pad * span
+    return float(lo), float(hi), int(((v < lo) | (v > hi)).sum())
+
+
 def save(fig, path: str | Path) -> Path:
     """Save a figure as PNG (written to a temporary name, then renamed)."""
     from tifkit.io import atomic_path
@@ -84,7 +113,7 @@ def winrate_bars(summary: pd.DataFrame, title: str = ""):
     ax.axvline(0.5, color="black", lw=0.8, label="0.5: no better than SFT")
     ax.set_xlim(0, 1)  # bars encode their length: they start at 0
     ax.set_xlabel("WinRate against SFT (oracle judge), 95% bootstrap interval")
-    ax.legend(frameon=False, loc="lower right", fontsize=8)
+    legend_outside(ax)
     if title:
         ax.set_title(title)
     fig.tight_layout()
@@ -182,7 +211,7 @@ def plot_winrates(summary: pd.DataFrame, title: str = "", name_col: str = "rule"
                    label="full data")
     ax.set_xlim(0, 1)
     ax.set_xlabel("WinRate vs SFT (oracle judge), 95% interval")
-    ax.legend(frameon=False, fontsize=8, loc="lower right")
+    legend_outside(ax)
     if title:
         ax.set_title(title)
     if fig is not None:
@@ -269,13 +298,19 @@ def plot_transfer(summary: pd.DataFrame, title: str = ""):
 
 def plot_overlap_sweep(sweep: pd.DataFrame, title: str = ""):
     """Overlap with TIF against the keep ratio for each rule (mean over seeds, std as error bars);
-    the paper's ranges shaded, chance (= keep) dashed, all in the legend."""
+    the paper's ranges shaded only at the keep ratio they were reported at (PAPER["keep"]), chance
+    (= keep) dashed, all in the legend."""
     style()
     fig, ax = plt.subplots(figsize=(6.4, 4))
+    keeps = np.sort(sweep.keep.unique())
+    step = float(np.min(np.diff(keeps))) if len(keeps) > 1 else 0.1
+    k, w = PAPER["keep"], 0.3 * step
     lo, hi = PAPER["overlap_lossdiff_irm"]
-    ax.axhspan(lo, hi, color=color("lossdiff-irm"), alpha=0.12, label="paper: LossDiff-IRM")
+    ax.fill_between([k - w, k + w], lo, hi, color=color("lossdiff-irm"), alpha=0.2, lw=0,
+                    label=f"paper: LossDiff-IRM (at keep {k:g})")
     lo, hi = PAPER["overlap_single"]
-    ax.axhspan(lo, hi, color="#999999", alpha=0.12, label="paper: single proxies")
+    ax.fill_between([k - w, k + w], lo, hi, color="#999999", alpha=0.25, lw=0,
+                    label=f"paper: single proxies (at keep {k:g})")
     for rule in sweep.rule.unique():
         s = sweep[sweep.rule == rule].groupby("keep").overlap.agg(["mean", "std"]).reset_index()
         ax.errorbar(s.keep, s["mean"], yerr=s["std"].fillna(0), marker="o", ms=4, capsize=2, color=color(rule),
@@ -286,7 +321,7 @@ def plot_overlap_sweep(sweep: pd.DataFrame, title: str = ""):
     ax.set_ylabel("overlap coefficient with the TIF selection")
     ax.set_ylim(0, 1.02)
     ax.set_title(title or "Overlap of each rule's selection with TIF's, by keep ratio")
-    ax.legend(frameon=False, fontsize=8, loc="lower right")
+    legend_outside(ax)
     fig.tight_layout()
     return fig
 

@@ -352,6 +352,102 @@ def diagnostics_table(diag: pd.DataFrame) -> str:
     return head + "\n" + "\n".join(rows)
 
 
+# ------------------------------------------------------------- the seven claims at a glance (06)
+# claim number -> (the claim, the notebook whose summary states it, the key of its sentence there)
+GLANCE_CLAIMS = {
+    1: ("data value depends on the model", "05", "claim1"),
+    2: ("medium-IF group beats small and large", "01", "claim2"),
+    3: ("TIF beats top-IF", "01", "claim3"),
+    4: ("LossDiff and IRM correlate with IF, LossDiff more", "02", "claim4"),
+    5: ("fusion overlaps TIF more than either proxy", "03", "claim5"),
+    6: ("LossDiff-IRM beats full data and the filters", "04", "claim6"),
+    7: ("LossDiff-IRM much cheaper than exact IF", "02", "claim7"),
+}
+# claim number -> the statistics of notebook 06 (experiments.DECISION_CLAIMS keys) read for it, and
+# the rule whose WinRate a WinRate statistic measures
+GLANCE_DECISIONS = {3: ["c3_winrate"], 4: ["c4_lossdiff", "c4_irm", "c4_order"], 5: ["c5_fusion"], 6: ["c6_winrate"]}
+_DECISION_RULE = {"c3_winrate": "tif", "c6_winrate": "lossdiff-irm"}
+
+
+def _verdict_clause(sentence: str) -> str:
+    """The verdict of a conclusion sentence: its first clause, without the claim's name and brackets."""
+    head = re.split(r"[:.](?:\s|$)", str(sentence), maxsplit=1)[0]
+    head = re.sub(r"\s*\([^()]*\)", "", head)
+    head = re.sub(r"\s+at this scale$", "", head)
+    return re.sub(r"^(?:On this one seed, )?[Cc]laim \d+ ", "", head).strip()
+
+
+def _iv(r: dict) -> str:
+    lo, hi = r.get("lo"), r.get("hi")
+    if lo is None or hi is None or not (np.isfinite(lo) and np.isfinite(hi)):
+        return f"{r['estimate']:+.2f}"
+    return f"{r['estimate']:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+
+
+def decision_cell(summary06: dict, keys: list[str]) -> str:
+    """"Holds under which decisions" for the statistics `keys` of notebook 06's summary: the verdict at
+    the default with its interval, every setting whose verdict differs with its own, how many keep the
+    default's, and the settings that cannot move the rule's selection (when the summary records them)."""
+    stats = pd.DataFrame(summary06.get("statistics") or [])
+    labels = {r["claim"]: r["label"] for r in summary06.get("robustness") or []}
+    unmoved = pd.DataFrame(summary06.get("unmoved") or [], columns=["setting", "rule", "same_selection", "same_verdicts"])
+    parts = []
+    for k in keys:
+        g = stats[stats.claim == k] if len(stats) else stats
+        base = g[g.setting == "default"] if len(g) else g
+        if base.empty:
+            continue
+        b = base.iloc[0].to_dict()
+        other = g[g.setting != "default"]
+        if other.empty:
+            parts.append(f"{labels.get(k, k)}: {b['verdict']} at the default ({_iv(b)}); measured at the default only")
+            continue
+        differ = other[other.verdict != b["verdict"]]
+        text = f"{labels.get(k, k)}: {b['verdict']} at the default ({_iv(b)})"
+        for v in ("holds", "fails", "unclear"):
+            d = differ[differ.verdict == v]
+            if len(d):
+                text += f"; {v} under " + ", ".join(f"{r['setting']} ({_iv(r)})" for r in d.to_dict("records"))
+        same = other[other.verdict == b["verdict"]]
+        names = ", ".join(same.setting)
+        text += (f"; {b['verdict']} under every other setting ({names})" if not len(differ) else
+                 f"; {b['verdict']} under the other {len(same)} ({names})" if len(same) else "")
+        rule = _DECISION_RULE.get(k)
+        if rule and len(unmoved):
+            u = unmoved[(unmoved.rule == rule) & unmoved.same_selection.astype(bool)]
+            if len(u):
+                text += (f" ({', '.join(u.setting)} cannot move {rule}'s selection: its cell repeats the default's"
+                         if u.same_verdicts.astype(bool).all() else
+                         f" ({', '.join(u.setting)} leaves {rule}'s selection as at the default") + ")"
+        parts.append(text)
+    return "<br>".join(parts) or "not measured"
+
+
+def glance_table(folder: Path, name: str = "tiny") -> str:
+    """The seven claims: the verdict of each notebook's full-scale conclusion on our world and, from
+    `figures/06_<name>_summary.json`, how that verdict moves with the open decisions."""
+    folder = Path(folder)
+
+    def load(nn):
+        f = folder / f"{nn}_{name}_summary.json"
+        return json.loads(f.read_text()) if f.exists() else {}
+
+    s06 = load("06")
+    rows = ["| claim | on our world (notebook, seeds) | holds under which decisions (06) |", "|---|---|---|"]
+    for num, (claim, nn, key) in GLANCE_CLAIMS.items():
+        s = load(nn)
+        world = (f"{_verdict_clause(s[key])} ({nn}, {len(s.get('seeds') or [])} seeds)" if key in s
+                 else f"not run ({nn})")
+        dec = decision_cell(s06, GLANCE_DECISIONS[num]) if num in GLANCE_DECISIONS and s06 else "not swept"
+        rows.append(f"| {num}. {claim} | {world} | {dec} |")
+    st06 = s06.get("statistics") or []
+    n06 = len(s06.get("sweep_seeds") or []) or max((int(r.get("n_seeds") or 0) for r in st06), default=0)
+    src = (f"\n\n<sub>From `figures/0*_{name}_summary.json` (the notebooks at full scale; 06: {n06} seeds, "
+           f"{len({r['setting'] for r in st06})} settings, one decision changed at a time); regenerate with "
+           "`python -m tifkit.results`.</sub>") if s06 else ""
+    return "\n".join(rows) + src
+
+
 # ------------------------------------------------------------------------------------ the blocks
 def blocks(folder: str | Path = REPO / "figures", name: str = "tiny") -> dict[str, str]:
     """{block name: generated Markdown} from the batch's files in `folder`."""
@@ -375,6 +471,8 @@ def blocks(folder: str | Path = REPO / "figures", name: str = "tiny") -> dict[st
         if comp.exists():
             out[f"{name}-claims"] = claim_lines(pd.read_csv(comp)) + src
         out[f"{name}-families"] = families_table(folder, [name] + [f"{name}-{f}" for f in ("qwen", "pythia", "gpt2")])
+    if any((folder / f"{nn}_{name}_summary.json").exists() for nn in ("01", "02", "03", "04", "05", "06")):
+        out[f"{name}-glance"] = glance_table(folder, name)
     diag = folder / f"{name}_score_diagnostics.csv"
     if diag.exists():
         out[f"{name}-scores"] = diagnostics_table(pd.read_csv(diag))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import sys
 import warnings
 
 from tifkit import TifkitError
@@ -33,11 +34,29 @@ def quiet_libraries() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    # the same filters for the worker processes a notebook spawns: they read PYTHONWARNINGS at start-up,
+    # before importing transformers (whose FutureWarnings would otherwise reach the notebook's output)
+    quiet = "ignore::FutureWarning,ignore::UserWarning,ignore::DeprecationWarning"
+    if quiet not in os.environ.get("PYTHONWARNINGS", ""):
+        os.environ["PYTHONWARNINGS"] = ",".join(x for x in (os.environ.get("PYTHONWARNINGS"), quiet) if x)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", message="IProgress not found")
+    try:
+        from tqdm import TqdmWarning  # e.g. "IProgress not found" where ipywidgets is missing
+
+        warnings.filterwarnings("ignore", category=TqdmWarning)
+    except ImportError:  # pragma: no cover
+        pass
     for name in ("transformers", "datasets", "trl", "accelerate"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    import multiprocessing
+
+    if multiprocessing.parent_process() is not None:
+        # a worker process of a notebook's study: its stage messages would reach the notebook's output
+        # line by line (a kernel shows its children's output); the parent's progress bar counts the
+        # tasks instead, and a worker's error still comes back through its result
+        sys.stdout = open(os.devnull, "w")
     try:
         from datasets.utils.logging import disable_progress_bar
         from transformers.utils import logging as hf_logging
@@ -77,7 +96,9 @@ def worker_count(params, n_tasks: int, workers: int | None = None) -> int:
 
 def quiet_pool_map(tasks: dict, workers: int, desc: str, show_progress: bool = True, then=None) -> dict:
     """`pool_map` with workers as quiet as a notebook (`init_quiet_worker`)."""
-    return pool_map(tasks, workers, desc, show_progress, then, initializer=init_quiet_worker)
+    # the workers' stage messages are silenced, so one bar counting the tasks stands for them whatever
+    # `show_progress` (which the stages inside the workers follow) says
+    return pool_map(tasks, workers, desc, True, then, initializer=init_quiet_worker)
 
 
 def pool_map(tasks: dict, workers: int, desc: str, show_progress: bool = True, then=None,

@@ -88,23 +88,24 @@ def check_same_pairs(tables: dict[str, pd.DataFrame]) -> None:
 
 def family_score_tables(params_by_family: dict, seeds, init_seeds=(), workers: int | None = None) -> dict:
     """The score tables of claim 1, every run in parallel worker processes:
-    {"families": {seed: {family: table}}, "control": {"<first family> init <k>": table}} where the
-    control is the first family on the first seed under the model seeds `init_seeds`
-    (`init_control_params`; empty when `init_seeds` is empty)."""
+    {"families": {seed: {family: table}}, "controls": {seed: {"<first family> init <k>": table}},
+    "control": the first seed's controls}: the control (the first family under the model seeds
+    `init_seeds`, `init_control_params`; empty when `init_seeds` is empty) runs on every seed, so that
+    claim 1 compares the families and the initializations on matched seeds."""
     seeds = [int(s) for s in seeds]
     jobs = {("fam", s, fam): (p, s) for s in seeds for fam, p in params_by_family.items()}
     fam0, p0 = next(iter(params_by_family.items()))
-    control = init_control_params(p0, seeds[0], init_seeds) if list(init_seeds) else {}
-    for name, q in list(control.items())[1:]:  # the first is the regular run, already a family job
-        jobs["ctl", seeds[0], name] = (q, seeds[0])
+    controls = {s: init_control_params(p0, s, init_seeds) for s in seeds} if list(init_seeds) else {}
+    for s, control in controls.items():
+        for name, q in list(control.items())[1:]:  # the first is the regular run, already a family job
+            jobs["ctl", s, name] = (q, s)
     tables = parallel_score_tables(jobs, workers)
     fams = {s: {fam: tables["fam", s, fam] for fam in params_by_family} for s in seeds}
     for s in seeds:
         check_same_pairs(fams[s])
-    ctl = {}
-    for i, name in enumerate(control):
-        ctl[name] = fams[seeds[0]][fam0] if i == 0 else tables["ctl", seeds[0], name]
-    return {"families": fams, "control": ctl}
+    ctl = {s: {name: fams[s][fam0] if i == 0 else tables["ctl", s, name] for i, name in enumerate(control)}
+           for s, control in controls.items()}
+    return {"families": fams, "controls": ctl, "control": ctl.get(seeds[0], {})}
 
 
 # ------------------------------------------------------------------- transfer across families
