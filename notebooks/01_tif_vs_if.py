@@ -46,7 +46,7 @@
 # two worker processes. From an empty cache it took 7 min 48 s on 2 CPU cores that other jobs kept at a
 # load average of 11-14 (the notebook got a third of a core on average: 156 CPU-seconds in all, so
 # about 2 minutes on an idle 2-core machine, an estimate); once cached, 27 s at a load average of 3
-# (mostly starting the worker processes). `scale = "full"` (run.seeds, five seeds) with three
+# (mostly starting the worker processes). `scale = "full"` (run.study_seeds, five seeds) with three
 # seeds' shared stages cached trained the other two and 45 subsets in 26 min under a load average of
 # 4-12 (572 CPU-seconds, so about 5 minutes of an idle 2-core machine, an estimate); after the batch,
 # which caches every seed's stages and full-data model, less.
@@ -55,7 +55,7 @@
 scale = None                  # None: $TIFKIT_NOTEBOOK_SCALE, else "default" (one seed, real size); "ci": toy; "full": all seeds
 params_file = "tiny.yaml"     # a params file shipped with tifkit, or a path to your own
 overrides = []                # extra settings in the form tifkit --set takes, e.g. train.objective set to slic
-seeds = None                  # None: run.seed (default and ci scale) or run.seeds (full scale)
+seeds = None                  # None: run.seed (default and ci scale) or run.study_seeds (full scale)
 run_root = None               # None: the params file's run.root (runs/), or runs/nb-ci at ci scale
 figures_dir = None            # None: <run root>/figures; the papermill batch passes figures/
 n_groups = 3                  # IF groups of equal size (3: small, medium, large)

@@ -47,7 +47,7 @@
 scale = None                  # None: $TIFKIT_NOTEBOOK_SCALE, else "default" (one seed, real size); "ci": toy; "full": all seeds
 params_file = "tiny.yaml"     # a params file shipped with tifkit, or a path to your own
 overrides = []                # extra settings in the form tifkit --set takes, e.g. train.objective set to slic
-seeds = None                  # None: run.seed (default and ci scale) or run.seeds (full scale)
+seeds = None                  # None: run.seed (default and ci scale) or run.study_seeds (full scale)
 run_root = None               # None: the params file's run.root (runs/), or runs/nb-ci at ci scale
 figures_dir = None            # None: <run root>/figures; the papermill batch passes figures/
 cost_pairs = None             # pairs timed for the cost comparison (claim 7); None: 64 at ci scale, 256 otherwise

@@ -48,7 +48,7 @@
 scale = None                  # None: $TIFKIT_NOTEBOOK_SCALE, else "default" (one seed, real size); "ci": toy; "full": all seeds
 params_file = "tiny.yaml"     # a params file shipped with tifkit, or a path to your own
 overrides = []                # extra settings in the form tifkit --set takes, e.g. train.objective set to slic
-seeds = None                  # None: run.seed (default and ci scale) or run.seeds (full scale)
+seeds = None                  # None: run.seed (default and ci scale) or run.study_seeds (full scale)
 run_root = None               # None: the params file's run.root (runs/), or runs/nb-ci at ci scale
 figures_dir = None            # None: <run root>/figures; the papermill batch passes figures/
 keeps = [0.5, 0.56, 0.64, 0.72, 0.8]  # keep ratios of the overlap sweep

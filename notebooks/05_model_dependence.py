@@ -53,7 +53,7 @@
 scale = None                  # None: $TIFKIT_NOTEBOOK_SCALE, else "default" (one seed, real size); "ci": toy; "full": all seeds
 params_file = "tiny.yaml"     # a params file shipped with tifkit, or a path to your own
 overrides = []                # extra parameter overrides, strings as for the CLI's --set (section.key, an equals sign, value)
-seeds = None                  # None: run.seed (default and ci scale) or run.seeds (full scale)
+seeds = None                  # None: run.seed (default and ci scale) or run.study_seeds (full scale)
 run_root = None               # None: the params file's run.root (runs/), or runs/nb-ci at ci scale
 figures_dir = None            # None: <run root>/figures; the papermill batch passes figures/
 families = None               # tiny families (model.family); None: llama, qwen, pythia, gpt2 (llama and qwen at ci scale)

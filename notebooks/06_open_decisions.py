@@ -51,7 +51,7 @@
 scale = None                  # None: $TIFKIT_NOTEBOOK_SCALE, else "default" (one seed, real size); "ci": toy; "full": all seeds
 params_file = "tiny.yaml"     # a params file shipped with tifkit, or a path to your own
 overrides = []                # extra overrides as strings, written as for --set (e.g. train.objective to slic)
-seeds = None                  # None: run.seed (default and ci scale) or the first 3 of run.seeds (full scale)
+seeds = None                  # None: run.seed (default and ci scale) or the first 3 of run.study_seeds (full scale)
 run_root = None               # None: the params file's run.root (runs/), or runs/nb-ci at ci scale
 figures_dir = None            # None: <run root>/figures; the papermill batch passes figures/
 decisions = None              # None: the scale's sweep (below); or {name: [parameter, [values]]}

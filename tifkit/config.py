@@ -271,6 +271,9 @@ class RunParams:
     name: str = "tiny"
     seed: int = 0
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # seeds of multi-seed reports (batch)
+    # seeds of the notebooks' own studies at full scale (IF groups, band sweep, SLiC, families, decisions:
+    # models the batch does not train); None = `seeds`. The batch's headline comparisons use `seeds`.
+    study_seeds: list[int] | None = None
     # initialization/training seed (model init, SFT and DPO batch order, reward model), apart from the
     # world/data seed (`seed`, `seeds`); None = the world seed (run folders then keep their old hash)
     model_seed: int | None = None

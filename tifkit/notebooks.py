@@ -109,10 +109,13 @@ def notebook_params(params_file: str = "tiny.yaml", scale: str | None = None, ov
 
 
 def notebook_seeds(p, scale: str | None = None, seeds=None) -> list[int]:
-    """`seeds` when given; one seed (run.seed) at the default and ci scales; run.seeds at full scale."""
+    """`seeds` when given; one seed (run.seed) at the default and ci scales; at full scale
+    run.study_seeds (the notebooks' own studies), else run.seeds."""
     if seeds is not None:
         return [int(s) for s in (seeds if isinstance(seeds, (list, tuple)) else [seeds])]
-    return list(p.run.seeds) if resolve_scale(scale) == "full" else [p.run.seed]
+    if resolve_scale(scale) != "full":
+        return [p.run.seed]
+    return list(p.run.study_seeds if p.run.study_seeds is not None else p.run.seeds)
 
 
 def family_params(params_file: str = "tiny.yaml", families=TINY_FAMILIES, params_files=None,
