@@ -69,7 +69,7 @@ from tifkit import TifkitError
 from tifkit.config import ScoreParams  # noqa: F401  (parameter section; lives in config.py)
 from tifkit.influence import (ValidationTarget, cast_for_scoring, check_memory, dpo_loss_per_pair, estimate_for_models,
                               implicit_reward_margin, resident_bytes, validation_gradient)
-from tifkit.io import CorruptCache, content_hash, read_verified, write_table
+from tifkit.io import CorruptCache, content_hash, note_progress, read_verified, write_table
 from tifkit.logprobs import TokenizedPairs, cached_pair_logprobs, model_content_hash, pair_logprobs, tokenize_pairs
 
 log = logging.getLogger(__name__)
@@ -282,8 +282,10 @@ def run_scoring(model_dirs: dict, train_df: pd.DataFrame, val_df: pd.DataFrame |
         scorer = _Scorer(models["policy"], models["ref"], models["val"], val_tok, params, beta, loss_type,
                          work_dir / "ref-logps", show_progress and state.is_main_process,
                          seq_len=_longest(train_tok, val_tok))
-        for c in tqdm(todo, desc=f"scoring chunks (process {rank}/{world})", disable=not show_progress):
+        note_progress("chunks", len(chunks) - len(todo), len(chunks))
+        for k, c in enumerate(tqdm(todo, desc=f"scoring chunks (process {rank}/{world})", disable=not show_progress)):
             _write_chunk(scorer.chunk(toks[c], c), path[c], keys[c])
+            note_progress("chunks", len(chunks) - len(todo) + k + 1, len(chunks))
             with open(work_dir / "chunks.log", "a") as f:
                 f.write(f"computed {path[c].name} process={rank} pid={os.getpid()}\n")
     log.info("process %d/%d: %d chunk(s) computed, %d already done", rank, world, len(todo), len(mine) - len(todo))
