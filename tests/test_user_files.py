@@ -269,7 +269,7 @@ def test_data_files_are_read_or_refused_with_the_real_cause(tmp_path, capsys, pl
          f"64 tokens, the context of model '{plain_model}'"),
         (["score", "--data", str(PAIRS), "--model", str(plain_model), *runs, "--set", "data.max_tokens=100"],
          f"data.max_tokens=100 is above the context of model '{plain_model}' (64 tokens)"),
-        (["score", str(params), *runs], "base file 'no-such.yaml' is neither next to it"),
+        (["score", str(params), *runs], "no-such.yaml does not exist, and 'no-such.yaml' is not a params file shipped with tifkit"),
     ]
     before = _snapshot(FIX, PAIRS, tmp_path / "elsewhere", not_a_model, plain_folder)
     for argv, expect in cases:

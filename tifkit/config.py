@@ -455,7 +455,7 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
             shipped = _packaged_file(base)
             if shipped is None:
                 avail = ", ".join(_packaged_names())
-                raise TifkitError(f"{path}: base file {base!r} is neither next to it ({base_path}) nor a params file "
+                raise TifkitError(f"{path}: base file {base_path} does not exist, and {base!r} is not a params file "
                                   f"shipped with tifkit ({avail}); fix 'base'.")
             base_path = shipped
         parent = _read_yaml(base_path, seen + (path.resolve(),))
