@@ -395,3 +395,75 @@ def test_ctrl_c_during_scoring_says_where_a_rerun_resumes(tmp_path, capsys, monk
     assert main(["select", *own, "--rule", "tif", "--force", "-o", str(out)]) == 0
     cols = set(json.loads(out.read_text().splitlines()[0]))
     assert "if" in cols and "lossdiff" not in cols
+
+
+def _read_only_under(monkeypatch, root: Path) -> None:
+    """Writes under `root` fail as on a read-only mount (root ignores file modes, so they are patched)."""
+    import tempfile
+
+    real_open, real_replace = builtins.open, os.replace
+    real_mkstemp, real_mkdtemp = tempfile.mkstemp, tempfile.mkdtemp
+
+    def under(p) -> bool:
+        return p is not None and str(root) in os.path.abspath(str(p))
+
+    def deny(p):
+        raise OSError(errno.EROFS, "Read-only file system", str(p))
+
+    def ro_open(file, mode="r", *a, **k):
+        return deny(file) if any(c in mode for c in "wax+") and under(file) else real_open(file, mode, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", ro_open)
+    monkeypatch.setattr(os, "replace", lambda a, b, **k: deny(b) if under(b) else real_replace(a, b, **k))
+    monkeypatch.setattr(tempfile, "mkstemp", lambda *a, dir=None, **k: deny(dir) if under(dir) else
+                        real_mkstemp(*a, dir=dir, **k))
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda *a, dir=None, **k: deny(dir) if under(dir) else
+                        real_mkdtemp(*a, dir=dir, **k))
+
+
+def test_read_only_run_root_serves_select_after_score(tmp_path, capsys, monkeypatch, plain_model):
+    own = ["--data", str(PAIRS), "--model", str(plain_model), "--set", f"run.root={tmp_path / 'runs'}",
+           "--set", "run.show_progress=false", "--set", "train.batch_size=16"]
+    assert main(["score", *own]) == 0
+    capsys.readouterr()
+    _read_only_under(monkeypatch, tmp_path / "runs")
+    out = tmp_path / "elsewhere" / "kept.parquet"
+    assert main(["select", *own, "--keep", "0.5", "-o", str(out)]) == 0, capsys.readouterr().err
+    assert len(pd.read_parquet(out)) == 38
+    err = _sentence(capsys, ["score", *own, "--set", "score.batch_size=8"])  # a new table must be written
+    assert "read-only file system writing" in err and "set run.root" in err
+
+
+TOY = ["--set", "world.n_sft=300", "--set", "sft.steps=30", "--set", "model.hidden_size=32",
+       "--set", "score.rm_steps=20", "--set", "world.n_rm=16", "--set", "run.show_progress=false"]
+
+
+def test_export_tiny_replaces_its_own_export_atomically(tmp_path, capsys):
+    out = tmp_path / "tiny-sft"
+    args = ["export-tiny", str(out), "--set", f"run.root={tmp_path / 'runs'}", *TOY]
+    assert main(args) == 0
+    assert (out / ".tifkit-output").is_file() and (out / "reward" / "config.json").is_file()
+    code = textwrap.dedent('''
+        import os, sys
+        import tifkit.io as tio
+        from tifkit.cli import main
+        real = tio._exchange
+        def exchange(a, b):
+            real(a, b)
+            os._exit(9)
+        tio._exchange = exchange
+        main(sys.argv[1:])
+    ''')
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 9, proc.stderr[-2000:]
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    AutoModelForCausalLM.from_pretrained(out)  # the new export is complete at the path
+    assert AutoTokenizer.from_pretrained(out).chat_template and (out / ".tifkit-output").is_file()
+    assert len(list(tmp_path.glob(".tiny-sft.tmp-*"))) == 1  # the old one, under a temp name of the killed run
+    capsys.readouterr()
+    assert main(args) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs", "tiny-sft"]
+    said = capsys.readouterr()
+    assert "Its context is 64 tokens" in said.out + said.err  # the limit is stated where the model is made
