@@ -432,6 +432,21 @@ def test_read_only_run_root_serves_select_after_score(tmp_path, capsys, monkeypa
     assert len(pd.read_parquet(out)) == 38
     err = _sentence(capsys, ["score", *own, "--set", "score.batch_size=8"])  # a new table must be written
     assert "read-only file system writing" in err and "set run.root" in err
+    monkeypatch.undo()
+
+    import resource  # a real file-size limit (EFBIG): the output outgrows it, the cached run is only read
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))
+
+    big = tmp_path / "user" / "big.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "tifkit", "select", *own, "--keep", "0.5", "-o", str(big)],
+                          env=env, capture_output=True, text=True, timeout=300, preexec_fn=limit)
+    err = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ""
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert err.startswith(f"tifkit: error: file too large writing {big}") and "ulimit -f" in err, err
+    assert not big.parent.exists() or not list(big.parent.iterdir())  # no half file, no temp file
 
 
 TOY = ["--set", "world.n_sft=300", "--set", "sft.steps=30", "--set", "model.hidden_size=32",

@@ -95,7 +95,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     tmp = Path(tmp)
     try:
-        yield tmp
+        try:
+            yield tmp
+        except OSError as e:  # a failed write (full disk, file-size limit) names the file it was writing
+            if e.filename is None and e.errno is not None:
+                raise OSError(e.errno, e.strerror or os.strerror(e.errno), str(path)) from e
+            raise
         if tmp.exists():  # mkstemp makes the file 0600; give it the permissions a plain open() would
             umask = os.umask(0)
             os.umask(umask)
