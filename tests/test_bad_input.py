@@ -140,10 +140,16 @@ def test_data_path_without_source_scores_that_file_and_counts_too_long(tmp_path,
     assert all(i.startswith("ex") for i in ids) and len(ids) == 80  # 82 rows, 2 dropped and counted
     assert "1 identical_responses, 1 too_long" in ctx.data_note  # at the model's 64 positions
     assert f"{len(ctx.val)} of the 80 clean pairs held out as D_val" in ctx.data_note
-    # data.max_tokens, when set, wins over the context length
+    # data.max_tokens, when set, wins over the context length; above the context it is refused
     p2 = load_params(ROOT / "params" / "tiny.yaml", [f"run.root={tmp_path}", f"data.path={ROOT / 'examples/pairs.jsonl'}",
+                                                      f"model.name_or_path={plain_model}", "data.max_tokens=30"])
+    assert "too_long (over 30 tokens, data.max_tokens" in prepare(p2).data_note
+    p3 = load_params(ROOT / "params" / "tiny.yaml", [f"run.root={tmp_path}", f"data.path={ROOT / 'examples/pairs.jsonl'}",
                                                       f"model.name_or_path={plain_model}", "data.max_tokens=1000"])
-    assert "too_long" not in prepare(p2).data_note
+    from tifkit import TifkitError
+
+    with pytest.raises(TifkitError, match=r"above the context of model .* \(64 tokens\)"):
+        prepare(p3)
 
 
 # ----------------------------------------------------------------------------- the README's own-data route

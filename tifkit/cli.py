@@ -12,13 +12,15 @@
                                       execute notebooks/*.ipynb with papermill (python -m tifkit.notebooks)
 
 Every command takes --seed N and --set section.key=value (repeatable) to override the file; PARAMS
-defaults to params/tiny.yaml. Your own data: --data FILE (.jsonl or .parquet: the extension decides)
+defaults to params/tiny.yaml. Your own data: --data FILE (.jsonl, .jsonl.gz or .parquet: the extension decides)
 and --model PATH_OR_ID (a causal-LM checkpoint), e.g. tifkit score --data pairs.jsonl --model tiny-sft.
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import sys
 
 from tifkit import TifkitError
@@ -68,15 +70,40 @@ def _check_rule(rule: str, ground_truth: bool = False, extra: tuple[str, ...] = 
     return spec.name
 
 
-def _check_output(out: str) -> None:
+def _check_output(out: str, inputs: tuple = (), force: bool = False) -> None:
+    """-o names a format, and writing it destroys none of the user's files (see data.check_output)."""
     from pathlib import Path
+
+    from tifkit.data import check_output
 
     path = Path(out)
     if path.suffix and path.suffix.lower() not in OUTPUT_SUFFIXES and not path.is_dir():
-        raise TifkitError(f"-o {out}: {path.suffix!r} is not an output format; name the file .jsonl or .parquet, or "
-                          "give a folder name without an extension (a datasets folder).")
-    if path.exists() and path.is_dir() and path.suffix.lower() in OUTPUT_SUFFIXES:
-        raise TifkitError(f"-o {out} is an existing folder; give a file name or remove the folder.")
+        raise TifkitError(f"-o {out}: {path.suffix!r} is not an output format; name the file .jsonl, .json or .parquet, "
+                          "or give a folder name without an extension (a datasets folder).")
+    check_output(path, inputs, force)
+
+
+# a selection that keeps fewer pairs than this is refused (nothing to train on)
+MIN_KEPT = 8
+
+
+def _check_kept(n_kept: int, n: int, keep: float, rule: str) -> None:
+    if n_kept < MIN_KEPT:
+        need = min(1.0, MIN_KEPT / n) if n else 1.0
+        raise TifkitError(f"--rule {rule} --keep {keep:g} keeps {n_kept} of {n} pairs, fewer than the {MIN_KEPT} a "
+                          f"training run needs: raise --keep to at least {need:.3g}" +
+                          (" or give more pairs." if need >= 1.0 else "."))
+
+
+def _rule_columns(res, table) -> list[str]:
+    """The score columns a selection rule read (written next to the kept pairs)."""
+    cols = list(res.bands)
+    col = res.details.get("column")
+    if isinstance(col, str) and col not in cols:
+        cols.append(col)
+    if res.rule == "annotation-gap":
+        cols += ["score_chosen", "score_rejected"]
+    return [c for c in dict.fromkeys(cols) if c in table.columns]
 
 
 def _check_data(p) -> None:
@@ -127,8 +154,8 @@ def cmd_select(args) -> int:
 
     _check_keep(args.keep)
     args.rule = _check_rule(args.rule)
-    _check_output(args.output)
     p = _params(args)
+    _check_output(args.output, (p.data.path,), args.force)
     from tifkit.data import resolve_source
 
     if args.rule == "rm-margin" and not p.score.reward_model and resolve_source(p.data).source != "world":
@@ -141,9 +168,12 @@ def cmd_select(args) -> int:
     from tifkit.select import report, select
 
     ctx = prepare(p, args.seed)
-    table = pd.read_parquet(score_stage(ctx))
     keep = p.select.keep if args.keep is None else args.keep
+    if args.rule != "full":  # before scoring: a band this narrow keeps too few pairs whatever the scores
+        _check_kept(int(round(keep * len(ctx.train))), len(ctx.train), keep, args.rule)
+    table = pd.read_parquet(score_stage(ctx))
     res = select(table, dataclasses.replace(p.select, rule=args.rule, keep=keep))
+    _check_kept(int(res.mask.sum()), len(res.mask), keep, args.rule)
     others = {}
     for rule in rule_names(ground_truth=False):
         if rule in (args.rule, "full"):
@@ -152,7 +182,12 @@ def cmd_select(args) -> int:
             others[rule] = select(table, dataclasses.replace(p.select, rule=rule, keep=keep))
         except TifkitError:
             pass  # that rule's scores are not in the table (e.g. no reward model): left out of the report
-    kept = ctx.train[res.mask]
+    if list(table["pair_id"]) != list(ctx.train["pair_id"]):  # pragma: no cover - the table is keyed by the pairs
+        raise TifkitError(f"The score table's pairs differ from {ctx.run_dir}/data/train.parquet; rerun tifkit score.")
+    kept = ctx.train[res.mask].reset_index(drop=True)
+    for col in _rule_columns(res, table):  # the scores the pairs were selected by
+        if col not in kept.columns:
+            kept[col] = table.loc[res.mask, col].to_numpy()
     out = save_pairs(kept, args.output)
     text = report(res, others)
     print(text)
@@ -187,36 +222,54 @@ def cmd_evaluate(args) -> int:
 
 def cmd_export_tiny(args) -> int:
     """The world's SFT'd tiny model, its tokenizer (with a chat template) and a tiny reward model
-    (OUT_DIR/reward), written as standard Hugging Face folders for the own-data route."""
+    (OUT_DIR/reward), written as standard Hugging Face folders for the own-data route. Written into a
+    temporary sibling and swapped in (io.replace_folder); only a folder tifkit wrote is replaced."""
     import shutil
+    import tempfile
     from pathlib import Path
 
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from tifkit.io import (_tmp_prefix, is_tifkit_output, recover_folder, replace_folder, stage_lock, sweep_temps,
+                           write_output_marker)
 
-    from tifkit.pipeline import prepare, reward_model_stage, say, sft_stage
-
-    out = Path(args.out_dir)
-    if out.exists() and any(out.iterdir()) and not (out / "config.json").exists():
-        raise TifkitError(f"{out} exists and is not an exported model folder; give a new or empty folder.")
+    out = Path(args.out_dir).expanduser()
+    recover_folder(out)
+    if out.exists() and not out.is_dir():
+        raise TifkitError(f"{out} is an existing file; give export-tiny a new or empty folder name.")
+    if out.is_dir() and any(out.iterdir()) and not is_tifkit_output(out):
+        raise TifkitError(f"{out} is a folder with files tifkit did not write (no .tifkit-output marker), and "
+                          "export-tiny never replaces such a folder: give a new or empty folder name.")
     p = _params(args)
     if not p.model.is_tiny or p.data.source != "world":
         raise TifkitError("export-tiny writes a tiny family trained on the built-in world: drop --model/--data "
                           "(and model.name_or_path / data.source from the params).")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tifkit.pipeline import prepare, reward_model_stage, say, sft_stage
+
     ctx = prepare(p, args.seed)
     sft_dir, rm_dir = Path(sft_stage(ctx)), reward_model_stage(ctx)
     model = AutoModelForCausalLM.from_pretrained(sft_dir)
     tok = AutoTokenizer.from_pretrained(sft_dir)
     tok.chat_template = CHAT_TEMPLATE  # a user turn is the prompt text, an assistant turn the response + <eos>
-    tmp = out.with_name(f".{out.name}.tmp-export")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    if rm_dir is not None:
-        shutil.copytree(rm_dir, tmp / "reward", ignore=shutil.ignore_patterns("*.parquet", "stage.json"))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
-    say(f"tiny {p.model.family} SFT model ({model.config.max_position_embeddings} positions) and tokenizer -> {out}; "
-        f"reward model -> {out / 'reward'}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sweep_temps(out.parent, recursive=False)  # temp folders of killed exports
+    with stage_lock(out):
+        tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(out.name), dir=out.parent))
+        try:
+            model.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
+            if rm_dir is not None:
+                shutil.copytree(rm_dir, tmp / "reward", ignore=shutil.ignore_patterns("*.parquet", "stage.json"))
+            write_output_marker(tmp, "export-tiny")
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700
+            replace_folder(tmp, out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    n_ctx = model.config.max_position_embeddings
+    say(f"tiny {p.model.family} SFT model and tokenizer -> {out}; reward model -> {out / 'reward'}. Its context is "
+        f"{n_ctx} tokens (characters): it is for trying the commands, and longer pairs are dropped as too_long")
     print(out)
     return 0
 
@@ -250,7 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("select", cmd_select, "select pairs with a rule and write a TRL-loadable dataset")
     sp.add_argument("--rule", default="lossdiff-irm")
     sp.add_argument("--keep", type=float, default=None)
-    sp.add_argument("-o", "--output", required=True, help="OUT.jsonl, OUT.parquet or a folder")
+    sp.add_argument("-o", "--output", required=True,
+                    help="OUT.jsonl, OUT.json (one array), OUT.parquet or a folder (a new one, or one tifkit wrote)")
+    sp.add_argument("--force", action="store_true", help="replace an existing -o file (never the input data)")
     sp = add("evaluate", cmd_evaluate, "train on a rule's selection and evaluate against SFT")
     sp.add_argument("--rule", default="full", help="a selection rule, 'full', 'oracle' or 'sft'")
     add("batch", cmd_batch, "the default batch: every seed and rule, tables and figures")
@@ -296,8 +351,61 @@ def main(argv=None) -> int:
     try:
         return args.fn(args)
     except TifkitError as e:
-        print(f"tifkit: error: {e}", file=sys.stderr)
-        return 2
+        return _fail(str(e))
+    except KeyboardInterrupt:
+        from tifkit.io import PROGRESS
+
+        where = (f" from {PROGRESS['done']} of {PROGRESS['total']} {PROGRESS['what']}"
+                 if PROGRESS.get("total") else " (finished stages and chunks are kept)")
+        return _fail(f"interrupted; rerun the same command to resume{where}.", 130)
+    except MemoryError:
+        return _fail("out of memory: lower the batch sizes (sft.batch_size, train.batch_size, score.batch_size, "
+                     "eval.batch_size) or score.memory_budget_gb, then rerun the same command to resume.")
+    except Exception as e:  # noqa: BLE001 - the environment's failures get one sentence; anything else is a bug
+        msg = _environment_error(e)
+        if msg is None:
+            raise
+        return _fail(msg)
+
+
+def _fail(msg: str, code: int = 2) -> int:
+    print(f"tifkit: error: {msg}", file=sys.stderr)
+    return code
+
+
+_ERRNO_FIX = {
+    errno.ENOSPC: "the disk is full; free some space (or set run.root to a folder on another disk)",
+    errno.EFBIG: "a file grew past the file-size limit (ulimit -f); raise the limit",
+    errno.EROFS: "the folder is read-only; set run.root (--set run.root=DIR) to a writable folder, or write -o elsewhere",
+    errno.EACCES: "permission denied; set run.root (--set run.root=DIR) to a folder you can write, or write -o "
+                  "elsewhere",
+    errno.EDQUOT: "the disk quota is exhausted; free some space (or set run.root to a folder on another disk)",
+}
+_MESSAGE_ERRNO = {"no space left on device": errno.ENOSPC, "file too large": errno.EFBIG,
+                  "read-only file system": errno.EROFS, "permission denied": errno.EACCES,
+                  "disk quota exceeded": errno.EDQUOT}
+
+
+def _environment_error(e: BaseException) -> str | None:
+    """One sentence for a full disk, a file-size limit, a read-only folder or out-of-memory anywhere in
+    `e`'s chain (libraries wrap OSErrors in their own errors); None for anything else."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if type(e).__name__ == "OutOfMemoryError":  # torch's (CUDA) out-of-memory error
+            return ("the accelerator ran out of memory: lower the batch sizes (score.batch_size, train.batch_size, "
+                    "eval.batch_size) or set score.memory_budget_gb, then rerun the same command to resume.")
+        code = e.errno if isinstance(e, OSError) else None
+        if code not in _ERRNO_FIX:
+            text = str(e).lower()
+            code = next((c for m, c in _MESSAGE_ERRNO.items() if m in text), None)
+        if code in _ERRNO_FIX:
+            name = getattr(e, "filename", None)
+            where = f" writing {name}" if name else ""
+            return (f"{os.strerror(code).lower()}{where}: {_ERRNO_FIX[code]}, then rerun the same command (finished "
+                    "stages and chunks are kept).")
+        e = e.__cause__ or e.__context__
+    return None
 
 
 if __name__ == "__main__":

@@ -37,6 +37,18 @@ class Rule(str):
     built-in rules, so this module still imports no method module at load time."""
 
 
+# Upper limits of sizes that would otherwise run out of memory or generate for hours before failing
+# (refused up front, naming the limit); the largest published contexts are well inside MAX_TOKENS.
+MAX_BATCH = 4096
+MAX_NEW_TOKENS = 32768
+MAX_TOKENS = 1 << 21
+
+
+def _check_range(key: str, value: int, lo: int, hi: int) -> None:
+    if not lo <= value <= hi:
+        raise ValueError(f"{key} is {value}, outside the allowed {lo}..{hi}; choose a value in that range")
+
+
 # ---- world
 @dataclass
 class WorldConfig:
@@ -103,6 +115,10 @@ class DataParams:
     # >= 1 is a count, < 1 a fraction
     val_size: float = 0.05
 
+    def __post_init__(self):
+        if self.max_tokens is not None:  # the model's own context is checked when it is loaded
+            _check_range("data.max_tokens", self.max_tokens, 1, MAX_TOKENS)
+
 
 # ---- models
 @dataclass
@@ -150,6 +166,9 @@ class SFTParams:
     warmup_steps: int = 30
     weight_decay: float = 0.0
 
+    def __post_init__(self):
+        _check_range("sft.batch_size", self.batch_size, 1, MAX_BATCH)
+
 
 @dataclass
 class TrainParams:
@@ -169,6 +188,10 @@ class TrainParams:
     optimizer: str = "adamw_torch"
     precompute_ref_log_probs: bool = False
     logging_steps: int = 10
+
+    def __post_init__(self):
+        _check_range("train.batch_size", self.batch_size, 1, MAX_BATCH)
+        _check_range("train.grad_accum", self.grad_accum, 1, MAX_BATCH)
 
 
 # ---- scores
@@ -198,6 +221,10 @@ class ScoreParams:
     reward_model: str | None = None
     rm_steps: int = 400
     max_length: int | None = None  # DPOConfig.max_length of training (TRL truncation); None: no truncation
+
+    def __post_init__(self):
+        _check_range("score.batch_size", self.batch_size, 1, MAX_BATCH)
+        _check_range("score.chunk_size", self.chunk_size, 1, 10**9)
 
 
 # ---- select
@@ -260,6 +287,10 @@ class EvalParams:
     n_bootstrap: int = 1000
     seed: int = 0
     max_prompts: int | None = None  # the first N prompts of each set
+
+    def __post_init__(self):
+        _check_range("eval.batch_size", self.batch_size, 1, MAX_BATCH)
+        _check_range("eval.max_new_tokens", self.max_new_tokens, 1, MAX_NEW_TOKENS)
 
 
 
@@ -432,7 +463,15 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     if base is not None:
         if not isinstance(base, str):
             raise TifkitError(f"{path}: 'base' must be the path of another params file, got {base!r}.")
-        parent = _read_yaml((path.parent / base), seen + (path.resolve(),))
+        base_path = path.parent / base
+        if not base_path.is_file():  # a params file outside params/ may start from a packaged one
+            shipped = _packaged_file(base)
+            if shipped is None:
+                avail = ", ".join(_packaged_names())
+                raise TifkitError(f"{path}: base file {base_path} does not exist, and {base!r} is not a params file "
+                                  f"shipped with tifkit ({avail}); fix 'base'.")
+            base_path = shipped
+        parent = _read_yaml(base_path, seen + (path.resolve(),))
         data = _deep_merge(parent, data)
     return data
 
@@ -494,6 +533,25 @@ def packaged_params() -> Path:
     from importlib import resources
 
     return Path(str(resources.files("tifkit.params")))
+
+
+def _packaged_file(name: str | Path) -> Path | None:
+    """The packaged params file `name` ("tiny.yaml" or "params/tiny.yaml"), or None."""
+    name = Path(name)
+    if not (len(name.parts) == 1 or (len(name.parts) == 2 and name.parts[0] == "params")):
+        return None
+    try:
+        shipped = packaged_params() / name.name
+    except ModuleNotFoundError:  # pragma: no cover - a source tree without the package mapping
+        return None
+    return shipped if shipped.is_file() else None
+
+
+def _packaged_names() -> list[str]:
+    try:
+        return sorted(p.name for p in packaged_params().glob("*.yaml"))
+    except ModuleNotFoundError:  # pragma: no cover
+        return []
 
 
 def resolve_params_file(path: str | Path) -> Path:

@@ -69,10 +69,13 @@ class CleanReport:
     dropped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REASONS, 0))
     n_clean: int | None = None  # pairs left after cleaning, before ``max_pairs`` (None: same as n_out)
     source: str = ""
+    limit: str = ""  # what too_long measured against, e.g. "64 tokens, the context of model tiny-sft"
 
     def summary(self) -> str:
-        """One line, e.g. ``data: 100 pairs in, 93 kept; dropped 3 identical_responses, 4 too_long``."""
-        bad = ", ".join(f"{n} {r}" for r, n in self.dropped.items() if n)
+        """One line, e.g. ``data: 100 pairs in, 93 kept; dropped 3 identical_responses, 4 too_long``
+        (too_long names its limit: ``4 too_long (over 64 tokens, the context of model tiny-sft)``)."""
+        bad = ", ".join(f"{n} {r}" + (f" (over {self.limit})" if r == "too_long" and self.limit else "")
+                        for r, n in self.dropped.items() if n)
         sub = f" ({self.n_clean} clean, subsampled by max_pairs)" if self.n_clean not in (None, self.n_out) else ""
         where = f" from {self.source}" if self.source else ""
         return f"data: {self.n_in} pairs in{where}, {self.n_out} kept{sub}; dropped {bad or 'none'}"
@@ -84,16 +87,36 @@ class CleanReport:
 EXT_SOURCES = {".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 
 
+def _is_saved_dataset(path: Path) -> bool:
+    return path.is_dir() and ((path / "state.json").exists() or (path / "dataset_dict.json").exists())
+
+
+def _looks_local(path: str | os.PathLike) -> bool:
+    """A path the user means as a local file or folder (not a hub id)."""
+    s = str(path)
+    return s.startswith((".", "/", "~")) or Path(s).expanduser().exists()
+
+
 def source_for_path(path: str | os.PathLike) -> str:
-    """The data source a file's extension names: .jsonl/.json -> jsonl, .parquet -> parquet, a saved
-    ``datasets`` folder -> hub; anything else is a TifkitError."""
+    """The data source a file's extension names: .jsonl/.json (optionally .gz) -> jsonl, .parquet ->
+    parquet, a saved ``datasets`` folder -> hub; anything else is a TifkitError."""
     p = Path(path).expanduser()
-    if p.suffix.lower() in EXT_SOURCES:
-        return EXT_SOURCES[p.suffix.lower()]
+    suffix = p.suffix.lower()
+    if suffix == ".gz" and Path(p.stem).suffix.lower() in (".jsonl", ".json"):
+        return "jsonl"  # gzip-compressed JSON lines: read through gzip
+    if suffix == ".gz":
+        raise TifkitError(f"Data file {str(path)!r} is gzip-compressed but not named .jsonl.gz or .json.gz: tifkit "
+                          "reads compressed JSON lines only; decompress it (gunzip) or rename it.")
+    if suffix in EXT_SOURCES:
+        return EXT_SOURCES[suffix]
     if p.is_dir():
-        return "hub"  # a folder written by save_pairs / Dataset.save_to_disk
+        if _is_saved_dataset(p):
+            return "hub"  # a folder written by save_pairs / Dataset.save_to_disk
+        raise TifkitError(f"--data {str(path)!r} is a folder but not a saved datasets folder (no state.json or "
+                          "dataset_dict.json): point --data at the .jsonl or .parquet file inside it.")
     raise TifkitError(f"Cannot tell the format of data file {str(path)!r} from its name: give a .jsonl file (one JSON "
-                      "object per line) or a .parquet file, or set data.source (jsonl, parquet or hub).")
+                      "object per line, optionally .jsonl.gz) or a .parquet file, or set data.source (jsonl, parquet "
+                      "or hub).")
 
 
 def resolve_source(params: DataParams) -> DataParams:
@@ -107,6 +130,15 @@ def resolve_source(params: DataParams) -> DataParams:
 def _read_text(path: Path) -> str:
     """The file as UTF-8 text; empty, binary and non-UTF-8 files each get their own sentence."""
     data = path.read_bytes()
+    if path.name.lower().endswith(".gz"):
+        import gzip
+        import zlib
+
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as err:
+            raise TifkitError(f"Data file {path} is named .gz but is not a complete gzip file ({type(err).__name__}): "
+                              "compress it again with gzip, or drop the .gz from its name.") from None
     if not data.strip():
         raise TifkitError(f"Data file {path} is empty: give a JSONL file with one {{prompt, chosen, rejected}} "
                           "object per line.")
@@ -164,8 +196,12 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 def _read_hub(params: DataParams) -> pd.DataFrame:
     import datasets
 
-    local = Path(params.path)
-    if local.is_dir() and ((local / "state.json").exists() or (local / "dataset_dict.json").exists()):
+    local = Path(params.path).expanduser()
+    if _looks_local(params.path) and not _is_saved_dataset(local):
+        what = "does not exist" if not local.exists() else "is not a saved datasets folder (no state.json)"
+        raise TifkitError(f"data.path {params.path!r} {what}: with data.source 'hub' give a hub dataset id or a "
+                          "folder written by Dataset.save_to_disk; for a local file use data.source jsonl or parquet.")
+    if _is_saved_dataset(local):
         ds = datasets.load_from_disk(str(local))  # a folder written by save_pairs / save_to_disk
         if isinstance(ds, datasets.DatasetDict):
             ds = ds[params.split]
@@ -248,6 +284,9 @@ def _normalize(prompt: Any, chosen: Any, rejected: Any) -> tuple[str, tuple]:
     """Return (reason or "", (prompt, chosen, rejected) in TRL format). Checks run in REASONS order."""
     if _is_missing(chosen) or _is_missing(rejected):
         return "missing_field", ()
+    if isinstance(chosen, str) and isinstance(rejected, str) and _is_messages(prompt):
+        # a chat prompt with plain-string answers: each answer is one assistant turn
+        chosen, rejected = [{"role": "assistant", "content": chosen}], [{"role": "assistant", "content": rejected}]
     if isinstance(chosen, str) and isinstance(rejected, str):
         if _is_missing(prompt):
             return "missing_field", ()
@@ -361,8 +400,25 @@ def _clean(raw: pd.DataFrame, params: DataParams, tokenizer, where: str) -> tupl
     return [pid if pid is not None else f"row {k}" for k, pid in enumerate(ids)], reasons, rows
 
 
+# what to do when every row was dropped, by the reason that dropped most of them
+_ALL_DROPPED_FIX = {
+    "missing_field": "rows lack a prompt, chosen or rejected value; map your column names with data.columns "
+                     "(e.g. --set 'data.columns={question: prompt}')",
+    "non_text": "fields are neither strings nor chat message lists of {role, content}, scores are not numbers, "
+                "or rows mix plain strings and chat messages; write every row in one of the two formats",
+    "empty_response": "the chosen or rejected responses are empty; fill them in",
+    "identical_responses": "chosen and rejected are the same text, so there is no preference to learn; "
+                           "check how the file was built",
+    "duplicate_id": "the ids repeat; set data.id_column to a unique column (or remove the id column)",
+}
+
+
+def _limit_text(max_tokens: int, context: str) -> str:
+    return f"{max_tokens} tokens, {context}" if context else f"{max_tokens} tokens, data.max_tokens"
+
+
 def load_pairs(
-    params: DataParams, tokenizer=None, frame: pd.DataFrame | None = None
+    params: DataParams, tokenizer=None, frame: pd.DataFrame | None = None, context: str = ""
 ) -> tuple[pd.DataFrame, CleanReport]:
     """Read the pairs ``params`` names (``frame`` when ``params.source == "world"``), clean them, and
     return the pair table (columns: see the module docstring) and a ``CleanReport``.
@@ -372,7 +428,8 @@ def load_pairs(
     other format than the table's), ``empty_response``, ``identical_responses``, ``duplicate_id``
     (later rows with an id already seen), ``too_long`` (prompt+chosen or prompt+rejected over
     ``max_tokens`` tokens of ``tokenizer``). ``on_bad_rows="drop"`` drops and counts them;
-    ``"error"`` raises ``TifkitError`` at the first one.
+    ``"error"`` raises ``TifkitError`` at the first one. ``context`` says where ``max_tokens`` came
+    from (e.g. "the context of model tiny-sft"); every too_long message names it with the limit.
     """
     raw, where = _read(params, frame)
     raw = raw.rename(columns=params.columns)
@@ -390,21 +447,25 @@ def load_pairs(
         raise TifkitError(f"Column 'prompt' is missing from {where}: add it or map it with data.columns.")
 
     n = len(raw)
-    report = CleanReport(n_in=n, n_out=0, source=where)
+    limit = _limit_text(params.max_tokens, context) if params.max_tokens is not None else ""
+    report = CleanReport(n_in=n, n_out=0, source=where, limit=limit)
     for i, reason in enumerate(reasons):
         if not reason:
             continue
         if params.on_bad_rows == "error":
-            fix = "raise data.max_tokens" if reason == "too_long" else "fix the row"
+            fix = (f"it is longer than {limit}; shorten it, use a model with a longer context" if reason == "too_long"
+                   else "fix the row")
             raise TifkitError(
                 f"Row {i} (pair_id {ids[i]!r}) of {where} is bad ({reason}): {fix} or set data.on_bad_rows to 'drop'."
             )
         report.dropped[reason] += 1
     keep = [i for i in range(n) if not reasons[i]]
     if not keep:
-        raise TifkitError(
-            f"No pairs left after cleaning {where} ({report.summary()}): check the file and data.max_tokens."
-        )
+        worst = max(report.dropped, key=report.dropped.get)
+        fix = (f"every remaining row is longer than {limit}; use a model with a longer context (the tiny "
+               "export-tiny model has 64 positions and is only for trying the commands) or shorter pairs"
+               if worst == "too_long" else _ALL_DROPPED_FIX[worst])
+        raise TifkitError(f"No pairs left after cleaning {where} ({report.summary()}): {fix}.")
 
     gt = [c for c in raw.columns if str(c).startswith("gt_")]
     extra = [c for c in (*SCORES, *params.keep_columns) if c in raw.columns and c not in gt]
@@ -437,33 +498,109 @@ def to_trl_dataset(df: pd.DataFrame):
     return datasets.Dataset.from_pandas(df, preserve_index=False)
 
 
+OUTPUT_FORMATS = {".jsonl": "jsonl", ".json": "json", ".parquet": "parquet"}
+
+
+def output_format(path: str | os.PathLike) -> str:
+    """jsonl (``.jsonl``), json (``.json``: one JSON array), parquet (``.parquet``) or dataset (a
+    folder: any name without one of those extensions)."""
+    return OUTPUT_FORMATS.get(Path(path).suffix.lower(), "dataset")
+
+
+def check_output(path: str | os.PathLike, inputs: tuple = (), force: bool = False) -> Path:
+    """Refuse, before any work, an output path whose writing would destroy a file of the user's:
+    an input file (or a folder holding one), an existing folder that tifkit did not write (it is never
+    replaced), an existing file unless ``force``, a folder name that is an existing file, a folder
+    that cannot be written. Returns the path."""
+    from tifkit.io import is_tifkit_output, recover_folder
+
+    path = Path(path).expanduser()
+    recover_folder(path)  # a replacement a kill interrupted: put the previous folder back first
+    target = path.resolve()
+    for inp in inputs:
+        if not inp:
+            continue
+        src = Path(inp).expanduser().resolve()
+        if src == target or target in src.parents:
+            raise TifkitError(f"-o {path} would overwrite the input data {inp}: write the selection to a new name.")
+    fmt = output_format(path)
+    if fmt == "dataset":
+        if path.exists() and not path.is_dir():
+            raise TifkitError(f"-o {path} is an existing file, and a name without .jsonl, .json or .parquet writes a "
+                              "datasets folder: give a new folder name, or a file name with one of those extensions.")
+        if path.is_dir() and any(path.iterdir()) and not is_tifkit_output(path):
+            raise TifkitError(f"-o {path} is a folder with files tifkit did not write, and tifkit never replaces such a "
+                              "folder: give a new or empty folder name.")
+    elif path.is_dir():
+        raise TifkitError(f"-o {path} is an existing folder; give a file name or remove the folder.")
+    elif path.exists() and not force:
+        raise TifkitError(f"-o {path} exists: add --force to replace it, or give a new file name.")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not os.access(parent, os.W_OK):
+        raise TifkitError(f"-o {path}: the folder {parent} is not writable; write the output somewhere else.")
+    return path
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return _plain(value)
+
+
+def _write_json(df: pd.DataFrame, path: Path, lines: bool) -> None:
+    """Records as JSON lines (or one array), floats exactly (shortest repr that round-trips), NaN as null."""
+    rows = (json.dumps({k: _json_value(v) for k, v in rec.items()}, ensure_ascii=False, default=str)
+            for rec in df.to_dict(orient="records"))
+    with open(path, "w", encoding="utf-8") as f:
+        if lines:
+            for row in rows:
+                f.write(row + "\n")
+        else:
+            f.write("[\n" + ",\n".join(rows) + "\n]\n")
+
+
 def save_pairs(
-    df: pd.DataFrame, path: str | os.PathLike, format: Literal["jsonl", "parquet", "dataset"] | None = None
+    df: pd.DataFrame, path: str | os.PathLike, format: Literal["jsonl", "json", "parquet", "dataset"] | None = None
 ) -> Path:
-    """Write the pair table atomically as JSONL (``.jsonl``/``.json``), Parquet (``.parquet``) or a
-    ``datasets`` folder (any other name, or ``format="dataset"``; load it with ``datasets.load_from_disk``).
-    Each loads with ``datasets`` and goes to TRL 1.16's DPOTrainer unchanged. Returns the path."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    format = format or {".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}.get(suffix, "dataset")
-    if format == "jsonl":
+    """Write the pair table atomically as JSON lines (``.jsonl``), one JSON array (``.json``), Parquet
+    (``.parquet``) or a ``datasets`` folder (any other name, or ``format="dataset"``; load it with
+    ``datasets.load_from_disk``). Each loads with ``datasets`` and goes to TRL 1.16's DPOTrainer
+    unchanged. Returns the path.
+
+    A file is written to a temporary sibling and renamed onto ``path``. A folder is written to a
+    temporary sibling holding the tifkit marker file, then swapped in (``tifkit.io.replace_folder``:
+    a kill at any moment leaves the old or the new folder complete at ``path``); an existing folder
+    without the marker (not tifkit's) is never replaced. Temporary siblings are removed on every exit,
+    and those of killed runs by the next call."""
+    from tifkit.io import _tmp_prefix, is_tifkit_output, replace_folder, stage_lock, sweep_temps, write_output_marker
+
+    path = Path(path).expanduser()
+    format = format or output_format(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sweep_temps(path.parent, recursive=False)  # temp files of killed runs beside the output
+    if format in ("jsonl", "json"):
         with atomic_path(path) as tmp:
-            df.to_json(tmp, orient="records", lines=True, force_ascii=False)
+            _write_json(df, tmp, lines=format == "jsonl")
     elif format == "parquet":
         with atomic_path(path) as tmp:
             df.to_parquet(tmp, index=False)
     else:  # a folder: write beside it, then swap it in
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
-            to_trl_dataset(df).save_to_disk(str(tmp))
-            if path.exists():
-                old = tmp.with_name(tmp.name + ".old")
-                os.replace(path, old)
-                os.replace(tmp, path)
-                shutil.rmtree(old)
-            else:
-                os.replace(tmp, path)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        with stage_lock(path):
+            if path.is_dir() and any(path.iterdir()) and not is_tifkit_output(path):
+                raise TifkitError(f"{path} is a folder with files tifkit did not write; it is never replaced: give a "
+                                  "new or empty folder name.")
+            tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(path.name), dir=path.parent))
+            try:
+                to_trl_dataset(df).save_to_disk(str(tmp))
+                write_output_marker(tmp, "pairs")
+                umask = os.umask(0)
+                os.umask(umask)
+                os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700
+                replace_folder(tmp, path)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
     return path

@@ -76,7 +76,7 @@ def sweep_temps(folder: str | os.PathLike, recursive: bool = True) -> int:
                 if name in dirs:
                     dirs.remove(name)
             else:
-                with contextlib.suppress(FileNotFoundError):
+                with contextlib.suppress(OSError):  # gone already, or a read-only folder: left alone
                     path.unlink()
             n += 1
         if not recursive:
@@ -95,7 +95,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     tmp = Path(tmp)
     try:
-        yield tmp
+        try:
+            yield tmp
+        except OSError as e:  # a failed write (full disk, file-size limit) names the file it was writing
+            if e.filename is None and e.errno is not None:
+                raise OSError(e.errno, e.strerror or os.strerror(e.errno), str(path)) from e
+            raise
         if tmp.exists():  # mkstemp makes the file 0600; give it the permissions a plain open() would
             umask = os.umask(0)
             os.umask(umask)
@@ -166,6 +171,22 @@ def write_table(df, path: str | os.PathLike, meta: dict[bytes, bytes] | None = N
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
     return Path(path)
+
+
+def table_unchanged(df, path: str | os.PathLike) -> bool:
+    """True if `path` is a verified Parquet table with the same values as `df` (no need to rewrite it)."""
+    import pyarrow.parquet as pq
+
+    try:
+        stored = (pq.read_schema(path).metadata or {}).get(CHECKSUM_KEY)
+        if stored is None or stored != frame_checksum(df).encode():
+            return False
+        read_verified(path)
+        return True
+    except (OSError, CorruptCache, ValueError):
+        return False
+    except Exception:  # noqa: BLE001 - unreadable: rewrite it
+        return False
 
 
 def write_parquet(df, path: str | os.PathLike) -> Path:
@@ -307,3 +328,93 @@ def save_stage(model, tokenizer, out_dir: str | os.PathLike, extra: dict | None 
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
+
+
+# ------------------------------------------------------------------------------------------ progress
+# The resumable loop now running (e.g. score chunks), so that an interrupted command can say where a
+# rerun resumes: {"what": "chunks", "done": n, "total": m}.
+PROGRESS: dict = {}
+
+
+def note_progress(what: str, done: int, total: int) -> None:
+    PROGRESS.update(what=what, done=int(done), total=int(total))
+
+
+# ------------------------------------------------------------------------------ user-facing outputs
+# Folders tifkit writes for the user (a `select -o DIR` dataset, an `export-tiny` model) carry this
+# marker file; a folder without it is never replaced or deleted.
+OUTPUT_MARKER = ".tifkit-output"
+
+
+def is_tifkit_output(folder: str | os.PathLike) -> bool:
+    """True if `folder` is a folder tifkit wrote for the user (it holds the marker file)."""
+    return (Path(folder) / OUTPUT_MARKER).is_file()
+
+
+def write_output_marker(folder: str | os.PathLike, what: str) -> None:
+    (Path(folder) / OUTPUT_MARKER).write_text(json.dumps({"written_by": "tifkit", "what": what}) + "\n")
+
+
+def _old_name(path: Path) -> Path:
+    """Where the two-rename fallback of `replace_folder` parks the previous folder for a moment."""
+    return path.with_name(f".{path.name}.tifkit-old")
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False where the system or the
+    file system cannot (the caller then falls back to two renames)."""
+    import ctypes
+    import errno
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    if fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def recover_folder(path: str | os.PathLike) -> None:
+    """Finish a folder replacement that a kill interrupted in the two-rename fallback: the previous
+    folder goes back to `path` if nothing is there, else (the new one made it) it is removed."""
+    path = Path(path)
+    old = _old_name(path)
+    if not old.exists():
+        return
+    if path.exists():
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(old, path)
+
+
+def replace_folder(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Move the finished folder `tmp` (a temp sibling of `path`) onto `path`. An existing `path` is
+    swapped out in one step where the system allows (Linux), so that a kill at any moment leaves
+    either the old or the new folder complete at `path`; elsewhere two renames, whose rare
+    interruption `recover_folder` undoes on the next call. The old folder is then removed."""
+    tmp, path = Path(tmp), Path(path)
+    recover_folder(path)
+    if not path.exists():
+        os.replace(tmp, path)
+        return
+    if _exchange(tmp, path):
+        shutil.rmtree(tmp, ignore_errors=True)  # now the old folder, under the temp name
+        return
+    old = _old_name(path)
+    os.replace(path, old)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        os.replace(old, path)  # the second rename failed: the previous folder goes back
+        raise
+    shutil.rmtree(old, ignore_errors=True)

@@ -96,10 +96,10 @@ def load_model(path_or_id: str, params: ModelParams | None = None, tokenizer_pat
         tok = AutoTokenizer.from_pretrained(tokenizer_path or params.tokenizer or path_or_id, **kw)
         model = AutoModelForCausalLM.from_pretrained(path_or_id, dtype=resolve_dtype(params.dtype), **kw)
     except OSError as e:
-        raise TifkitError(
-            f"Could not load model {path_or_id!r} ({str(e).splitlines()[0][:160]}): give a local path, or allow hub "
-            "access (huggingface-cli login; HF_HUB_OFFLINE=0) on a machine that can reach the hub."
-        ) from None
+        fix = ("the folder does not hold a complete checkpoint: write it with save_pretrained (config.json, weights "
+               "and tokenizer files)") if looks_local else ("it is not a local folder, so it was looked up on the "
+               "hub: check the id, or allow hub access (hf auth login; HF_HUB_OFFLINE=0) on a machine that can reach it")
+        raise TifkitError(f"Could not load model {path_or_id!r} ({str(e).splitlines()[0][:160]}): {fix}.") from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return model.to(resolve_device(params.device)), tok

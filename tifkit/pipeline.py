@@ -45,7 +45,8 @@ import torch
 
 from tifkit import TifkitError
 from tifkit.config import Params, dump_params
-from tifkit.io import atomic_write_text, content_hash, parquet_ok, stage_complete, stage_lock, sweep_temps, write_parquet
+from tifkit.io import (atomic_write_text, content_hash, parquet_ok, stage_complete, stage_lock, sweep_temps,
+                       table_unchanged, write_parquet)
 from tifkit.losses import Objective, objective_from_params
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,9 @@ def prepare(params: Params, seed: int | None = None) -> Context:
     run_dir.mkdir(parents=True, exist_ok=True)
     sweep_temps(run_dir)  # temporary files of killed runs (only those whose process is gone)
     sweep_temps(Path(p.run.root) / "cache")
-    atomic_write_text(run_dir / "params.yaml", dump_params(p))
+    text = dump_params(p)
+    if _read_or_none(run_dir / "params.yaml") != text:  # unchanged: not rewritten (a read-only run root works)
+        atomic_write_text(run_dir / "params.yaml", text)
     device = resolve_device(p.model.device)
 
     world = sft_demos = None
@@ -135,15 +138,25 @@ def prepare(params: Params, seed: int | None = None) -> Context:
         from transformers import AutoTokenizer
 
         name = p.model.tokenizer or p.model.name_or_path
-        if str(name).startswith((".", "/", "~")) and not Path(name).expanduser().exists():
+        local = Path(name).expanduser()
+        if str(name).startswith((".", "/", "~")) and not local.exists():
             raise TifkitError(f"Model folder {name!r} does not exist: fix model.name_or_path (--model), or write a "
                               "small local one with `tifkit export-tiny DIR`.")
+        if local.is_dir() and not (local / "tokenizer_config.json").exists() and not (local / "config.json").exists():
+            raise TifkitError(f"Model folder {name!r} holds no Hugging Face checkpoint (no config.json or "
+                              "tokenizer_config.json): point --model at a folder written by save_pretrained.")
+        if local.exists() and not local.is_dir():
+            raise TifkitError(f"--model {name!r} is a file; give the checkpoint's folder (written by save_pretrained).")
         try:
-            tokenizer = AutoTokenizer.from_pretrained(str(Path(name).expanduser()) if Path(name).expanduser().exists()
-                                                      else name, trust_remote_code=p.model.trust_remote_code)
+            tokenizer = AutoTokenizer.from_pretrained(str(local) if local.exists() else name,
+                                                      trust_remote_code=p.model.trust_remote_code)
         except (OSError, ValueError) as e:
-            raise TifkitError(f"Could not load the tokenizer of {p.model.name_or_path!r} ({str(e).splitlines()[0][:120]}): "
-                              "give a local path or allow hub access.") from None
+            first = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+            fix = ("the folder's tokenizer files are missing or damaged: save the tokenizer there with save_pretrained, "
+                   "or set model.tokenizer to a folder that has one") if local.exists() else \
+                  ("it is not a local folder, so it was looked up on the hub: check the id, and run with hub access "
+                   "(HF_HUB_OFFLINE=0) once to download it")
+            raise TifkitError(f"Could not load the tokenizer of {name!r} ({first}): {fix}.") from None
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
 
@@ -158,8 +171,14 @@ def prepare(params: Params, seed: int | None = None) -> Context:
         data_note = ""
     else:
         # rows longer than the model's context are counted as too_long unless data.max_tokens says otherwise
-        dp = p.data if p.data.max_tokens is not None else dataclasses.replace(p.data, max_tokens=_context_length(p))
-        pairs, rep_tr = load_pairs(dp, tokenizer=tokenizer)
+        n_ctx, model_name = _context_length(p), p.model.name_or_path
+        if p.data.max_tokens is not None and n_ctx is not None and p.data.max_tokens > n_ctx:
+            raise TifkitError(f"data.max_tokens={p.data.max_tokens} is above the context of model {model_name!r} "
+                              f"({n_ctx} tokens): set it to at most {n_ctx}, or leave it null (the model's context).")
+        dp = p.data if p.data.max_tokens is not None else dataclasses.replace(p.data, max_tokens=n_ctx)
+        context = (f"the context of model {model_name!r}" if p.data.max_tokens is None
+                   else f"data.max_tokens (model {model_name!r})")
+        pairs, rep_tr = load_pairs(dp, tokenizer=tokenizer, context=context)
         n_val = int(round(p.data.val_size)) if p.data.val_size >= 1 else int(round(p.data.val_size * len(pairs)))
         if not 0 < n_val < len(pairs):
             raise TifkitError(f"data.val_size={p.data.val_size} leaves no training or no validation pairs "
@@ -172,10 +191,18 @@ def prepare(params: Params, seed: int | None = None) -> Context:
                      f"(data.val_size={p.data.val_size:g}), {len(train)} to score and select")
     data_dir = run_dir / "data"
     for name, df in (("train", train), ("val", val)):
-        write_parquet(df, data_dir / f"{name}.parquet")
+        if not table_unchanged(df, data_dir / f"{name}.parquet"):
+            write_parquet(df, data_dir / f"{name}.parquet")
     return Context(params=p, seed=seed, run_dir=run_dir, train=train, val=val, test_prompts=test_prompts,
                    tokenizer=tokenizer, device=device, world=world, sft_demos=sft_demos,
                    model_seed=p.run.model_seed, data_note=data_note)
+
+
+def _read_or_none(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def _context_length(p: Params) -> int | None:

@@ -71,7 +71,7 @@ import torch
 from tifkit import TifkitError
 from tifkit.config import ScoreParams  # noqa: F401  (parameter section; lives in config.py)
 from tifkit.influence import ValidationTarget, cast_for_scoring, validation_gradient
-from tifkit.io import CorruptCache, content_hash, read_verified, write_table
+from tifkit.io import CorruptCache, content_hash, note_progress, read_verified, write_table
 from tifkit.logprobs import TokenizedPairs, cached_pair_logprobs, model_content_hash, pair_logprobs, tokenize_pairs
 from tifkit.losses import Objective, as_objective
 from tifkit.memory import check_memory, estimate_for_models, resident_bytes
@@ -308,8 +308,10 @@ def run_scoring(model_dirs: dict, train_df: pd.DataFrame, val_df: pd.DataFrame |
         scorer = _Scorer(models["policy"], models["ref"], models["val"], val_tok, params, obj,
                          work_dir / "ref-logps", show_progress and state.is_main_process,
                          seq_len=_longest(train_tok, val_tok))
-        for c in tqdm(todo, desc=f"scoring chunks (process {rank}/{world})", disable=not show_progress):
+        note_progress("chunks", len(chunks) - len(todo), len(chunks))
+        for k, c in enumerate(tqdm(todo, desc=f"scoring chunks (process {rank}/{world})", disable=not show_progress)):
             _write_chunk(scorer.chunk(toks[c], c), path[c], keys[c])
+            note_progress("chunks", len(chunks) - len(todo) + k + 1, len(chunks))
             with open(work_dir / "chunks.log", "a") as f:
                 f.write(f"computed {path[c].name} process={rank} pid={os.getpid()}\n")
     log.info("process %d/%d: %d chunk(s) computed, %d already done", rank, world, len(todo), len(mine) - len(todo))
