@@ -228,7 +228,7 @@ def cmd_export_tiny(args) -> int:
     import tempfile
     from pathlib import Path
 
-    from tifkit.io import (_tmp_prefix, is_tifkit_output, recover_folder, replace_folder, stage_lock, sweep_temps,
+    from tifkit.io import (tmp_prefix, is_tifkit_output, recover_folder, replace_folder, stage_lock, sweep_temps,
                            write_output_marker)
 
     out = Path(args.out_dir).expanduser()
@@ -254,7 +254,7 @@ def cmd_export_tiny(args) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     sweep_temps(out.parent, recursive=False)  # temp folders of killed exports
     with stage_lock(out):
-        tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(out.name), dir=out.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=tmp_prefix(out.name), dir=out.parent))
         try:
             model.save_pretrained(tmp)
             tok.save_pretrained(tmp)

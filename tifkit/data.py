@@ -576,7 +576,7 @@ def save_pairs(
     a kill at any moment leaves the old or the new folder complete at ``path``); an existing folder
     without the marker (not tifkit's) is never replaced. Temporary siblings are removed on every exit,
     and those of killed runs by the next call."""
-    from tifkit.io import _tmp_prefix, is_tifkit_output, replace_folder, stage_lock, sweep_temps, write_output_marker
+    from tifkit.io import tmp_prefix, is_tifkit_output, replace_folder, stage_lock, sweep_temps, write_output_marker
 
     path = Path(path).expanduser()
     format = format or output_format(path)
@@ -593,7 +593,7 @@ def save_pairs(
             if path.is_dir() and any(path.iterdir()) and not is_tifkit_output(path):
                 raise TifkitError(f"{path} is a folder with files tifkit did not write; it is never replaced: give a "
                                   "new or empty folder name.")
-            tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(path.name), dir=path.parent))
+            tmp = Path(tempfile.mkdtemp(prefix=tmp_prefix(path.name), dir=path.parent))
             try:
                 to_trl_dataset(df).save_to_disk(str(tmp))
                 write_output_marker(tmp, "pairs")

@@ -39,7 +39,7 @@ def _host() -> str:
     return re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32] or "host"
 
 
-def _tmp_prefix(name: str) -> str:
+def tmp_prefix(name: str) -> str:
     return f".{name}.tmp-{_host()}-{os.getpid()}-"
 
 
@@ -91,7 +91,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it is renamed onto `path` (no half files)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path.name), suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=tmp_prefix(path.name), suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -305,7 +305,7 @@ def save_stage(model, tokenizer, out_dir: str | os.PathLike, extra: dict | None 
     with stage_lock(out_dir):
         if stage_complete(out_dir, warn=False) and all((out_dir / f"{n}.parquet").exists() for n in (extra or {})):
             return out_dir
-        tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(out_dir.name), dir=out_dir.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=tmp_prefix(out_dir.name), dir=out_dir.parent))
         try:
             model.save_pretrained(tmp)
             if tokenizer is not None:
@@ -318,7 +318,7 @@ def save_stage(model, tokenizer, out_dir: str | os.PathLike, extra: dict | None 
             record = {**(info or {}), "files": _folder_checksums(tmp)}
             (tmp / STAGE_FILE).write_text(json.dumps(record, indent=1, default=str))
             if out_dir.exists():
-                old = Path(tempfile.mkdtemp(prefix=_tmp_prefix(out_dir.name + ".old"), dir=out_dir.parent))
+                old = Path(tempfile.mkdtemp(prefix=tmp_prefix(out_dir.name + ".old"), dir=out_dir.parent))
                 os.replace(out_dir, old / "stage")
                 os.replace(tmp, out_dir)
                 shutil.rmtree(old, ignore_errors=True)
