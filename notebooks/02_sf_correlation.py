@@ -53,12 +53,17 @@ figures_dir = None            # None: <run root>/figures; the papermill batch pa
 cost_pairs = None             # pairs timed for the cost comparison (claim 7); None: 64 at ci scale, 256 otherwise
 
 # %%
-# On Colab only: install tifkit (its pinned dependencies; a few minutes). Anywhere else this does nothing.
+# On Colab only: install tifkit at one release with its `colab` extra (about a minute); anywhere else this
+# does nothing. Colab keeps its own torch, numpy, pandas and kernel (tifkit accepts their versions), and no
+# notebook server or test runner comes along. TIFKIT_REF: the release tag (or a commit) to install; if your
+# repository lives at another URL (a fork, a mirror), set TIFKIT_REPO to that URL.
 import subprocess
 import sys
 
+TIFKIT_REPO = "https://github.com/tifkit/tifkit"
+TIFKIT_REF = "v0.1.0"
 if "google.colab" in sys.modules:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "tifkit @ git+https://github.com/tifkit/tifkit"],
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"tifkit[colab] @ git+{TIFKIT_REPO}@{TIFKIT_REF}"],
                    check=True)
 
 # %%
