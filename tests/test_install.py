@@ -38,7 +38,8 @@ def _norm(name: str) -> str:
 
 def _requirements(group: str | None = None) -> list[Requirement]:
     """The core dependencies (group None) or one extra's, without tifkit's own extras."""
-    reqs = PYPROJECT["project"]["dependencies"] if group is None else PYPROJECT["project"]["optional-dependencies"][group]
+    project = PYPROJECT["project"]
+    reqs = project["dependencies"] if group is None else project["optional-dependencies"][group]
     return [r for r in map(Requirement, reqs) if _norm(r.name) != "tifkit"]
 
 
@@ -163,9 +164,10 @@ def test_colab_install_cell_in_a_fresh_environment_keeps_its_packages_and_runs_n
     ref = ast.literal_eval(re.search(r'^TIFKIT_REF = (".*")$', source, re.M).group(1))
     repo = tmp_path / "repo"
     repo.mkdir()
-    for part in ("pyproject.toml", "README.md", "tifkit", "params"):
-        (shutil.copytree if (ROOT / part).is_dir() else shutil.copy)(
-            ROOT / part, repo / part, **({"ignore": shutil.ignore_patterns("__pycache__")} if (ROOT / part).is_dir() else {}))
+    for part in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / part, repo / part)
+    for part in ("tifkit", "params"):
+        shutil.copytree(ROOT / part, repo / part, ignore=shutil.ignore_patterns("__pycache__"))
     git = ["git", "-c", "user.name=tifkit-test", "-c", "user.email=test@localhost", "-C", str(repo)]
     for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "release"], ["tag", ref]):
         subprocess.run(git + cmd, check=True, capture_output=True)
