@@ -7,6 +7,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.tifkit-installed
 # Extra pip options, e.g. PIP_OPTS="--extra-index-url <your torch CUDA index>" (see README, GPU install).
 PIP_OPTS ?=
+# The extras `make setup` installs (pyproject.toml): the notebooks and the test suite; add gpu on a GPU host.
+EXTRAS ?= notebooks,test
+# The exact versions tested (torch==2.13.0 among them); pyproject.toml only declares compatible ranges.
+CONSTRAINTS := constraints.txt
 PARAMS ?= params/tiny.yaml
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
@@ -15,10 +19,10 @@ export TOKENIZERS_PARALLELISM ?= false
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet $(PIP_OPTS) -e .
+	$(BIN)/python -m pip install --quiet $(PIP_OPTS) -c $(CONSTRAINTS) -e ".[$(EXTRAS)]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $(STAMP)
 

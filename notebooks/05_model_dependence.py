@@ -66,12 +66,17 @@ margin = 0.1                  # cross-family Spearman must be this much below th
 workers = None                # worker processes; None: run.workers (0 means one per CPU core)
 
 # %%
-# On Colab only: install tifkit (its pinned dependencies; a few minutes). Anywhere else this does nothing.
+# On Colab only: install tifkit at one release with its `colab` extra (about a minute); anywhere else this
+# does nothing. Colab keeps its own torch, numpy, pandas and kernel (tifkit accepts their versions), and no
+# notebook server or test runner comes along. TIFKIT_REF: the release tag (or a commit) to install; if your
+# repository lives at another URL (a fork, a mirror), set TIFKIT_REPO to that URL.
 import subprocess
 import sys
 
+TIFKIT_REPO = "https://github.com/tifkit/tifkit"
+TIFKIT_REF = "v0.1.0"
 if "google.colab" in sys.modules:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "tifkit @ git+https://github.com/tifkit/tifkit"],
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"tifkit[colab] @ git+{TIFKIT_REPO}@{TIFKIT_REF}"],
                    check=True)
 
 # %%

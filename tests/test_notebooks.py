@@ -1,22 +1,19 @@
 """The notebooks: jupytext sources in sync with the committed .ipynb (outputs stripped), one
 `parameters` cell papermill can read, the tutorial furniture (Colab badge and install cell, paper link,
-hardware note, a conclusion), the papermill runner, and the Colab route: a notebook copied alone into
-an empty folder runs against tifkit installed from a wheel.
+hardware note, a conclusion) and the papermill runner. The Colab install cell is checked here for what
+it would run; tests/test_install.py runs it in a fresh environment and then notebook 00 from an empty folder.
 
 Executing every notebook is nbmake's job (`make test` runs `pytest --nbmake notebooks` at the ci scale).
 """
 import json
-import os
 import re
-import shutil
-import subprocess
 import sys
-import sysconfig
 import warnings
 from pathlib import Path
 
 import nbformat
 import pytest
+import test_install
 
 from tifkit import notebooks as runner
 
@@ -57,6 +54,7 @@ def test_notebook_is_clean_tutorial_and_parameterized(name, caplog):
     assert name == "00_quickstart" or re.search(r"[Cc]laim", intro.source)  # the claim(s) it tests
     install = nb.cells[2]
     assert install.cell_type == "code" and "google.colab" in install.source and runner.REPO in install.source
+    assert install.source == test_install.install_cell(), "every notebook has the same Colab install cell"
     with caplog.at_level("WARNING"):
         declared = set(pm.inspect_notebook(str(path)))
     assert "Unable to parse" not in caplog.text  # papermill reads every parameter (no '=' in comments)
@@ -101,44 +99,17 @@ def test_papermill_runner_injects_parameters(tmp_path):
     assert (tmp_path / "runs").is_dir() and (tmp_path / "out" / "runtimes.csv").exists()
 
 
-@pytest.mark.slow
-def test_notebook_alone_in_an_empty_folder_with_tifkit_from_a_wheel(tmp_path):
-    """The Colab route: tifkit installed from a wheel (not the source tree), one notebook copied alone
-    into an empty folder, run there by papermill: params files come from the package, nothing from
-    the working directory. The fresh environment reuses this one's dependencies through a .pth file
-    (no downloads) but gets tifkit only from the wheel."""
-    src = tmp_path / "src"  # build from a copy: an in-tree build would leave build/ in the checkout
-    src.mkdir()
-    for part in ("pyproject.toml", "README.md", "tifkit", "params"):
-        (shutil.copytree if (ROOT / part).is_dir() else shutil.copy)(ROOT / part, src / part)
-    wheels = tmp_path / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels),
-                    str(src)], check=True, capture_output=True)
-    (wheel,) = wheels.glob("tifkit-*.whl")
-    env_dir = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True)
-    py = env_dir / "bin" / "python"
-    site = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               check=True, capture_output=True, text=True).stdout.strip())
-    (site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
-                   check=True, capture_output=True)
-    work = tmp_path / "empty"
-    work.mkdir()
-    shutil.copy(ROOT / "notebooks" / "00_quickstart.ipynb", work)
-    code = ("import tifkit, papermill as pm; assert 'site-packages' in tifkit.__file__ and 'venv' in tifkit.__file__, "
-            "tifkit.__file__; pm.execute_notebook('00_quickstart.ipynb', 'out.ipynb', parameters={'scale': 'ci'}, "
-            "kernel_name='tifkit-wheel-test', progress_bar=False)")
-    kernel_dir = tmp_path / "kernels" / "tifkit-wheel-test"
-    kernel_dir.mkdir(parents=True)
-    (kernel_dir / "kernel.json").write_text(json.dumps({
-        "argv": [str(py), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "tifkit wheel test", "language": "python"}))
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
-    env.update({"JUPYTER_PATH": str(tmp_path), "HF_HUB_OFFLINE": "1", "TIFKIT_NOTEBOOK_SCALE": "ci"})
-    r = subprocess.run([str(py), "-c", code], cwd=work, env=env, capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stderr[-3000:]
-    out = nbformat.read(work / "out.ipynb", as_version=4)
-    assert not [o for c in out.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
-    assert (work / "runs" / "nb-ci" / "figures" / "00_tiny_summary.json").is_file()
-    assert sorted(p.name for p in work.iterdir()) == ["00_quickstart.ipynb", "out.ipynb", "runs"]
+def test_colab_install_cell_installs_one_release_with_the_colab_extra_and_nothing_else():
+    """What the install cell runs on Colab: one pip command, tifkit with its `colab` extra at the release
+    tag of this version from the published repository; no package Colab has (torch, numpy, pandas,
+    ipykernel) and no notebook tooling named or pinned. Off Colab it runs nothing."""
+    source = test_install.install_cell()
+    (argv,) = test_install.cell_pip_argv(source, on_colab=True)
+    tag = "v" + test_install.PYPROJECT["project"]["version"]
+    assert argv == [sys.executable, "-m", "pip", "install", "-q", f"tifkit[colab] @ git+{runner.REPO_URL}@{tag}"]
+    assert test_install.cell_pip_argv(source, on_colab=False) == []
+    code = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith("#"))
+    assert not re.search(r"\b(torch|numpy|pandas|ipykernel|jupyterlab|nbmake|pytest|papermill)\b", code)
+    # what to change when the repository or the release differs is said in the cell
+    assert re.search(r"^TIFKIT_REPO = ", source, re.M) and re.search(r"^TIFKIT_REF = ", source, re.M)
+    assert "TIFKIT_REPO" in source.split("import", 1)[0] and "TIFKIT_REF" in source.split("import", 1)[0]
