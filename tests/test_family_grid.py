@@ -46,6 +46,7 @@ def test_the_table_says_when_there_are_no_results(tmp_path):
     assert changed == ["family-grid"] and md in new and new.endswith("rest\n")
 
 
+@pytest.mark.slow
 def test_grid_entry_point_writes_results_and_fills_the_readme(tmp_path, capsys):
     fig = tmp_path / "repo" / "figures"
     # the notebooks' CI world, a shorter SFT, and three of the headline rules (the full list is
