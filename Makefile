@@ -15,7 +15,7 @@ PARAMS ?= params/tiny.yaml
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup reproduce test smoke lab notebooks clean-runs
+.PHONY: setup reproduce test smoke lab notebooks clean-runs families
 
 setup: $(STAMP)
 
@@ -32,6 +32,14 @@ reproduce: setup
 
 smoke: setup
 	$(BIN)/python -m tifkit run $(PARAMS)
+
+# The family grid (the paper's main table): every tiny family x DPO and SLiC x the registry's headline
+# rules over the default batch's seeds, one worker pool; writes figures/grid-<family>-<objective>_* with
+# provenance, then regenerates the README's family-grid table. SEEDS="0 1" runs a subset of the seeds.
+# Time: docs/PERFORMANCE.md, "The family grid".
+families: setup
+	$(BIN)/python -m tifkit.family_grid $(if $(SEEDS),--seeds $(SEEDS))
+	$(BIN)/python -m tifkit.results
 
 # Every test, then every notebook under nbmake at the toy CI scale (nbmake runs notebooks as committed,
 # so the scale comes through the environment), in one pytest run.

@@ -32,7 +32,7 @@ import pandas as pd
 from tifkit import TifkitError
 from tifkit.io import atomic_path, atomic_write_text, content_hash, file_sha256
 from tifkit.rules import label as rule_label
-from tifkit.stats import rule_comparisons
+from tifkit.stats import paired_t_power, rule_comparisons, seeds_needed
 
 PACKAGE = Path(__file__).resolve().parent
 REPO = PACKAGE.parent
@@ -178,9 +178,10 @@ def check_provenance(folder: str | Path = REPO / "figures", current: str | None 
                 problems.append(f"{f} differs from what the batch wrote ({name}); rerun the batch instead of editing it.")
         stale = rec.get("source_hash") != current or bool(rec.get("sources_changed_during_run"))
         if stale and name not in notes:
+            rerun = rec.get("rerun") or (f"python -m tifkit batch {rec.get('params_file') or 'params/<name>.yaml'}` "
+                                         "and `python -m tifkit.results")
             problems.append(f"{name}: results made by tifkit sources {rec.get('source_hash')}, the code is now {current}; "
-                            f"rerun `python -m tifkit batch {rec.get('params_file') or 'params/<name>.yaml'}` and "
-                            f"`python -m tifkit.results`, or name {name} in {folder.name}/{STALE_NOTE} with the reason.")
+                            f"rerun `{rerun}`, or name {name} in {folder.name}/{STALE_NOTE} with the reason.")
         if not stale and name in notes:
             problems.append(f"{folder.name}/{STALE_NOTE} names {name}, but its source hash matches the code; remove the note.")
     for p in sorted(folder.glob("*_summary.csv")):
@@ -225,13 +226,56 @@ def _seeds(js: str | float) -> str:
     return " / ".join(f"{100 * v:+.0f}" for v in json.loads(js).values())
 
 
+def _values(js: str | float) -> list[float]:
+    """The per-seed values of a ``*_per_seed`` JSON cell ({seed: value}), in seed order as stored."""
+    if not isinstance(js, str) or not js:
+        return []
+    return [float(v) for v in json.loads(js).values()]
+
+
+POWER, ALPHA = 0.8, 0.05  # the power lines: seeds for 80% power of a two-sided paired t-test at 5%
+
+
+def power_cell(values, shift: float = 0.0) -> str:
+    """A table cell: the seeds a comparison needs for 80% power at its observed effect and spread
+    (tifkit.stats.seeds_needed over `values` - `shift`, one per seed) and whether the batch has them."""
+    v = np.asarray(values, dtype=float) - shift
+    n = int(np.isfinite(v).sum())
+    need = seeds_needed(v, POWER, ALPHA)
+    if need is None:
+        return "no effect" if n >= 2 else "one seed"
+    mark = "enough" if n >= need else "too few"
+    return f"{need if need <= 10000 else '>10000'} (have {n}: {mark})"
+
+
+def power_line(values, shift: float = 0.0, unit: float = 100.0, what: str = "points") -> str:
+    """The sentence beside a comparison: the observed mean and seed-to-seed sd of `values` - `shift`
+    (one per seed), the power the batch has at that effect, the seeds 80% power would need, and
+    whether the batch has that many."""
+    v = np.asarray(values, dtype=float) - shift
+    v = v[np.isfinite(v)]
+    n = len(v)
+    if n < 2:
+        return "power: one seed cannot show training noise, so there is no power estimate"
+    mean, sd = float(v.mean()), float(v.std(ddof=1))
+    need = seeds_needed(v, POWER, ALPHA)
+    if need is None:
+        return f"power: no observed effect over {n} seeds (mean {unit * mean:+.1f} {what})"
+    have = paired_t_power(mean / sd, n, ALPHA) if sd > 0 else 1.0
+    need_s = f"{need}" if need <= 10000 else "more than 10000"
+    verdict = "the batch has enough" if n >= need else "the batch has too few"
+    return (f"power: at the observed effect ({unit * mean:+.1f} {what}, seed-to-seed sd {unit * sd:.1f}) the "
+            f"{n}-seed batch has {100 * have:.0f}% power; 80% needs {need_s} seeds ({verdict})")
+
+
 def rules_table(summary: pd.DataFrame, keep: float | None = None) -> str:
     """The README's table of every rule: WinRate vs SFT, difference to full data (interval, per seed,
     better in k of n), difference to random selection."""
     s = summary.sort_values("winrate_vs_sft", ascending=False)
     n = int(s.n_seeds.max())
     head = ("| rule | kept | WinRate vs SFT | vs full data (points) | per seed vs full | better than full "
-            "| vs random (points) | better than random |\n|---|---|---|---|---|---|---|---|")
+            "| seeds for 80% power vs full | vs random (points) | better than random | seeds for 80% power vs random "
+            "|\n|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for _, r in s.iterrows():
         name = rule_label(r.rule)
@@ -241,12 +285,13 @@ def rules_table(summary: pd.DataFrame, keep: float | None = None) -> str:
         cells = [name, f"{r.n_kept_mean:.0f}", _wr(r.winrate_vs_sft, r.winrate_lo, r.winrate_hi)]
         for b in ("full", "random"):
             if r.rule == b or f"diff_vs_{b}" not in r or not np.isfinite(r.get(f"diff_vs_{b}", np.nan)):
-                cells += ["", "", ""] if b == "full" else ["", ""]
+                cells += ["", "", "", ""] if b == "full" else ["", "", ""]
                 continue
             cells.append(_pts(r[f"diff_vs_{b}"], r[f"diff_vs_{b}_lo"], r[f"diff_vs_{b}_hi"]))
             if b == "full":
                 cells.append(_seeds(r.get("diff_vs_full_per_seed", "")))
             cells.append(f"{int(r[f'diff_vs_{b}_better'])} of {n}" if f"diff_vs_{b}_better" in r else "")
+            cells.append(power_cell(_values(r.get(f"diff_vs_{b}_per_seed", ""))))
         if bold:
             cells = [c if (not c or c.startswith("**")) else f"**{c}**" for c in cells]
         rows.append("| " + " | ".join(cells) + " |")
@@ -265,16 +310,19 @@ def claim_lines(comparisons: pd.DataFrame) -> str:
         n = int(r.n_seeds)
         nums = (f"{_pts(r['diff'], r.lo, r.hi)} points, {a} better in {int(r.better)} of {n} seeds "
                 f"(per seed {_seeds(r.per_seed)})")
-        if sign == 0:
-            verdict = ("**no difference shown** (the interval covers zero)" if r.lo <= 0 <= r.hi
-                       else "**they differ**")
+        at = f"at {n} seed{'s' * (n != 1)}"
+        if n < 2:
+            verdict = (f"**no verdict** {at}: one seed cannot show training noise, so it decides nothing")
+        elif sign == 0:
+            verdict = (f"**no difference shown** {at} (the interval covers zero)" if r.lo <= 0 <= r.hi
+                       else f"**they differ** {at}")
         elif r.lo <= 0 <= r.hi:
-            verdict = "**not shown**: the interval covers zero"
+            verdict = f"**not shown** {at}: the interval covers zero"
         elif (r.lo > 0) == (sign > 0):
-            verdict = "**holds**"
+            verdict = f"**holds** {at}"
         else:
-            verdict = "**reversed**: the interval excludes zero on the other side"
-        out.append(f"- {text}: {verdict}; {nums}.")
+            verdict = f"**reversed** {at}: the interval excludes zero on the other side"
+        out.append(f"- {text}: {verdict}; {nums}; {power_line(_values(r.per_seed))}.")
     return "\n".join(out)
 
 
@@ -297,7 +345,8 @@ def ab_lines(summary: pd.DataFrame) -> str:
                                                        else "reversed")
         out.append(f"- **(a) DPO on the full data beats SFT** ({verdict}): WinRate **{_wr(f.winrate_vs_sft, f.winrate_lo, f.winrate_hi)}**, "
                    f"above 0.5 in {above} of {n} seeds (per seed {' / '.join(f'{v:.2f}' for v in per.values())}); "
-                   f"mean oracle reward {f.reward_sft:.3f} -> {f.reward:.3f}.")
+                   f"mean oracle reward {f.reward_sft:.3f} -> {f.reward:.3f}; "
+                   f"{power_line(list(per.values()), shift=0.5, what='WinRate points above 0.5')}.")
     if "oracle" in s.index and "diff_vs_full" in s:
         o = s.loc["oracle"]
         verdict = "holds" if o.diff_vs_full_lo > 0 else ("not shown: the interval covers zero" if o.diff_vs_full_hi >= 0
@@ -305,15 +354,17 @@ def ab_lines(summary: pd.DataFrame) -> str:
         out.append(f"- **(b) Dropping the mislabelled pairs (oracle selection) beats full data** ({verdict}) by "
                    f"**{_pts(o.diff_vs_full, o.diff_vs_full_lo, o.diff_vs_full_hi)} WinRate points** (paired, same prompts "
                    f"and seeds), better in {int(o.diff_vs_full_better)} of {int(o.n_seeds)} seeds (per seed "
-                   f"{_seeds(o.diff_vs_full_per_seed)}); reward {o.reward:.3f}, {o.n_kept_mean:.0f} pairs kept on average.")
+                   f"{_seeds(o.diff_vs_full_per_seed)}); reward {o.reward:.3f}, {o.n_kept_mean:.0f} pairs kept on average; "
+                   f"{power_line(_values(o.diff_vs_full_per_seed))}.")
     return "\n".join(out)
 
 
 def families_table(folder: Path, names: list[str]) -> str:
     """(a) and (b) per tiny family, from each family's batch summary."""
     notes = stale_notes(folder)
-    head = ("| family | seeds | SFT reward | full-data DPO: WinRate vs SFT | oracle selection minus full (points) "
-            "| oracle better than full |\n|---|---|---|---|---|---|")
+    head = ("| family | seeds | SFT reward | full-data DPO: WinRate vs SFT | seeds for 80% power (vs 0.5) "
+            "| oracle selection minus full (points) | oracle better than full | seeds for 80% power (oracle vs full) "
+            "|\n|---|---|---|---|---|---|---|---|")
     rows = []
     for name in names:
         p = folder / f"{name}_summary.csv"
@@ -330,9 +381,79 @@ def families_table(folder: Path, names: list[str]) -> str:
         o = s.loc["oracle"] if "oracle" in s.index else None
         better = (f"{int(o.diff_vs_full_better)} of {int(o.n_seeds)}" if o is not None and "diff_vs_full_better" in s
                   else "not recorded")
+        pow_o = power_cell(_values(o.diff_vs_full_per_seed)) if o is not None and "diff_vs_full_per_seed" in s else ""
         rows.append(f"| {fam} | {int(f.n_seeds)} | {f.reward_sft:.3f} | {_wr(f.winrate_vs_sft, f.winrate_lo, f.winrate_hi)} | "
-                    f"{_pts(o.diff_vs_full, o.diff_vs_full_lo, o.diff_vs_full_hi) if o is not None else ''} | {better} |")
+                    f"{power_cell(_values(f.get('winrate_per_seed', '')), shift=0.5)} | "
+                    f"{_pts(o.diff_vs_full, o.diff_vs_full_lo, o.diff_vs_full_hi) if o is not None else ''} | {better} | "
+                    f"{pow_o} |")
     return head + "\n" + "\n".join(rows)
+
+
+GRID_FAMILIES = {"llama": "llama", "qwen": "qwen (Qwen3-style)", "pythia": "pythia (GPT-NeoX)", "gpt2": "gpt2"}
+GRID_OBJECTIVES = {"dpo": "DPO", "slic": "SLiC"}
+
+
+def grid_table(folder: str | Path = REPO / "figures") -> str:
+    """The family grid (tifkit.family_grid) as the paper's main table: per objective, one row per rule
+    and one column per family; each cell the WinRate vs SFT with its hierarchical interval, then the
+    paired difference to full data (points, interval), better than full in k of n seeds and the
+    seeds 80% power would need at the observed effect. From ``grid-<family>-<objective>_summary.csv``
+    and their manifests; says so when there are none."""
+    from tifkit.rules import all_rules
+
+    folder = Path(folder)
+    notes = stale_notes(folder)
+    found = {}
+    for p in sorted(folder.glob("grid-*_summary.csv")):
+        man = folder / p.name.replace("_summary.csv", "_provenance.json")
+        rec = json.loads(man.read_text()) if man.exists() else {}
+        fam, obj = rec.get("family"), rec.get("objective")
+        if not fam or not obj:
+            fam, _, obj = p.name[len("grid-"):-len("_summary.csv")].rpartition("-")
+        found[fam, obj] = (pd.read_csv(p).set_index("rule"), rec, man.name in notes or p.name in notes)
+    if not found:
+        return ("No family-grid results yet: run `make families` (every tiny family x DPO and SLiC x the headline "
+                "rules over the batch's seeds), then `python -m tifkit.results` fills this table.")
+    fams = [f for f in GRID_FAMILIES if any(k[0] == f for k in found)] + sorted(
+        {f for f, _ in found} - set(GRID_FAMILIES))
+    objs = [o for o in GRID_OBJECTIVES if any(k[1] == o for k in found)] + sorted({o for _, o in found} - set(GRID_OBJECTIVES))
+    order = [r.name for r in all_rules()]
+    out = []
+    for obj in objs:
+        present = {r for (f, o), (s, _, _) in found.items() if o == obj for r in s.index}
+        rules = [r for r in order if r in present] + sorted(present - set(order))
+        cols = [f for f in fams if (f, obj) in found]
+        head = [GRID_FAMILIES.get(f, f) + (" (stale)" if found[f, obj][2] else "") for f in cols]
+        out.append(f"**{GRID_OBJECTIVES.get(obj, obj)}**\n")
+        out.append("| rule | " + " | ".join(head) + " |\n|---|" + "---|" * len(cols))
+        for rule in rules:
+            cells = []
+            for f in cols:
+                s = found[f, obj][0]
+                if rule not in s.index:
+                    cells.append("")
+                    continue
+                r = s.loc[rule]
+                cell = _wr(r.winrate_vs_sft, r.winrate_lo, r.winrate_hi)
+                if rule != "full" and np.isfinite(r.get("diff_vs_full", np.nan)):
+                    cell += (f"<br>{_pts(r.diff_vs_full, r.diff_vs_full_lo, r.diff_vs_full_hi)}, "
+                             f"{int(r.diff_vs_full_better)} of {int(r.n_seeds)}; "
+                             f"80%: {power_cell(_values(r.get('diff_vs_full_per_seed', '')))}")
+                cells.append(cell)
+            out.append(f"| {rule_label(rule)} | " + " | ".join(cells) + " |")
+        out.append("")
+    recs = [rec for _, rec, _ in found.values()]
+    seeds = sorted({tuple(rec.get("seeds") or ()) for rec in recs})
+    hashes = sorted({str(rec.get("source_hash", "?")) for rec in recs})
+    out.append(f"<sub>Each cell: WinRate vs SFT [95% interval over seeds and prompts]; below it, minus full data in "
+               f"WinRate points [interval], better than full in k of n seeds, and the seeds a paired t-test over "
+               f"seeds needs for 80% power at the observed effect and spread. From `figures/grid-*_summary.csv` "
+               f"(tifkit sources {', '.join(hashes)}; seeds "
+               f"{' | '.join(', '.join(map(str, s)) for s in seeds) or '?'}); regenerate with `make families` and "
+               "`python -m tifkit.results`."
+               + (" **Stale** columns: the code has changed since their run, see `figures/STALE.md`."
+                  if any(st for _, _, st in found.values()) else "") + "</sub>")
+    return "\n".join(out)
 
 
 def diagnostics_table(diag: pd.DataFrame) -> str:
@@ -509,6 +630,7 @@ def update(repo: str | Path = REPO, check: bool = False, names: list[str] | None
     generated = {}
     for n in names or ["tiny"]:
         generated.update(blocks(repo / "figures", n))
+    generated["family-grid"] = grid_table(repo / "figures")
     changed = {}
     for doc in documents(repo):
         text = doc.read_text(encoding="utf-8")

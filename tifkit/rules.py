@@ -35,6 +35,10 @@ from typing import Any, Callable, NamedTuple
 from tifkit import TifkitError
 
 DEFAULT_COLOUR = "#333333"  # figures draw a name the registry does not know in this grey
+# The rules of the paper's main table (the methods compared there, plus the oracle control): the
+# family grid (tifkit.family_grid) runs the rules flagged `headline`, and `register_rule` flags these
+# names unless it is told otherwise (headline=True/False).
+PAPER_HEADLINE = ("full", "random", "top-if", "tif", "lossdiff", "irm", "lossdiff-irm", "oracle")
 
 
 class Picked(NamedTuple):
@@ -61,6 +65,7 @@ class RuleSpec:
     # selection `tifkit select` offers (oracle)
     overlap_rank: int | None = None  # its row in the score report's "overlap with TIF" (None: no row)
     description: str = ""
+    headline: bool = False  # one of the rules the family grid benchmarks (the paper's main table)
 
     @property
     def needs_scores(self) -> bool:
@@ -78,10 +83,12 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 def register_rule(name: str, select: Callable[..., Any], *, label: str | None = None,
                   colour: str = DEFAULT_COLOUR, needs: tuple[str, ...] | list[str] = (), uses_budget: bool = True,
                   aliases: tuple[str, ...] | list[str] = (), ground_truth: bool = False,
-                  overlap_rank: int | None = None, description: str = "", replace: bool = False) -> RuleSpec:
+                  overlap_rank: int | None = None, description: str = "", replace: bool = False,
+                  headline: bool | None = None) -> RuleSpec:
     """Add a selection rule to the registry and return its entry.
 
     `name` is lower case (letters, digits, hyphens): it appears in params files and folder names.
+    `headline` puts the rule in the family grid (None: whether the name is in `PAPER_HEADLINE`).
     A name or alias already taken raises, unless `replace=True` (a rule redefined under its name)."""
     if not isinstance(name, str) or not _NAME.match(name):
         raise TifkitError(f"Rule name {name!r} must be lower-case letters, digits and hyphens (e.g. 'shortest'); "
@@ -90,7 +97,8 @@ def register_rule(name: str, select: Callable[..., Any], *, label: str | None = 
         raise TifkitError(f"Rule '{name}': select must be a function (table, params, k) -> mask; got {select!r}.")
     spec = RuleSpec(name=name, select=select, label=label or name, colour=colour, needs=tuple(needs),
                     uses_budget=bool(uses_budget), aliases=tuple(aliases), ground_truth=bool(ground_truth),
-                    overlap_rank=overlap_rank, description=description)
+                    overlap_rank=overlap_rank, description=description,
+                    headline=(name in PAPER_HEADLINE) if headline is None else bool(headline))
     if name in _REGISTRY and not replace:
         raise TifkitError(f"Rule '{name}' is already registered; pick another name or pass replace=True to redefine it.")
     for other in _REGISTRY.values():
@@ -125,6 +133,11 @@ def rule_names(ground_truth: bool | None = None) -> tuple[str, ...]:
     """The registered names; `ground_truth=False` leaves out the controls that read ground truth
     (what `tifkit select` offers), True keeps only those."""
     return tuple(r.name for r in all_rules() if ground_truth is None or r.ground_truth == ground_truth)
+
+
+def headline_rules() -> tuple[str, ...]:
+    """The rules flagged `headline` (the family grid's), in registration order."""
+    return tuple(r.name for r in all_rules() if r.headline)
 
 
 def find_rule(name: str) -> RuleSpec | None:

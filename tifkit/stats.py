@@ -6,7 +6,9 @@ prompts, Student-t intervals over seeds, and paired comparisons of rules.
 - over seeds and prompts: `hierarchical_interval`, `paired_hierarchical_diff`, and
   `rule_comparisons` (every pair of rules of a batch's per-prompt table), behind the batch summary
   and tifkit.results' committed comparisons;
-- over per-seed statistics: `t_interval` (experiments.decisions' score-based claims).
+- over per-seed statistics: `t_interval` (experiments.decisions' score-based claims);
+- power over seeds: `seeds_needed` (the seeds a paired comparison needs for 80% power at its observed
+  effect and seed-to-seed spread) and `paired_t_power`, behind the README's power lines.
 
 Intervals that include training noise: a hierarchical bootstrap over seeds, then prompts.
 
@@ -206,3 +208,51 @@ def rule_comparisons(per_prompt: pd.DataFrame, extra_pairs=(), n_bootstrap: int 
         rows.append({"a": a, "b": b, "diff": d.estimate, "lo": d.lo, "hi": d.hi, "better": d.n_better,
                      "n_seeds": d.n_seeds, "per_seed": json.dumps({str(k): round(v, 4) for k, v in d.per_seed.items()})})
     return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------- power over seeds
+def paired_t_power(effect_size: float, n: int, alpha: float = 0.05) -> float:
+    """Power of a two-sided one-sample (paired) t-test at level `alpha` with `n` units when the true
+    mean is `effect_size` standard deviations from zero: P(|T| > t_crit), T noncentral t with n - 1
+    degrees of freedom and noncentrality effect_size * sqrt(n). NaN for n < 2."""
+    if n < 2 or not np.isfinite(effect_size):
+        return float("nan")
+    t = _st.t.ppf(1 - alpha / 2, n - 1)
+    nc = abs(float(effect_size)) * np.sqrt(n)
+    return float(_st.nct.sf(t, n - 1, nc) + _st.nct.cdf(-t, n - 1, nc))
+
+
+def seeds_needed(per_seed_diffs, power: float = 0.8, alpha: float = 0.05, max_seeds: int = 10000) -> int | None:
+    """Seeds a paired comparison needs to detect its observed mean effect with probability `power`,
+    taking the observed mean and seed-to-seed spread of `per_seed_diffs` (one difference per seed;
+    NaNs dropped) as the truth: the smallest n >= 2 whose two-sided paired t-test over seed-level
+    differences at level `alpha` has `paired_t_power(mean / sd, n, alpha) >= power`.
+
+    None when there is nothing to plan for: fewer than two seeds (no spread) or a zero mean effect;
+    2 when every seed agrees exactly (zero spread, non-zero effect); max_seeds + 1 when even
+    max_seeds seeds are not enough. The batch's intervals are hierarchical bootstraps (seeds, then
+    prompts); this t-test over seed means is the planning approximation beside them."""
+    d = np.asarray(per_seed_diffs, dtype=float)
+    d = d[np.isfinite(d)]
+    if not 0 < power < 1 or not 0 < alpha < 1:
+        raise TifkitError(f"seeds_needed needs 0 < power < 1 and 0 < alpha < 1; got power={power}, alpha={alpha}.")
+    if d.size < 2:
+        return None
+    mean, sd = float(d.mean()), float(d.std(ddof=1))
+    if mean == 0.0:
+        return None
+    if sd == 0.0:
+        return 2
+    es = abs(mean) / sd
+    lo, hi = 2, 2
+    while paired_t_power(es, hi, alpha) < power:  # doubling: an n that reaches it ...
+        if hi > max_seeds:
+            return max_seeds + 1
+        lo, hi = hi + 1, hi * 2
+    while lo < hi:  # ... then bisection: power grows with n, so the smallest such n
+        mid = (lo + hi) // 2
+        if paired_t_power(es, mid, alpha) >= power:
+            hi = mid
+        else:
+            lo = mid + 1
+    return hi if hi <= max_seeds else max_seeds + 1

@@ -1,0 +1,99 @@
+"""The family grid (tifkit.family_grid, `make families`): its entry point on the notebooks' CI
+overrides (2 families x 2 objectives x 2 seeds x the headline rules), its files with provenance, and
+the README table generated from them (tifkit.results.grid_table)."""
+import json
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tifkit import TifkitError
+from tifkit import family_grid as G
+from tifkit import results as R
+from tifkit.notebooks import CI_OVERRIDES
+from tifkit.rules import PAPER_HEADLINE, get_rule, headline_rules, register_rule, unregister_rule
+
+BLOCK = "intro\n<!-- results:family-grid:start -->\nold\n<!-- results:family-grid:end -->\nrest\n"
+
+
+def test_headline_rules_come_from_the_registry():
+    assert set(headline_rules()) == set(PAPER_HEADLINE) and len(PAPER_HEADLINE) == 8
+    assert not get_rule("rm-margin").headline and get_rule("lossdiff-irm").headline
+    register_rule("always-first", lambda t, p, k: np.arange(len(t)) < k, headline=True)
+    try:
+        assert G.headline_rules()[-1] == "always-first"
+    finally:
+        unregister_rule("always-first")
+    assert "always-first" not in G.headline_rules()
+
+
+def test_grid_params_and_its_errors():
+    v = G.grid_params(["llama", "gpt2"], ["dpo", "slic"], ["world.n_train=96"])
+    assert list(v) == [("llama", "dpo"), ("llama", "slic"), ("gpt2", "dpo"), ("gpt2", "slic")]
+    assert v["gpt2", "slic"].model.family == "gpt2" and v["gpt2", "slic"].train.objective == "slic"
+    assert v["llama", "dpo"].run.seeds == v["gpt2", "dpo"].run.seeds  # the default batch's seeds
+    with pytest.raises(TifkitError, match="family"):
+        G.grid_params(["mistral"])
+    with pytest.raises(TifkitError, match="objective"):
+        G.grid_params(["llama"], ["ppo"])
+
+
+def test_the_table_says_when_there_are_no_results(tmp_path):
+    md = R.grid_table(tmp_path)
+    assert md.startswith("No family-grid results yet") and "make families" in md
+    new, changed = R.render(BLOCK, {"family-grid": md})
+    assert changed == ["family-grid"] and md in new and new.endswith("rest\n")
+
+
+@pytest.mark.slow
+def test_grid_entry_point_writes_results_and_fills_the_readme(tmp_path, capsys):
+    fig = tmp_path / "repo" / "figures"
+    # the notebooks' CI world, a shorter SFT, and three of the headline rules (the full list is
+    # `headline_rules()`, tested above; each rule is one more continuation per variant and seed)
+    # (one worker: in this process, no spawned interpreters to start; the pool itself is tested with
+    # the batch in tests/test_batch.py)
+    sets = [*CI_OVERRIDES, "sft.steps=60", "world.n_test=16", "score.rm_steps=10", f"run.root={tmp_path / 'runs'}",
+            "run.n_bootstrap=400"]
+    rules = ["full", "oracle", "lossdiff-irm"]
+    argv = ["--families", "llama", "qwen", "--seeds", "0", "1", "--figures", str(fig), "--rules", *rules,
+            "--workers", "1"]
+    argv += [a for s in sets for a in ("--set", s)]
+    t0 = time.time()
+    assert G.main(argv) == 0
+    seconds = time.time() - t0
+    printed = capsys.readouterr().out
+    for fam in ("llama", "qwen"):
+        for obj in ("dpo", "slic"):
+            name = G.stem(fam, obj)
+            rec = json.loads((fig / f"{name}_provenance.json").read_text())
+            assert (rec["family"], rec["objective"], rec["seeds"], rec["rules"]) == (fam, obj, [0, 1], rules)
+            assert rec["params"]["train"]["objective"] == obj and rec["params"]["model"]["family"] == fam
+            assert set(rec["files"]) == {f"{name}_summary.csv", f"{name}_comparisons.csv"}
+            assert len(rec["tasks"]) == 2 * len(rules) and rec["cpu_seconds_tasks"] > 0
+            s = pd.read_csv(fig / f"{name}_summary.csv")
+            assert list(s.rule) == rules and (s.n_seeds == 2).all()
+            # the WinRate is the mean of per-seed means of the per-prompt verdicts (a slow path)
+            pp = pd.read_parquet(tmp_path / "runs" / name / "per_prompt.parquet")
+            slow = pp.groupby(["rule", "seed"]).verdict.mean().groupby("rule").mean()
+            assert np.allclose(s.set_index("rule").winrate_vs_sft, slow.loc[s.rule].to_numpy(), atol=1e-4)
+    assert R.check_provenance(fig) == []
+    md = R.grid_table(fig)
+    assert md in printed
+    assert "**DPO**" in md and "**SLiC**" in md and "| rule | llama | qwen (Qwen3-style) |" in md
+    s = pd.read_csv(fig / f"{G.stem('qwen', 'slic')}_summary.csv").set_index("rule")
+    r = s.loc["lossdiff-irm"]
+    assert R._wr(r.winrate_vs_sft, r.winrate_lo, r.winrate_hi) in md
+    assert f"{int(r.diff_vs_full_better)} of 2; 80%: " in md
+    for rule in rules:  # one row per rule in each objective's table
+        assert md.count(f"| {R.rule_label(rule)} |") == 2
+    # the README generator fills the block from the repository's figures
+    (tmp_path / "repo" / "README.md").write_text(BLOCK)
+    assert R.update(tmp_path / "repo") == {"README.md": ["family-grid"]}
+    assert md in (tmp_path / "repo" / "README.md").read_text()
+    assert R.update(tmp_path / "repo", check=True) == {}
+    # provenance covers the files: an edited number is caught
+    p = fig / f"{G.stem('llama', 'dpo')}_comparisons.csv"
+    p.write_text(p.read_text().replace("0.", "0.9", 1))
+    assert any("differs from what the batch wrote" in x for x in R.check_provenance(fig))
+    print(f"family grid, 2 families x 2 objectives x 2 seeds x {len(rules)} rules: {seconds:.0f} s")
