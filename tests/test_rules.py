@@ -165,9 +165,9 @@ def test_a_new_rule_runs_through_tifkit_select(shortest, tmp_path, monkeypatch, 
     import tifkit.pipeline as pipeline
     from tifkit.cli import main
 
-    t = table(30)
-    pairs = pd.DataFrame({"pair_id": t.pair_id, "prompt": [f"q{i}" for i in range(30)],
-                          "chosen": ["a" * n for n in t.chosen_tokens], "rejected": ["b"] * 30})
+    t = table(50)  # keep 0.2 of 50 = 10 pairs: above the CLI's minimum selection (cli.MIN_KEPT)
+    pairs = pd.DataFrame({"pair_id": t.pair_id, "prompt": [f"q{i}" for i in range(50)],
+                          "chosen": ["a" * n for n in t.chosen_tokens], "rejected": ["b"] * 50})
     scores = tmp_path / "scores.parquet"
     t.drop(columns="gt_flipped").to_parquet(scores)
     # the stages that would train models are replaced by the table above: the CLI's own code runs
@@ -177,16 +177,16 @@ def test_a_new_rule_runs_through_tifkit_select(shortest, tmp_path, monkeypatch, 
     assert main(["select", str(ROOT / "params/tiny.yaml"), "--rule", "Shortest-Chosen", "--keep", "0.2",
                  "-o", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "rule shortest: kept 6 of 30 pairs" in text
+    assert "rule shortest: kept 10 of 50 pairs" in text
     kept = [json.loads(line) for line in out.read_text().splitlines()]
-    want = sorted(range(30), key=lambda i: (t.chosen_tokens[i], i))[:6]
+    want = sorted(range(50), key=lambda i: (t.chosen_tokens[i], i))[:10]
     assert sorted(r["pair_id"] for r in kept) == sorted(t.pair_id[want])
     # and the other rules' report lists it beside them when another rule is selected (here by the
     # paper's spelling of LossDiff-IRM)
     assert main(["select", str(ROOT / "params/tiny.yaml"), "--rule", "LossDiff-IRM", "--keep", "0.2",
                  "-o", str(tmp_path / "fused.jsonl")]) == 0
     text = capsys.readouterr().out
-    assert "rule lossdiff-irm: kept 6 of 30 pairs" in text and "overlap with shortest" in text
+    assert "rule lossdiff-irm: kept 10 of 50 pairs" in text and "overlap with shortest" in text
 
 
 def test_a_new_rule_in_the_batch_tables_and_a_figure(shortest, tmp_path):

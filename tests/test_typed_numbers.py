@@ -76,6 +76,7 @@ ALLOWED = [
     (r"\(1\.0 = exactly sorted", "the oracle's maximum reward"),
     (r"\b95% (?:bootstrap |hierarchical bootstrap |interval|Student|t-interval|confidence)", "the interval's level"),
     (r"with 95% intervals|a 95%\b|the 2\.5% and 97\.5% percentiles", "the interval's level"),
+    (r"\b80% power\b|at the 5% level", "the power analysis' target power and test level (stats.seeds_needed defaults)"),
     # parameter values: checked against params/tiny.yaml
     (r"(?:here the middle |keep |keeps the bottom |keeps the top |budget \(keep |keep: |random |rule at |at |bands of |its middle |middle )64%",
      "param:select.keep*100"),

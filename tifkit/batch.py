@@ -136,6 +136,11 @@ def _task_rule(params: Params, seed: int, rule: str):
     return _timed(_rule, params, seed, rule)
 
 
+# Public names of the worker tasks, for grids that run them in their own pool (tifkit.family_grid).
+task_start = _task_start
+task_rule = _task_rule
+
+
 def run_seeds(params: Params, seeds: list[int], rules: list[str], workers: int | None = None,
               timings: list | None = None) -> tuple[pd.DataFrame, dict[int, pd.DataFrame]]:
     """Every (seed, rule) of the batch: (per-prompt rows in seed-then-rule order, {seed: score table}).
