@@ -328,23 +328,6 @@ def test_init_control_params_use_model_seed():
     assert list(q) == ["llama init 100", "llama init 7"]
 
 
-def _square(x):
-    return x * x
-
-
-def _plus_one(x):
-    return x + 1
-
-
-def test_pool_map_runs_follow_up_tasks(workers=1):
-    # in-process path; the worker-process path runs in the notebooks under nbmake (two workers)
-    def then(key, result):
-        return {("next", key[1]): (_plus_one, (result,))} if key[0] == "first" else None
-
-    out = E._pool_map({("first", i): (_square, (i,)) for i in range(3)}, workers, "test", False, then)
-    assert out == {**{("first", i): i * i for i in range(3)}, **{("next", i): i * i + 1 for i in range(3)}}
-
-
 # ------------------------------------------------------------------ notebook 06: open decisions
 def test_decision_settings_and_params():
     from tifkit.config import Params
