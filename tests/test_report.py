@@ -210,14 +210,11 @@ def test_notebook_params_scales(tmp_path):
         N.notebook_params(str(ROOT / "params/tiny.yaml"), "huge")
 
 
-def test_train_on_groups_toy(tmp_path):
+def test_train_on_groups_toy(toy):
     """Curves start at the warm-up model, end where the saved model is, and a rerun trains nothing."""
     from tifkit.pipeline import prepare, score_stage
 
-    p = N.notebook_params(str(ROOT / "params/tiny.yaml"), "ci", ["world.n_train=48", "world.n_val=16",
-                                                                 "sft.steps=20", "score.influence=batched"],
-                          run_root=str(tmp_path))
-    ctx = prepare(p, 0)
+    ctx = prepare(toy.params("score.influence=batched"), 0)  # the shared toy run's stages and scores
     table = pd.read_parquet(score_stage(ctx))
     groups = R.if_groups(table)
     run = E.train_on_groups(ctx, groups)
