@@ -153,18 +153,14 @@ def test_data_path_without_source_scores_that_file_and_counts_too_long(tmp_path,
 
 
 # ----------------------------------------------------------------------------- the README's own-data route
-TOY = ["--set", "world.n_sft=300", "--set", "sft.steps=30", "--set", "model.hidden_size=32",
-       "--set", "score.rm_steps=20", "--set", "world.n_rm=16", "--set", "run.show_progress=false"]
-
-
-def test_own_data_route_as_the_readme_shows_it(tmp_path, capsys):
+def test_own_data_route_as_the_readme_shows_it(toy, tmp_path, capsys):
     """export-tiny -> score -> select -> evaluate with --data/--model, plain and chat data, offline."""
     import pandas as pd
     from datasets import load_dataset
 
     runs = ["--set", f"run.root={tmp_path / 'runs'}", "--set", "run.show_progress=false", "--set", "train.batch_size=16"]
     model = tmp_path / "tiny-sft"
-    assert main(["export-tiny", str(model), "--set", f"run.root={tmp_path / 'runs'}", *TOY]) == 0
+    assert main(["export-tiny", str(model), *toy.cli()]) == 0  # the shared toy run's SFT and reward models
     capsys.readouterr()
     tok_cfg = json.loads((model / "tokenizer_config.json").read_text())
     assert (model / "config.json").exists() and (model / "reward" / "config.json").exists()

@@ -1,8 +1,6 @@
 """The band-position sweep (tifkit.experiments): TIF bands of fixed width moved along IF, checked
 against a rank loop and against the rules they coincide with; subsets trained in worker processes
 give the numbers of one process."""
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,10 +8,8 @@ import torch
 
 from tifkit import TifkitError
 from tifkit import experiments as E
-from tifkit.config import SelectParams, load_params
+from tifkit.config import SelectParams
 from tifkit.select import select
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _table(n=200, seed=0):
@@ -66,21 +62,15 @@ def test_band_specs_and_errors():
         E.subset_experiment(None, [0], {})
 
 
-def _toy(root):
-    return load_params(ROOT / "params/tiny.yaml", [
-        f"run.root={root}", "world.n_sft=200", "world.n_train=48", "world.n_val=16", "world.n_test=12",
-        "world.n_rm=16", "sft.steps=20", "model.hidden_size=32", "train.batch_size=16",
-        "run.show_progress=false", "eval.n_bootstrap=200", "score.rm_steps=10"])
-
-
 @pytest.mark.slow
-def test_subset_experiment_workers_match_one_process(tmp_path):
-    """Two bands, an IF group and the full-data rule, from empty caches in 1 and in 2 worker processes:
-    the same curves, summaries and verdicts; bands have their width, IF edges and D_val curves from
-    the warm-up model; a rerun trains nothing."""
+def test_subset_experiment_workers_match_one_process(toy, tmp_path):
+    """Two bands, an IF group and the full-data rule, in 2 worker processes from an empty cache and in
+    this process (in the shared toy root, whose stages are all trained in this process): the same
+    curves, summaries and verdicts; bands have their width, IF edges and D_val curves from the warm-up
+    model; a rerun trains nothing."""
     specs = {**E.band_specs(0.5, [0.25, 0.75]), "medium": ("if-group", 3, "medium"), "full": ("rule", "full", 1.0)}
-    one = E.subset_experiment(_toy(tmp_path / "one"), [0], specs, workers=1)
-    two = E.subset_experiment(_toy(tmp_path / "two"), [0], specs, workers=2)
+    one = E.subset_experiment(toy.params(), [0], specs, workers=1)
+    two = E.subset_experiment(toy.params(root=tmp_path / "two"), [0], specs, workers=2)
     for key in ("curves", "summary", "per_prompt"):
         pd.testing.assert_frame_equal(one[key], two[key])
     np.testing.assert_allclose(one["winrates"].winrate, two["winrates"].winrate)
@@ -96,7 +86,7 @@ def test_subset_experiment_workers_match_one_process(tmp_path):
     w = one["winrates"].set_index("name")
     for n in specs:
         assert w.loc[n, "winrate"] == pytest.approx(pp[pp.rule == n].verdict.mean())
-    again = E.band_sweep(_toy(tmp_path / "one"), [0], 0.5, [0.25, 0.75], workers=1)
+    again = E.band_sweep(toy.params(), [0], 0.5, [0.25, 0.75], workers=1)
     pd.testing.assert_frame_equal(again["curves"], c[c.group.str.startswith("band")].reset_index(drop=True))
 
 

@@ -7,16 +7,7 @@ import pandas as pd
 import pytest
 from safetensors.torch import load_file
 
-from tifkit.config import load_params
-
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def toy(root, *extra):
-    return load_params(ROOT / "params/tiny.yaml", [
-        f"run.root={root}", "world.n_sft=200", "world.n_train=48", "world.n_val=16", "world.n_test=12",
-        "world.n_rm=16", "sft.steps=0", "model.hidden_size=32", "train.batch_size=16",
-        "run.show_progress=false", "eval.n_bootstrap=200", *extra])
 
 
 def _weights(folder: Path) -> dict:
@@ -27,13 +18,16 @@ def _same(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
 
 
-def test_model_seed_changes_weights_not_world_and_world_seed_the_reverse(tmp_path):
+def test_model_seed_changes_weights_not_world_and_world_seed_the_reverse(toy, tmp_path):
     from tifkit.pipeline import prepare, sft_stage
 
+    def params(*extra):  # in a root of its own: these run folders must not mix with the shared ones
+        return toy.params("sft.steps=0", *extra, root=tmp_path)
+
     # sft.steps=0: the SFT stage saves the freshly initialized model, so its weights are the initialization
-    base = prepare(toy(tmp_path), 0)                           # world 0, model seed = world seed = 0
-    other_init = prepare(toy(tmp_path, "run.model_seed=7"), 0)  # world 0, model seed 7
-    other_world = prepare(toy(tmp_path, "run.model_seed=0"), 1)  # world 1, model seed 0
+    base = prepare(params(), 0)                           # world 0, model seed = world seed = 0
+    other_init = prepare(params("run.model_seed=7"), 0)  # world 0, model seed 7
+    other_world = prepare(params("run.model_seed=0"), 1)  # world 1, model seed 0
     assert base.train_seed == 0 and other_init.train_seed == 7 and other_world.train_seed == 0
     # model_seed: the same world (pairs, D_val, test prompts), other weights, its own run folder
     pd.testing.assert_frame_equal(base.train, other_init.train)
@@ -50,21 +44,20 @@ def test_model_seed_changes_weights_not_world_and_world_seed_the_reverse(tmp_pat
     from tifkit.io import content_hash
     from tifkit.world import WORLD_VERSION
 
-    d = toy(tmp_path).to_dict()
+    d = params().to_dict()
     old_key = content_hash({**{k: d[k] for k in ("world", "data", "model", "sft", "train")}, "seed": 0,
                             "world_version": WORLD_VERSION})
     assert base.run_dir.name == f"tiny-s0-{old_key}"
 
 
-
-def _toy_batch(root):
-    return toy(root, "sft.steps=20", "world.n_test=10", "run.rules=[full,lossdiff-irm]", "run.n_bootstrap=300",
-               "score.rm_steps=5", "run.name=toy")
+def _toy_batch(toy, root=None):
+    return toy.params("run.rules=[full,lossdiff-irm]", "run.n_bootstrap=300", root=root)
 
 
-def test_batch_in_parallel_workers_gives_the_serial_numbers_and_records_provenance(tmp_path, capsys):
-    """The batch in 2 spawned worker processes and the same tasks in one process, each from an empty
-    cache, give exactly the same rows and score tables; every file it writes carries its provenance."""
+def test_batch_in_parallel_workers_gives_the_serial_numbers_and_records_provenance(toy, tmp_path, capsys):
+    """The batch in 2 spawned worker processes from an empty cache and the same tasks in this process
+    (in the shared toy root, whose stages were all trained in this process) give exactly the same rows
+    and score tables; every file it writes carries its provenance."""
     import json
 
     from PIL import Image
@@ -72,13 +65,13 @@ def test_batch_in_parallel_workers_gives_the_serial_numbers_and_records_provenan
     from tifkit import results as R
     from tifkit.batch import run_batch, run_seeds
 
-    par = _toy_batch(tmp_path / "parallel")
+    par = _toy_batch(toy, tmp_path / "parallel")
     figs = tmp_path / "figures"
     figs.mkdir()
     summary = run_batch(par, seeds=[0, 1], figures_dir=figs, workers=2)
     assert "2 workers" in capsys.readouterr().out
-    per_prompt = pd.read_parquet(tmp_path / "parallel" / "toy-batch" / "per_prompt.parquet")
-    serial, t_serial = run_seeds(_toy_batch(tmp_path / "serial"), [0, 1], par.run.rules, workers=1)
+    per_prompt = pd.read_parquet(tmp_path / "parallel" / "tiny-batch" / "per_prompt.parquet")
+    serial, t_serial = run_seeds(_toy_batch(toy), [0, 1], par.run.rules, workers=1)
     assert list(serial.groupby(["seed", "rule"], sort=False).size().index) == [
         (s, r) for s in (0, 1) for r in ("full", "lossdiff-irm")]
     pd.testing.assert_frame_equal(serial, per_prompt)
@@ -94,33 +87,33 @@ def test_batch_in_parallel_workers_gives_the_serial_numbers_and_records_provenan
     assert row.diff_vs_full_lo <= row.diff_vs_full <= row.diff_vs_full_hi
 
     # provenance: manifest with commit, source hash, parameters and the sha256 of every file written
-    man = json.loads((figs / "toy_provenance.json").read_text())
-    assert man["source_hash"] == R.source_hash() and man["params"]["run"]["name"] == "toy"
+    man = json.loads((figs / "tiny_provenance.json").read_text())
+    assert man["source_hash"] == R.source_hash() and man["params"]["run"]["name"] == "tiny"
     assert man["seeds"] == [0, 1] and man["workers"] == 2
-    assert set(man["files"]) == {"toy_summary.csv", "toy_comparisons.csv", "toy_score_diagnostics.csv",
-                                 "toy_winrates.png", "toy_reward_distribution.png"}
-    for name in ("toy_summary.csv", "toy_comparisons.csv", "toy_score_diagnostics.csv"):
+    assert set(man["files"]) == {"tiny_summary.csv", "tiny_comparisons.csv", "tiny_score_diagnostics.csv",
+                                 "tiny_winrates.png", "tiny_reward_distribution.png"}
+    for name in ("tiny_summary.csv", "tiny_comparisons.csv", "tiny_score_diagnostics.csv"):
         df = pd.read_csv(figs / name)
         assert set(df.source_hash) == {man["source_hash"]} and set(df.params_hash) == {man["params_hash"]}
-    with Image.open(figs / "toy_winrates.png") as im:
+    with Image.open(figs / "tiny_winrates.png") as im:
         assert im.text["tifkit:source_hash"] == man["source_hash"]
     assert R.check_provenance(figs) == []
     # the checks fail when the code moves on, when a file is edited, and a note must name the culprit
     assert "rerun" in R.check_provenance(figs, current="0" * 16)[0]
-    (figs / "STALE.md").write_text("- `toy_provenance.json`: code moved after the run; rerun at the end\n")
+    (figs / "STALE.md").write_text("- `tiny_provenance.json`: code moved after the run; rerun at the end\n")
     assert R.check_provenance(figs, current="0" * 16) == []
     assert "remove the note" in R.check_provenance(figs)[0]
     (figs / "STALE.md").unlink()
-    (figs / "toy_summary.csv").write_text((figs / "toy_summary.csv").read_text().replace("lossdiff-irm", "lossdiff-1rm"))
+    (figs / "tiny_summary.csv").write_text((figs / "tiny_summary.csv").read_text().replace("lossdiff-irm", "lossdiff-1rm"))
     assert any("differs from what the batch wrote" in p for p in R.check_provenance(figs))
 
     # the README blocks regenerate from these files
-    gen = R.blocks(figs, "toy")
-    assert {"toy", "toy-claims", "toy-scores"} <= set(gen)
-    assert "lossdiff-1rm" in gen["toy"] and "better in" in gen["toy-claims"]
-    doc = "intro\n<!-- results:toy:start -->\nold table\n<!-- results:toy:end -->\nrest\n"
+    gen = R.blocks(figs, "tiny")
+    assert {"tiny", "tiny-claims", "tiny-scores"} <= set(gen)
+    assert "lossdiff-1rm" in gen["tiny"] and "better in" in gen["tiny-claims"]
+    doc = "intro\n<!-- results:tiny:start -->\nold table\n<!-- results:tiny:end -->\nrest\n"
     new, changed = R.render(doc, gen)
-    assert changed == ["toy"] and new.startswith("intro\n<!-- results:toy:start -->\n| rule |") and new.endswith("rest\n")
+    assert changed == ["tiny"] and new.startswith("intro\n<!-- results:tiny:start -->\n| rule |") and new.endswith("rest\n")
     assert R.render(new, gen) == (new, [])
 
 

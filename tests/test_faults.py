@@ -331,15 +331,11 @@ def test_failed_judging_leaves_no_current_looking_summary(tmp_path):
 
 
 # ------------------------------------------------------------------ the pipeline: damaged stages, CLI
-TOY = ["--set", "world.n_sft=300", "--set", "world.n_train=48", "--set", "world.n_val=16", "--set", "world.n_test=8",
-       "--set", "world.n_rm=16", "--set", "sft.steps=30", "--set", "model.hidden_size=32", "--set", "train.batch_size=16",
-       "--set", "score.rm_steps=20", "--set", "run.show_progress=false"]
-
-
-def test_damaged_stage_weights_and_score_table_are_redone_to_the_same_table(tmp_path, capsys):
+def test_damaged_stage_weights_and_score_table_are_redone_to_the_same_table(toy, tmp_path, capsys):
     from tifkit.cli import main
 
-    args = ["score", str(ROOT / "params" / "tiny.yaml"), "--set", f"run.root={tmp_path}", *TOY]
+    toy.private_copy(tmp_path)  # the shared toy run's stages, copied: damaged here, never in the shared root
+    args = ["score", str(ROOT / "params" / "tiny.yaml"), *toy.cli(root=tmp_path)]
     assert main(args) == 0
     table = Path(capsys.readouterr().out.strip().splitlines()[-1])
     digest = sha(table)

@@ -1,35 +1,35 @@
-"""End to end at toy scale: the CLI smoke run, stage caching, one-line errors."""
+"""End to end at toy scale: the CLI smoke run, stage caching, one-line errors. The toy runs share the
+test run's toy root (conftest.py), so SFT and the stages are trained once per test run."""
 import json
 from pathlib import Path
 
 import pytest
 
+from conftest import TOY_N_TEST, TOY_N_TRAIN
 from tifkit.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
+TINY = str(ROOT / "params/tiny.yaml")
 
 
-def toy_overrides(root):
-    return ["--set", f"run.root={root}", "--set", "world.n_sft=300", "--set", "world.n_train=48",
-            "--set", "world.n_val=16", "--set", "world.n_test=24", "--set", "world.n_rm=16",
-            "--set", "sft.steps=30", "--set", "model.hidden_size=32", "--set", "train.batch_size=16",
-            "--set", "run.show_progress=false"]
+def test_smoke_run_end_to_end_and_cached(toy, capsys):
+    from tifkit.pipeline import prepare
 
-
-def test_smoke_run_end_to_end_and_cached(tmp_path, capsys):
-    args = ["run", str(ROOT / "params/tiny.yaml"), *toy_overrides(tmp_path)]
+    args = ["run", TINY, *toy.cli()]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "WinRate of DPO vs SFT" in out and "oracle reward on 24 test prompts" in out
-    (run_dir,) = [p for p in tmp_path.iterdir() if p.name.startswith("tiny-s0-")]
+    assert "WinRate of DPO vs SFT" in out and f"oracle reward on {TOY_N_TEST} test prompts" in out
+    run_dir = prepare(toy.params(), 0).run_dir
+    assert run_dir.name.startswith("tiny-s0-") and f"run folder: {run_dir}" in out
     res = json.loads((run_dir / "smoke.json").read_text())
     assert 0 <= res["sft_reward"] <= 1 and 0 <= res["dpo_reward"] <= 1
     assert 0 <= res["winrate_lo"] <= res["winrate"] <= res["winrate_hi"] <= 1
-    assert sum(res["counts"][k] for k in ("win", "tie", "loss")) == 24
+    assert sum(res["counts"][k] for k in ("win", "tie", "loss")) == TOY_N_TEST
     assert (run_dir / "models" / "warmup" / "model.safetensors").exists()
     (full,) = (run_dir / "models").glob("full-*")  # keyed by the hash of the kept pair ids
     assert (full / "model.safetensors").exists()
-    assert len(list((tmp_path / "cache" / "sft").iterdir())) == 1
+    # one SFT folder for this seed in the shared cache (other seeds of the shared root have their own)
+    assert len([d for d in (toy.root / "cache" / "sft").iterdir() if "-s0-" in d.name]) == 1
     # a second run reuses every stage and the cached generations: same numbers, nothing retrained
     stamp = (full / "stage.json").stat().st_mtime_ns
     assert main(args) == 0
@@ -39,19 +39,30 @@ def test_smoke_run_end_to_end_and_cached(tmp_path, capsys):
     assert json.loads((run_dir / "smoke.json").read_text())["winrate"] == res["winrate"]
 
 
-def test_slic_objective_runs(tmp_path, capsys):
-    args = ["run", str(ROOT / "params/tiny.yaml"), *toy_overrides(tmp_path), "--set", "train.objective=slic",
-            "--set", "world.n_test=8"]
-    assert main(args) == 0
-    assert "WinRate of SLIC vs SFT" in capsys.readouterr().out
+def test_slic_objective_trains_the_stages_with_the_hinge_loss(toy, capsys):
+    """train.objective=slic reaches the pipeline's training: its own run folder (the objective is part
+    of the run key), stages labelled SLIC, and a first logged loss of exactly 1 (the hinge at zero
+    margin, where DPO's sigmoid loss gives log 2); the shared SFT model is reused."""
+    import pandas as pd
+
+    from tifkit.pipeline import prepare, sft_stage, warmup_stage
+
+    dpo = prepare(toy.params("train.logging_steps=1"), 0)
+    slic = prepare(toy.params("train.logging_steps=1", "train.objective=slic"), 0)
+    assert slic.run_dir != dpo.run_dir and sft_stage(slic) == sft_stage(dpo)
+    capsys.readouterr()
+    out = warmup_stage(slic)
+    assert f"SLIC stage 'warmup' from sft on {TOY_N_TRAIN} pairs" in capsys.readouterr().out
+    log = pd.read_parquet(out / "train_log.parquet")
+    assert log["loss"].dropna().iloc[0] == pytest.approx(1.0, abs=1e-4)
 
 
 @pytest.mark.parametrize("extra, expect", [
     (["--set", "train.lr=fast"], "'train.lr' must be a number"),
     (["--set", "model.family=mamba"], "Unknown tiny model family 'mamba'"),
 ])
-def test_cli_errors_are_one_line(tmp_path, capsys, extra, expect):
-    args = ["run", str(ROOT / "params/tiny.yaml"), *toy_overrides(tmp_path), *extra]
+def test_cli_errors_are_one_line(toy, tmp_path, capsys, extra, expect):
+    args = ["run", TINY, *toy.cli(root=tmp_path), *extra]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("tifkit: error:") and expect in err and "\n" not in err
@@ -62,22 +73,24 @@ def test_cli_missing_params_file(capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_score_select_evaluate_commands(tmp_path, capsys):
+def test_score_select_evaluate_commands(toy, tmp_path, capsys):
     import pandas as pd
     from datasets import load_dataset
 
-    base = [str(ROOT / "params/tiny.yaml"), *toy_overrides(tmp_path), "--set", "score.rm_steps=20"]
+    from tifkit.pipeline import prepare
+
+    base = [TINY, *toy.cli()]
     assert main(["score", *base]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     table = pd.read_parquet(last)
-    assert len(table) == 48 and {"irm", "lossdiff", "if", "tif", "rm_margin"} <= set(table.columns)
+    assert len(table) == TOY_N_TRAIN and {"irm", "lossdiff", "if", "tif", "rm_margin"} <= set(table.columns)
     # the `tif` column follows the run's select section (one definition with the tif rule), and a
     # changed band rescoring nothing but the flag
     from tifkit.select import SelectParams, select
 
     assert main(["score", *base, "--set", "select.keep=0.5", "--set", "select.band_center=0.3"]) == 0
     moved = pd.read_parquet(capsys.readouterr().out.strip().splitlines()[-1])
-    assert moved["if"].equals(table["if"]) and moved.tif.sum() == 24
+    assert moved["if"].equals(table["if"]) and moved.tif.sum() == TOY_N_TRAIN // 2
     assert (moved.tif.to_numpy() == select(moved, SelectParams(rule="tif", keep=0.5, band_center=0.3)).mask).all()
     assert not moved.tif.equals(table.tif)
     # the core score cache keeps no `tif` column: the select layer derives it once per select section
@@ -89,13 +102,13 @@ def test_score_select_evaluate_commands(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "overlap" in text.lower() and text.strip().splitlines()[-1] == str(out)
     kept = load_dataset("json", data_files=str(out), split="train")
-    assert len(kept) == 24 and {"prompt", "chosen", "rejected"} <= set(kept.column_names)
+    assert len(kept) == TOY_N_TRAIN // 2 and {"prompt", "chosen", "rejected"} <= set(kept.column_names)
     assert set(kept["pair_id"]) <= set(table.pair_id)
 
     assert main(["evaluate", *base, "--rule", "random", "--set", "select.keep=0.5"]) == 0
     text = capsys.readouterr().out
     assert "random on world: WinRate vs SFT" in text
-    (run_dir,) = [p for p in tmp_path.iterdir() if p.name.startswith("tiny-s0-")]
+    run_dir = prepare(toy.params(), 0).run_dir
     assert len(list((run_dir / "models").glob("random-0.5-*"))) == 1
     # another selection (a different random seed) trains another model, and is evaluated as itself
     assert main(["evaluate", *base, "--rule", "random", "--set", "select.keep=0.5", "--set", "select.seed=1"]) == 0

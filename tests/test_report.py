@@ -214,14 +214,11 @@ def test_notebook_params_scales(tmp_path):
         N.notebook_params(str(ROOT / "params/tiny.yaml"), "huge")
 
 
-def test_train_on_groups_toy(tmp_path):
+def test_train_on_groups_toy(toy):
     """Curves start at the warm-up model, end where the saved model is, and a rerun trains nothing."""
     from tifkit.pipeline import prepare, score_stage
 
-    p = N.notebook_params(str(ROOT / "params/tiny.yaml"), "ci", ["world.n_train=48", "world.n_val=16",
-                                                                 "sft.steps=20", "score.influence=batched"],
-                          run_root=str(tmp_path))
-    ctx = prepare(p, 0)
+    ctx = prepare(toy.params("score.influence=batched"), 0)  # the shared toy run's stages and scores
     table = pd.read_parquet(score_stage(ctx))
     groups = R.if_groups(table)
     run = E.train_on_groups(ctx, groups)
@@ -330,25 +327,6 @@ def test_init_control_params_use_model_seed():
     assert ctl["llama init 101"].world == p.world and ctl["llama init 101"].run.seed == p.run.seed
     q = E.init_control_params(ctl["llama init 100"], 0, (100, 7))
     assert list(q) == ["llama init 100", "llama init 7"]
-
-
-def _square(x):
-    return x * x
-
-
-def _plus_one(x):
-    return x + 1
-
-
-def test_pool_map_runs_follow_up_tasks(workers=1):
-    # in-process path; the worker-process path runs in the notebooks under nbmake (two workers)
-    def then(key, result):
-        return {("next", key[1]): (_plus_one, (result,))} if key[0] == "first" else None
-
-    from tifkit.workers import quiet_pool_map
-
-    out = quiet_pool_map({("first", i): (_square, (i,)) for i in range(3)}, workers, "test", False, then)
-    assert out == {**{("first", i): i * i for i in range(3)}, **{("next", i): i * i + 1 for i in range(3)}}
 
 
 # ------------------------------------------------------------------ notebook 06: open decisions
