@@ -31,9 +31,16 @@ import pandas as pd
 
 from tifkit import TifkitError
 from tifkit.config import Params
-from tifkit.workers import n_workers  # noqa: F401  (lives in workers.py; batch.n_workers kept)
 from tifkit.io import atomic_write_text, write_parquet
-from tifkit.rules import get_rule, stage_label
+from tifkit.pipeline import (continue_stage, evaluate_stage, prepare, say, score_stage, selection_mask, sft_stage,
+                             warmup_stage)
+from tifkit.plots import reward_distribution, save, winrate_bars
+from tifkit.report import score_report
+from tifkit.results import comparisons, provenance, source_hash, stamp_frame, stamp_png, write_manifest
+from tifkit.rules import get_rule, rule_names, stage_label
+from tifkit.stats import hierarchical_interval, paired_hierarchical_diff
+from tifkit.workers import n_workers  # noqa: F401  (lives in workers.py; batch.n_workers kept)
+from tifkit.workers import pool_map
 
 BASELINES = ("full", "random")  # every rule's WinRate is compared with these, paired on the same prompts
 
@@ -48,8 +55,6 @@ def __getattr__(name: str):
     # NO_SCORES (the rules that need no score table) is read from the registry when asked, so rules
     # registered later are in it too
     if name == "NO_SCORES":
-        from tifkit.rules import rule_names
-
         return {r for r in rule_names() if not needs_scores(r)}
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
@@ -57,8 +62,6 @@ def __getattr__(name: str):
 # ------------------------------------------------------------------------------------------ one seed
 def _rule_rows(ctx, rule: str, table: pd.DataFrame | None) -> pd.DataFrame:
     """Train the continuation on `rule`'s selection, evaluate it; one row per test prompt."""
-    from tifkit.pipeline import continue_stage, evaluate_stage, say, selection_mask
-
     params, seed = ctx.p, ctx.seed
     mask = selection_mask(ctx, rule, table=table)
     label = stage_label(rule, params.select.keep)
@@ -76,8 +79,6 @@ def _rule_rows(ctx, rule: str, table: pd.DataFrame | None) -> pd.DataFrame:
 def _start_seed(params: Params, seed: int, rules: list[str]):
     """A seed's shared stages (SFT, warm-up, scores if any rule needs them) and its first rule.
     Returns (context, score table or None, rows of rules[0])."""
-    from tifkit.pipeline import prepare, say, score_stage, sft_stage, warmup_stage
-
     ctx = prepare(params, seed)
     say(f"seed {seed}: run folder {ctx.run_dir}")
     sft_stage(ctx)
@@ -113,14 +114,10 @@ def _start(params: Params, seed: int, rules: list[str]) -> tuple[pd.DataFrame, s
     ctx, table, rows = _start_seed(params, seed, rules)
     if table is None:
         return rows, None
-    from tifkit.pipeline import score_stage
-
     return rows, str(score_stage(ctx))  # cached: the path of the table just made
 
 
 def _rule(params: Params, seed: int, rule: str) -> pd.DataFrame:
-    from tifkit.pipeline import prepare, score_stage
-
     ctx = prepare(params, seed)
     table = pd.read_parquet(score_stage(ctx)) if needs_scores(rule) else None
     return _rule_rows(ctx, rule, table)
@@ -136,9 +133,8 @@ def _task_rule(params: Params, seed: int, rule: str):
     return _timed(_rule, params, seed, rule)
 
 
-# Public names of the worker tasks, for grids that run them in their own pool (tifkit.family_grid).
-task_start = _task_start
-task_rule = _task_rule
+# public: the same two steps as timed worker tasks (tifkit.family_grid runs them in its own pool)
+task_start, task_rule = _task_start, _task_rule
 
 
 def run_seeds(params: Params, seeds: list[int], rules: list[str], workers: int | None = None,
@@ -150,9 +146,6 @@ def run_seeds(params: Params, seeds: list[int], rules: list[str], workers: int |
     worker the same tasks run in this process, also on one torch thread. Per-stage progress bars
     are off in the workers; one bar counts the tasks."""
     import dataclasses
-
-    from tifkit.pipeline import say
-    from tifkit.workers import pool_map
 
     rules = list(rules)
     if not rules:
@@ -188,8 +181,6 @@ def run_seeds(params: Params, seeds: list[int], rules: list[str], workers: int |
 def score_diagnostics(tables: dict[int, pd.DataFrame], keep: float, select_params=None) -> pd.DataFrame:
     """report.score_report per seed (AUROC for mislabelled pairs, correlation with IF, overlap with
     TIF), then mean and std over seeds, with the paper's numbers beside them."""
-    from tifkit.report import score_report
-
     reports = [score_report(t, keep, select_params).assign(seed=s) for s, t in tables.items()]
     r = pd.concat(reports, ignore_index=True)
     keys = ["section", "name", "statistic", "paper"]
@@ -207,8 +198,6 @@ def summarize(per_prompt: pd.DataFrame, n_bootstrap: int = 10000, seed: int = 0)
     """One row per rule: rewards, WinRate vs SFT and the paired differences against full data and
     random selection, each with a hierarchical bootstrap interval (seeds, then prompts: tifkit.stats),
     its per-seed values (JSON) and the number of seeds in which the rule is better."""
-    from tifkit.stats import hierarchical_interval, paired_hierarchical_diff
-
     out = []
     base = {b: per_prompt[per_prompt.rule == b].sort_values(["seed", "prompt_idx"]) for b in BASELINES
             if b in set(per_prompt.rule)}
@@ -239,10 +228,6 @@ def summarize(per_prompt: pd.DataFrame, n_bootstrap: int = 10000, seed: int = 0)
 # -------------------------------------------------------------------------------------------- batch
 def run_batch(params: Params, seeds: list[int] | None = None, figures_dir: str | Path = "figures",
               workers: int | None = None) -> pd.DataFrame:
-    from tifkit.pipeline import say
-    from tifkit.plots import reward_distribution, save, winrate_bars
-    from tifkit.results import comparisons, provenance, source_hash, stamp_frame, stamp_png, write_manifest
-
     t0 = time.time()
     seeds = list(seeds or params.run.seeds)
     rules = list(params.run.rules)

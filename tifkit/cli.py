@@ -24,6 +24,12 @@ import os
 import sys
 
 from tifkit import TifkitError
+from tifkit.config import load_params
+from tifkit.io import (PROGRESS, is_tifkit_output, recover_folder, replace_folder, stage_lock, sweep_temps, tmp_prefix,
+                       write_output_marker)
+from tifkit.rules import find_rule, rule_names, stage_label
+# deferred: tifkit.batch, .data, .evaluate, .notebooks, .pipeline, .select (pandas, torch), each in the command
+# that needs it, so that --help and argument errors answer without loading them
 
 
 DEFAULT_PARAMS = "params/tiny.yaml"
@@ -36,8 +42,6 @@ def _params(args):
     """The params file with --set, then --data / --model (applied as given: no YAML parsing of paths)."""
     import dataclasses
     from pathlib import Path
-
-    from tifkit.config import load_params
 
     p = load_params(args.params or DEFAULT_PARAMS, args.set)
     if getattr(args, "data", None):
@@ -59,8 +63,6 @@ def _check_keep(keep) -> None:
 def _check_rule(rule: str, ground_truth: bool = False, extra: tuple[str, ...] = ()) -> str:
     """The registered name of `--rule` (aliases such as LossDiff-IRM work, case ignored), from the rule
     registry; `ground_truth` also allows the controls that read the world's ground truth (oracle)."""
-    from tifkit.rules import find_rule, rule_names
-
     if rule in extra:
         return rule
     known = tuple(dict.fromkeys((*rule_names(None if ground_truth else False), *extra)))
@@ -164,7 +166,6 @@ def cmd_select(args) -> int:
     _check_data(p)
     from tifkit.data import save_pairs
     from tifkit.pipeline import prepare, say, score_stage
-    from tifkit.rules import rule_names
     from tifkit.select import report, select
 
     ctx = prepare(p, args.seed)
@@ -209,8 +210,6 @@ def cmd_evaluate(args) -> int:
     if args.rule == "sft":
         model_dir = sft_stage(ctx)
     else:
-        from tifkit.rules import stage_label
-
         model_dir = continue_stage(ctx, stage_label(args.rule, p.select.keep), selection_mask(ctx, args.rule))
     results = evaluate_sets(ctx, args.rule, model_dir)
     for name, res in results.items():
@@ -227,9 +226,6 @@ def cmd_export_tiny(args) -> int:
     import shutil
     import tempfile
     from pathlib import Path
-
-    from tifkit.io import (tmp_prefix, is_tifkit_output, recover_folder, replace_folder, stage_lock, sweep_temps,
-                           write_output_marker)
 
     out = Path(args.out_dir).expanduser()
     recover_folder(out)
@@ -353,8 +349,6 @@ def main(argv=None) -> int:
     except TifkitError as e:
         return _fail(str(e))
     except KeyboardInterrupt:
-        from tifkit.io import PROGRESS
-
         where = (f" from {PROGRESS['done']} of {PROGRESS['total']} {PROGRESS['what']}"
                  if PROGRESS.get("total") else " (finished stages and chunks are kept)")
         return _fail(f"interrupted; rerun the same command to resume{where}.", 130)

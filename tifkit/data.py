@@ -51,7 +51,8 @@ from tqdm.auto import tqdm
 
 from tifkit import TifkitError
 from tifkit.config import DataParams  # noqa: F401  (parameter section; lives in config.py)
-from tifkit.io import atomic_path, content_hash
+from tifkit.io import (atomic_path, content_hash, is_tifkit_output, recover_folder, replace_folder, stage_lock,
+                       sweep_temps, tmp_prefix, write_output_marker)
 
 log = logging.getLogger(__name__)
 
@@ -512,8 +513,6 @@ def check_output(path: str | os.PathLike, inputs: tuple = (), force: bool = Fals
     an input file (or a folder holding one), an existing folder that tifkit did not write (it is never
     replaced), an existing file unless ``force``, a folder name that is an existing file, a folder
     that cannot be written. Returns the path."""
-    from tifkit.io import is_tifkit_output, recover_folder
-
     path = Path(path).expanduser()
     recover_folder(path)  # a replacement a kill interrupted: put the previous folder back first
     target = path.resolve()
@@ -576,8 +575,6 @@ def save_pairs(
     a kill at any moment leaves the old or the new folder complete at ``path``); an existing folder
     without the marker (not tifkit's) is never replaced. Temporary siblings are removed on every exit,
     and those of killed runs by the next call."""
-    from tifkit.io import tmp_prefix, is_tifkit_output, replace_folder, stage_lock, sweep_temps, write_output_marker
-
     path = Path(path).expanduser()
     format = format or output_format(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,8 @@ from tifkit.io import atomic_write_text, content_hash, parquet_ok, write_parquet
 from tifkit.stats import Interval, bootstrap_interval, paired_bootstrap_diff  # noqa: F401
 from tifkit.judges import (VALUES, Judge, LLMJudge, OracleJudge, RewardModelJudge, ScoreJudge,
                            Verdict)
+from tifkit.world import target_of
+# deferred: tifkit.logprobs (imports torch; only generation needs it, so judging and the intervals load without)
 
 
 def gen_params_of(params: EvalParams) -> dict:
@@ -255,8 +257,6 @@ def check_prompt_sets(params: EvalParams, has_world: bool) -> None:
             raise TifkitError(f"Prompt set file {str(name)!r} does not exist; fix the path in eval.prompt_sets "
                               "(a JSONL file with a 'prompt' field per line).")
     if params.judge == "oracle" and not has_world:
-        from tifkit.world import target_of
-
         for name in params.prompt_sets:
             prompts = load_prompt_set(name, None, params.max_prompts) if Path(str(name)).is_file() else [str(name)]
             for prompt in prompts:

@@ -33,6 +33,12 @@ from pathlib import Path
 import pandas as pd
 
 from tifkit import TifkitError
+from tifkit.batch import n_workers, summarize, task_rule, task_start
+from tifkit.config import load_params
+from tifkit.io import atomic_write_text, write_parquet
+from tifkit.results import comparisons, grid_table, provenance, source_hash, stamp_frame, write_manifest
+from tifkit.rules import get_rule, headline_rules as registry_headline_rules
+from tifkit.workers import init_quiet_worker, pool_map
 
 FAMILY_FILES = {"llama": "tiny.yaml", "qwen": "tiny-qwen.yaml", "pythia": "tiny-pythia.yaml", "gpt2": "tiny-gpt2.yaml"}
 OBJECTIVES = ("dpo", "slic")
@@ -46,16 +52,12 @@ def stem(family: str, objective: str) -> str:
 
 def headline_rules() -> list[str]:
     """The rules the grid runs: those the registry flags `headline`, in registration order."""
-    from tifkit.rules import headline_rules as _headline
-
-    return list(_headline())
+    return list(registry_headline_rules())
 
 
 def grid_params(families=tuple(FAMILY_FILES), objectives=OBJECTIVES, overrides=()) -> dict:
     """{(family, objective): Params}: each family's params file with `train.objective` set, then the
     `overrides` ("key=value" strings, as `tifkit batch --set`)."""
-    from tifkit.config import load_params
-
     out = {}
     for fam in families:
         if fam not in FAMILY_FILES:
@@ -75,13 +77,6 @@ def run_grid(variants: dict, seeds=None, rules=None, workers: int | None = None,
     summary, comparisons and provenance under `figures_dir`. `variants` is {(family, objective):
     Params} (`grid_params`); `seeds` default to the first variant's run.seeds, `rules` to the headline
     rules. Returns {(family, objective): summary DataFrame}."""
-    from tifkit.batch import n_workers, summarize, task_rule, task_start
-    from tifkit.workers import init_quiet_worker
-    from tifkit.io import atomic_write_text, write_parquet
-    from tifkit.results import comparisons, provenance, source_hash, stamp_frame, write_manifest
-    from tifkit.rules import get_rule
-    from tifkit.workers import pool_map
-
     t0 = time.time()
     first = next(iter(variants.values()))
     seeds = [int(s) for s in (seeds if seeds is not None else first.run.seeds)]
@@ -152,14 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--figures", default="figures", help="folder for the result files (default: figures)")
     args = ap.parse_args(argv)
     if args.workers == 1:  # the tasks run in this process: as quiet as the spawned workers are
-        from tifkit.workers import init_quiet_worker
-
         init_quiet_worker()
     try:
         variants = grid_params(args.families, args.objectives, args.set)
         run_grid(variants, args.seeds, args.rules, args.workers, args.figures)
-        from tifkit.results import grid_table
-
         print(grid_table(args.figures))
     except TifkitError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -35,6 +35,8 @@ import numpy as np
 
 from tifkit import TifkitError
 from tifkit.io import content_hash
+from tifkit.world import oracle_reward
+# deferred: tifkit.reward (imports transformers; only the reward-model judge loads it)
 
 Outcome = Literal["win", "tie", "loss", "error"]
 VALUES = {"win": 1.0, "tie": 0.5, "loss": 0.0, "error": float("nan")}
@@ -144,8 +146,6 @@ class OracleJudge(ScoreJudge):
     @classmethod
     def from_world(cls, tol: float = 1e-9) -> "OracleJudge":
         """The built-in preference world's oracle (`tifkit.world.oracle_reward`)."""
-        from tifkit.world import oracle_reward
-
         return cls(oracle_reward, tol)
 
     def score(self, prompts, responses):

@@ -27,7 +27,9 @@ import numpy as np
 
 from tifkit import TifkitError
 from tifkit.config import load_params
+from tifkit.io import atomic_write_text
 from tifkit.models import TINY_FAMILIES
+from tifkit.plots import save, style
 from tifkit.workers import quiet_libraries
 
 # Three scales (docs/NOTEBOOKS.md):
@@ -80,8 +82,6 @@ def notebook_setup(threads: int | None = None, chdir: bool = True) -> Path:
 
     threads = threads or int(os.environ.get("TIFKIT_THREADS", "0") or 0) or 1
     torch.set_num_threads(threads)
-    from tifkit.plots import style
-
     style()
     if chdir:
         root = repo_root()
@@ -194,8 +194,6 @@ def start(name: str, scale: str | None = None, params_file: str = "tiny.yaml", o
 
 def show(fig, path: str | os.PathLike) -> Path:
     """Save `fig` as PNG (tifkit.plots.save) and display it inline when running under IPython."""
-    from tifkit.plots import save
-
     path = save(fig, path)
     try:
         from IPython import get_ipython
@@ -210,8 +208,6 @@ def show(fig, path: str | os.PathLike) -> Path:
 
 def save_json(obj, path: str | os.PathLike) -> Path:
     """Write `obj` as JSON (atomic); the notebooks leave their key numbers next to their figures."""
-    from tifkit.io import atomic_write_text
-
     return atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default))
 
 
@@ -281,8 +277,6 @@ def sync_notebooks(notebook_dir: str | os.PathLike | None = None, check: bool = 
         if not ipynb.exists() or ipynb.read_text() != text:
             stale.append(py.stem)
             if not check:
-                from tifkit.io import atomic_write_text
-
                 atomic_write_text(ipynb, text)
     return stale
 
@@ -336,8 +330,6 @@ def _write_runtimes(path: Path, rows) -> None:
             old = {(r["notebook"], r["scale"]): r["seconds"] for r in csv.DictReader(f)}
     for name, scale, sec in rows:
         old[(name, scale)] = sec
-    from tifkit.io import atomic_write_text
-
     lines = ["notebook,scale,seconds"] + [f"{n},{s},{sec}" for (n, s), sec in sorted(old.items())]
     atomic_write_text(path, "\n".join(lines) + "\n")
 

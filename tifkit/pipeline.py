@@ -45,9 +45,19 @@ import torch
 
 from tifkit import TifkitError
 from tifkit.config import Params, dump_params
+from tifkit.data import load_pairs, resolve_source
+from tifkit.evaluate import build_judge, evaluate_from_params, evaluate_policy
 from tifkit.io import (atomic_write_text, content_hash, parquet_ok, stage_complete, stage_lock, sweep_temps,
                        table_unchanged, write_parquet)
 from tifkit.losses import Objective, objective_from_params
+from tifkit.models import apply_lora, build_tiny_model, resolve_device, resolve_dtype
+from tifkit.rules import get_rule
+from tifkit.scores import run_scoring, verify_table
+from tifkit.select import select, with_tif
+from tifkit.tokenizer import build_char_tokenizer
+from tifkit.train import dpo_train, save_stage, sft_train
+from tifkit.world import WORLD_VERSION, build_world, sft_key
+# deferred: tifkit.reward (imports transformers' model classes, ~5 s; only the reward-model stage needs it)
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +112,6 @@ def _training_key(p: Params, seed: int) -> str:
     if p.run.model_seed is not None:  # absent when None, so existing run folders keep their hash
         keep["model_seed"] = p.run.model_seed
     if p.data.source == "world":
-        from tifkit.world import WORLD_VERSION
-
         keep["world_version"] = WORLD_VERSION
     return content_hash(keep)
 
@@ -114,9 +122,6 @@ def prepare(params: Params, seed: int | None = None) -> Context:
     The run folder is keyed by everything that changes the trained SFT, warm-up and validation
     models (world, data, model, sft, train, seed); scores are keyed by the score parameters inside
     it, and continuation models by the exact set of pairs they were trained on."""
-    from tifkit.data import load_pairs, resolve_source
-    from tifkit.models import resolve_device
-
     seed = params.run.seed if seed is None else seed
     p = dataclasses.replace(params, data=resolve_source(params.data))  # data.path without data.source
     mtag = "" if p.run.model_seed is None else f"m{p.run.model_seed}"
@@ -131,8 +136,6 @@ def prepare(params: Params, seed: int | None = None) -> Context:
 
     world = sft_demos = None
     if p.model.is_tiny:
-        from tifkit.tokenizer import build_char_tokenizer
-
         tokenizer = build_char_tokenizer()
     else:
         from transformers import AutoTokenizer
@@ -161,8 +164,6 @@ def prepare(params: Params, seed: int | None = None) -> Context:
             tokenizer.pad_token = tokenizer.eos_token
 
     if p.data.source == "world":
-        from tifkit.world import build_world
-
         world = build_world(p.world, seed)
         train, rep_tr = load_pairs(p.data, tokenizer=tokenizer, frame=world.train)
         val, rep_val = load_pairs(dataclasses.replace(p.data, max_pairs=None), tokenizer=tokenizer, frame=world.val)
@@ -228,8 +229,6 @@ def load_stage(ctx: Context, path: Path, trainable: bool = True):
     """Load a saved stage (full model or LoRA adapter on the SFT base)."""
     from transformers import AutoModelForCausalLM
 
-    from tifkit.models import resolve_dtype
-
     p = ctx.p.model
     if (path / "adapter_config.json").exists():
         from peft import PeftModel
@@ -255,8 +254,6 @@ def _load_base(ctx: Context):
     """The SFT model, freshly loaded (the reference of every stage)."""
     from transformers import AutoModelForCausalLM
 
-    from tifkit.models import resolve_dtype
-
     p = ctx.p.model
     path = sft_stage(ctx)
     try:
@@ -280,8 +277,6 @@ def reference(ctx: Context):
 
 def sft_stage(ctx: Context) -> Path | str:
     """The SFT model: trained for tiny families (cached across runs), given for real ones."""
-    from tifkit.world import sft_key
-
     p = ctx.p
     if not p.model.is_tiny:
         return p.model.name_or_path
@@ -303,9 +298,6 @@ def sft_stage(ctx: Context) -> Path | str:
 
 
 def _train_sft(ctx: Context, out: Path) -> Path:
-    from tifkit.models import build_tiny_model
-    from tifkit.train import save_stage, sft_train
-
     p, m = ctx.p, ctx.p.model
     t0 = time.time()
     say(f"SFT {m.family} ({p.sft.steps} steps) -> {out}")
@@ -353,9 +345,6 @@ def train_on(ctx: Context, pairs: pd.DataFrame, out: Path | str, start: str = "w
 def _train_dpo(ctx: Context, out: Path, name: str, start: str, pairs: pd.DataFrame, epochs: float,
                eval_pairs: pd.DataFrame | None = None, eval_steps: int | None = None,
                log_name: str = "train_log") -> Path:
-    from tifkit.models import apply_lora
-    from tifkit.train import dpo_train, save_stage
-
     p = ctx.p
     if start == "sft":
         model = _load_base(ctx)
@@ -417,8 +406,6 @@ def score_stage(ctx: Context) -> Path:
     if world > 1 and rank != 0:  # rank 0 adds rm_margin and writes the final table
         _wait_for(out.exists)
         return out
-    from tifkit.select import with_tif
-
     table = with_tif(pd.read_parquet(core), p.select)  # the run's select section decides the band, here only
     rm = reward_model_stage(ctx)
     if rm is not None:
@@ -429,8 +416,6 @@ def score_stage(ctx: Context) -> Path:
         table["rm_margin"] = rm_margins(model, tok, ctx.train, batch_size=p.score.batch_size,
                                         max_length=p.train.max_length, progress=p.run.show_progress)
     write_parquet(table, out)
-    from tifkit.scores import verify_table
-
     verify_table(out)  # `tifkit score` never hands back a table that does not read back
     return out
 
@@ -446,8 +431,6 @@ def _wait_for(ready, poll_s: float = 2.0, timeout_s: float = 24 * 3600) -> None:
 def reward_model_stage(ctx: Context) -> Path | str | None:
     """The reward model of the rm-margin baseline: a given checkpoint, or (world only) a tiny
     Bradley-Terry classifier trained on the world's separate labelled pairs; None otherwise."""
-    from tifkit.reward import train_reward_model
-
     p = ctx.p
     if p.score.reward_model:
         return p.score.reward_model
@@ -462,6 +445,8 @@ def reward_model_stage(ctx: Context) -> Path | str | None:
         if stage_complete(out, warn=False):
             return out
         say(f"reward model on {len(ctx.world.rm_train)} separate labelled pairs -> {out}")
+        from tifkit.reward import train_reward_model
+
         train_reward_model(ctx.world.rm_train, ctx.tokenizer, steps=p.score.rm_steps, seed=ctx.train_seed,
                            hidden_size=p.model.hidden_size, num_layers=p.model.num_layers, out_dir=out,
                            progress=p.run.show_progress)
@@ -479,8 +464,6 @@ def core_scores(ctx: Context) -> Path:
     """The core score table ``scores/core-<score_key>.parquet``: IRM, LossDiff, IF, TIF through
     scores.run_scoring (resumable, shardable), after the SFT, warm-up and validation stages; no
     reward-model margin (score_stage adds it, with the run's TIF band). Cached."""
-    from tifkit.scores import run_scoring
-
     p = ctx.p
     key = score_key(ctx)
     out = ctx.run_dir / "scores" / f"core-{key}.parquet"
@@ -503,9 +486,6 @@ def selection_mask(ctx: Context, rule: str, keep: float | None = None, table: pd
     """Boolean mask over D_tr for `rule` (a name of the rule registry, tifkit.rules). Rules that read
     no score column (full, random) and the ground-truth control (oracle: drops the world's mislabelled
     pairs) select on the pair table; the others on the score table (`table`, else the run's)."""
-    from tifkit.rules import get_rule
-    from tifkit.select import select
-
     spec = get_rule(rule)
     if spec.ground_truth or not spec.needs_scores:
         table = ctx.train
@@ -523,8 +503,6 @@ def _model_key(ctx: Context, label: str, model_dir) -> str:
 
 def evaluate_stage(ctx: Context, label: str, model_dir: Path | str):
     """WinRate / SingleScore of a stage against the SFT model on the test prompts (cached generations)."""
-    from tifkit.evaluate import build_judge, evaluate_policy
-
     p = ctx.p
     if not ctx.test_prompts:
         raise TifkitError("No test prompts: the built-in world provides them; for real data use `tifkit evaluate` "
@@ -542,8 +520,6 @@ def evaluate_sets(ctx: Context, label: str, model_dir: Path | str) -> dict:
     """Evaluate a stage against SFT on every prompt set of `eval.prompt_sets` ("world" = the world's
     test prompts; UltraFeedback, AlpacaEval, Vicuna, Arena-Hard by hub id or local JSONL).
     Writes eval/<label>/eval_<set>.parquet and eval_summary.json; returns {set: EvalResult}."""
-    from tifkit.evaluate import evaluate_from_params
-
     policy = load_stage(ctx, Path(model_dir), trainable=False) if label != "sft" else reference(ctx)
     return evaluate_from_params(ctx.p.eval, policy, reference(ctx), ctx.tokenizer, ctx.run_dir / "eval" / label,
                                 world_prompts=ctx.test_prompts or None,

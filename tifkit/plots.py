@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from tifkit.io import atomic_path  # noqa: E402
 from tifkit.report import PAPER, ModelDependence, report_value, score_report  # noqa: E402
 from tifkit.rules import DEFAULT_COLOUR, all_rules, find_rule  # noqa: E402
 
@@ -61,8 +62,6 @@ def robust_limits(values, q: float = 0.01, pad: float = 0.08) -> tuple[float, fl
 
 def save(fig, path: str | Path) -> Path:
     """Save a figure as PNG (written to a temporary name, then renamed)."""
-    from tifkit.io import atomic_path
-
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", bbox_inches="tight")

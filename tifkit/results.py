@@ -31,7 +31,7 @@ import pandas as pd
 
 from tifkit import TifkitError
 from tifkit.io import atomic_path, atomic_write_text, content_hash, file_sha256
-from tifkit.rules import label as rule_label
+from tifkit.rules import all_rules, label as rule_label
 from tifkit.stats import paired_t_power, rule_comparisons, seeds_needed
 
 PACKAGE = Path(__file__).resolve().parent
@@ -399,8 +399,6 @@ def grid_table(folder: str | Path = REPO / "figures") -> str:
     paired difference to full data (points, interval), better than full in k of n seeds and the
     seeds 80% power would need at the observed effect. From ``grid-<family>-<objective>_summary.csv``
     and their manifests; says so when there are none."""
-    from tifkit.rules import all_rules
-
     folder = Path(folder)
     notes = stale_notes(folder)
     found = {}

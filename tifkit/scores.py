@@ -75,6 +75,8 @@ from tifkit.io import CorruptCache, content_hash, note_progress, read_verified, 
 from tifkit.logprobs import TokenizedPairs, cached_pair_logprobs, model_content_hash, pair_logprobs, tokenize_pairs
 from tifkit.losses import Objective, as_objective
 from tifkit.memory import check_memory, estimate_for_models, resident_bytes
+from tifkit.models import ModelParams, load_model
+from tifkit.select import with_tif
 
 log = logging.getLogger(__name__)
 
@@ -189,8 +191,6 @@ def _finish(scored: pd.DataFrame, train_df: pd.DataFrame, select_params=None) ->
     derives it, never with default parameters), then score_* and gt_* columns of train_df."""
     table = scored.reset_index(drop=True)
     if select_params is not None:
-        from tifkit.select import with_tif
-
         table = with_tif(table, select_params)
     extra = [c for c in PASS_THROUGH if c in train_df.columns] + [c for c in train_df.columns if str(c).startswith("gt_")]
     return pd.concat([table, train_df[extra].reset_index(drop=True)], axis=1)
@@ -272,8 +272,6 @@ def run_scoring(model_dirs: dict, train_df: pd.DataFrame, val_df: pd.DataFrame |
     from accelerate import PartialState
     from accelerate.utils import parse_flag_from_env
     from tqdm.auto import tqdm
-
-    from tifkit.models import ModelParams, load_model
 
     _check(params, train_df, val_df)
     obj = scoring_objective(params, objective, loss_type, beta)

@@ -7,8 +7,9 @@ import pandas as pd
 
 from tifkit import TifkitError
 
-from tifkit.batch import NO_SCORES, rule_rows, start_seed
+from tifkit.batch import NO_SCORES, rule_rows, start_seed, summarize
 from tifkit.pipeline import prepare, score_stage
+from tifkit.stats import hierarchical_interval, paired_hierarchical_diff
 from tifkit.workers import quiet_params, quiet_pool_map, worker_count
 
 
@@ -72,8 +73,6 @@ def paired_rule_difference(per_prompt: pd.DataFrame, a: str, b: str, column: str
     column="verdict", SingleScore with "reward_policy"), with tifkit.stats' hierarchical bootstrap
     interval (seeds, then prompts; with one seed, prompts only). Raises when the two rules were not
     evaluated on the same (seed, prompt) rows."""
-    from tifkit.stats import paired_hierarchical_diff
-
     ga, gb = aligned_rule_rows(per_prompt, a), aligned_rule_rows(per_prompt, b)
     if len(ga) == 0 or len(gb) == 0:
         raise TifkitError(f"Rules '{a}' and '{b}' must both be in the per-prompt table to compare them.")
@@ -90,9 +89,6 @@ def benchmark_summary(per_prompt: pd.DataFrame, n_bootstrap: int = 10000, seed: 
     differences against full data and random selection, plus the SingleScore (mean oracle reward
     of the policy's answers, `reward_policy`) with its hierarchical interval and its paired
     difference against full data. A table without a `variant` column is one variant ("")."""
-    from tifkit.batch import summarize
-    from tifkit.stats import hierarchical_interval
-
     pp = per_prompt if "variant" in per_prompt else per_prompt.assign(variant="")
     out = []
     for v, g in pp.groupby("variant", sort=False):

@@ -10,7 +10,13 @@ import numpy as np
 import pandas as pd
 
 from tifkit import TifkitError
+from tifkit.batch import run_seed, summarize
+from tifkit.influence import influence_scores
 from tifkit.io import content_hash
+from tifkit.logprobs import pair_logprobs, tokenize_pairs
+from tifkit.pipeline import (evaluate_stage, load_stage, prepare, reference, score_stage, train_on, val_stage,
+                             warmup_stage)
+from tifkit.report import group_summary, if_groups
 from tifkit.rules import rule_names
 
 
@@ -21,8 +27,6 @@ BENCH_RULES = rule_names()
 
 def score_tables(p, seeds) -> dict[int, pd.DataFrame]:
     """{seed: score table} through the pipeline's cached stages (SFT, warm-up, val, scores)."""
-    from tifkit.pipeline import prepare, score_stage
-
     out = {}
     for s in seeds:
         ctx = prepare(p, s)
@@ -34,9 +38,6 @@ def validation_metrics(ctx, model_dir, pairs: pd.DataFrame | None = None) -> dic
     """Mean preference loss and mean implicit reward margin h of a saved stage on `pairs` (default
     D_val), tokenized as TRL does: the numbers DPOTrainer logs as eval_loss and
     eval_rewards/margins."""
-    from tifkit.logprobs import pair_logprobs, tokenize_pairs
-    from tifkit.pipeline import load_stage, reference
-
     p = ctx.p
     pairs = ctx.val if pairs is None else pairs
     tok = tokenize_pairs(ctx.tokenizer, pairs, p.train.max_length)
@@ -80,8 +81,6 @@ def train_on_groups(ctx, groups: dict[str, np.ndarray], epochs: float | None = N
     tifkit.pipeline.train_on (seed ctx.train_seed), the path of every pipeline stage: a group's model
     equals the continuation the pipeline trains on the same pairs.
     """
-    from tifkit.pipeline import train_on, warmup_stage
-
     p = ctx.p
     epochs = p.train.continue_epochs if epochs is None else float(epochs)
     warm = warmup_stage(ctx)
@@ -118,8 +117,6 @@ def evaluate_models(ctx, model_dirs: dict, labels: dict | None = None) -> pd.Dat
     """WinRate against SFT (and mean oracle/judge reward) of saved models on the test prompts:
     one row per name with winrate, winrate_lo, winrate_hi, reward, reward_sft, and the per-prompt
     verdicts as a list (for paired comparisons)."""
-    from tifkit.pipeline import evaluate_stage
-
     rows = []
     for name, d in model_dirs.items():
         res = evaluate_stage(ctx, (labels or {}).get(name, name), d)
@@ -134,9 +131,6 @@ def group_experiment(p, seeds, n_groups: int = 3, evaluate: bool = True) -> dict
     """Claim 2 for every seed: score, split by IF, train on each group with D_val curves, and (when
     `evaluate`) the WinRate of each group's model against SFT. Returns {"curves", "summary",
     "winrates"} DataFrames, each with a seed column."""
-    from tifkit.pipeline import prepare, score_stage
-    from tifkit.report import group_summary, if_groups
-
     curves, summaries, wins = [], [], []
     for s in seeds:
         ctx = prepare(p, s)
@@ -156,8 +150,6 @@ def rules_experiment(p, seeds, rules, keep: float | None = None) -> dict:
     pipeline's cached stages (tifkit.batch.run_seed). Returns {"per_prompt", "summary"}: the
     per-prompt verdicts and tifkit.batch.summarize's table (WinRate vs SFT with a bootstrap
     interval, paired difference against full data when full is among the rules)."""
-    from tifkit.batch import run_seed, summarize
-
     if keep is not None:
         p = dataclasses.replace(p, select=dataclasses.replace(p.select, keep=float(keep)))
     parts = [run_seed(p, s, list(rules)) for s in seeds]
@@ -181,10 +173,6 @@ def scoring_cost(ctx, n_pairs: int = 64, methods=("lossdiff-irm", "if-batched", 
     validation stages (trains them when missing). Timings on a shared machine vary; run twice and
     read the second. With `return_scores`: (that table, {method: what it computed}: (irm, lossdiff)
     for lossdiff-irm, the IF array for the IF methods))."""
-    from tifkit.influence import influence_scores
-    from tifkit.logprobs import pair_logprobs, tokenize_pairs
-    from tifkit.pipeline import load_stage, reference, val_stage, warmup_stage
-
     p = ctx.p
     bs = batch_size or p.score.batch_size
     obj, red = ctx.objective, p.score.reduction

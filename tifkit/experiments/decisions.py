@@ -8,7 +8,10 @@ import numpy as np
 import pandas as pd
 
 from tifkit import TifkitError
+from tifkit.config import SelectParams
 from tifkit.io import content_hash
+from tifkit.report import report_value, score_report
+from tifkit.select import select
 from tifkit.stats import t_interval
 
 from tifkit.experiments.benchmark import paired_rule_difference
@@ -93,9 +96,6 @@ def decision_statistics(table: pd.DataFrame, select_params=None) -> dict[str, fl
     (tifkit.report.score_report at select_params.keep): pearson_/spearman_{lossdiff,irm}_if,
     overlap_{lossdiff-irm,lossdiff,irm} with the TIF selection, auroc_{if,lossdiff,irm} for the
     world's mislabelled pairs (gt_flipped; evaluation only), and flipped_share."""
-    from tifkit.config import SelectParams
-    from tifkit.report import report_value, score_report
-
     sp = select_params or SelectParams()
     rep = score_report(table, sp.keep, sp, rules=("lossdiff-irm", "lossdiff", "irm"))
     out = {}
@@ -243,8 +243,6 @@ def decision_sweep(p, seeds, decisions: dict | None = None, winrate_top: int = 3
     Returns {"settings", "tables" ({(setting, seed): path of its core score table}), "stats" (one row
     per setting and seed), "claims" (decision_claims),
     "ranking" (rank_decisions), "winrate_settings", "per_prompt", "robustness", "seconds"}."""
-    from tifkit.select import select
-
     t0 = time.time()
     seeds = [int(s) for s in seeds]
     if not seeds:

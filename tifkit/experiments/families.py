@@ -9,14 +9,15 @@ import pandas as pd
 from tifkit import TifkitError
 
 from tifkit.experiments.benchmark import aligned_rule_rows, paired_rule_difference
+from tifkit.pipeline import continue_stage, evaluate_stage, prepare, say, score_stage
+from tifkit.select import SelectParams, select
+from tifkit.stats import hierarchical_interval
 from tifkit.workers import quiet_params, quiet_pool_map, worker_count
 
 
 def family_tables(params_by_family: dict, seed: int | None = None) -> dict[str, pd.DataFrame]:
     """{family: score table} for the same world seed under each family's parameters. Raises when
     the families' training pairs differ (their world or data parameters must match)."""
-    from tifkit.pipeline import prepare, score_stage
-
     out, first = {}, None
     for fam, p in params_by_family.items():
         ctx = prepare(p, p.run.seed if seed is None else seed)
@@ -56,8 +57,6 @@ def init_control_tables(p, seed: int, init_seeds=(100, 101), workers: int | None
 # ------------------------------------------------------------- model dependence (claim 1)
 def scores_task(p, seed: int) -> str:
     """Worker task: a run's stages and its score table; returns the table's path."""
-    from tifkit.pipeline import prepare, score_stage
-
     return str(score_stage(prepare(p, seed)))
 
 
@@ -115,8 +114,6 @@ def transfer_plan(tables: dict[str, pd.DataFrame], pairs, rule: str = "lossdiff-
     (source, target) in `pairs`: the source family's selection by `rule` at `keep` under label
     "<rule>-<keep>-from-<source>"; for each target also its own selection (label "<rule>-<keep>",
     the batch's label, so its cached model is reused) and full data ("full")."""
-    from tifkit.select import SelectParams, select
-
     sp = dataclasses.replace(select_params or SelectParams(), rule=rule, keep=float(keep))
     own = f"{rule}-{keep:g}"
     plan: dict = {}
@@ -136,8 +133,6 @@ def transfer_plan(tables: dict[str, pd.DataFrame], pairs, rule: str = "lossdiff-
 def train_ids_task(p, seed: int, label: str, ids) -> pd.DataFrame:
     """Worker task: continue from the warm-up model on the pairs `ids`, evaluate against SFT; one
     row per test prompt (the columns of tifkit.batch's per-prompt rows)."""
-    from tifkit.pipeline import continue_stage, evaluate_stage, prepare, say
-
     ctx = prepare(p, seed)
     ids = set(ids)
     mask = ctx.train.pair_id.astype(str).isin(ids).to_numpy()
@@ -180,8 +175,6 @@ def transfer_summary(per_prompt: pd.DataFrame, n_bootstrap: int = 10000, seed: i
     """One row per (target, source): WinRate against SFT with its hierarchical interval (seeds, then
     prompts), and the paired differences against the target's own selection ("vs_own") and its
     full data ("vs_full"), in WinRate points (x100)."""
-    from tifkit.stats import hierarchical_interval
-
     rows = []
     for b, g in per_prompt.groupby("target", sort=False):
         labels = dict(zip(g.source, g.rule))

@@ -8,7 +8,11 @@ import pandas as pd
 
 from tifkit import TifkitError
 
+from tifkit.config import SelectParams
 from tifkit.experiments.core import evaluate_models, train_on_groups
+from tifkit.pipeline import continue_stage, prepare, say, score_stage, selection_mask, sft_stage, warmup_stage
+from tifkit.report import GROUP_NAMES, group_summary, if_groups
+from tifkit.select import select
 from tifkit.workers import quiet_params, quiet_pool_map, worker_count
 
 
@@ -23,8 +27,6 @@ from tifkit.workers import quiet_params, quiet_pool_map, worker_count
 
 def group_specs(n_groups: int = 3) -> dict[str, tuple]:
     """{name: spec} of the IF groups ("small", "medium", "large" for three)."""
-    from tifkit.report import GROUP_NAMES
-
     names = GROUP_NAMES.get(n_groups, tuple(f"q{i + 1}" for i in range(n_groups)))
     return {name: ("if-group", int(n_groups), name) for name in names}
 
@@ -53,9 +55,6 @@ def band_selection(table: pd.DataFrame, width: float, center: float, select_para
     with rule "tif", keep=width, band_center=center (explicit tif_lo/tif_hi edges are cleared). A
     centre too close to an end is clamped there by select (the band stays inside [0, 1]): at width
     0.64 centre 0.68 is exactly top-IF and 0.32 the lowest 64%."""
-    from tifkit.config import SelectParams
-    from tifkit.select import select
-
     sp = dataclasses.replace(select_params or SelectParams(), rule="tif", keep=float(width),
                              band_center=float(center), tif_lo=None, tif_hi=None)
     return select(table, sp)
@@ -68,9 +67,6 @@ def band_mask(table: pd.DataFrame, width: float, center: float, select_params=No
 
 def spec_mask(ctx, table: pd.DataFrame | None, spec: tuple) -> np.ndarray:
     """The boolean mask over D_tr that `spec` names (see above)."""
-    from tifkit.pipeline import selection_mask
-    from tifkit.report import if_groups
-
     kind = spec[0]
     if kind == "if-group":
         return if_groups(table, spec[1])[spec[2]]
@@ -85,9 +81,6 @@ def _subset_task(p, seed: int, name: str, spec: tuple, evaluate: bool) -> dict:
     """One subset of one seed (in a worker or in this process): train it from the warm-up model
     (with D_val curves, except "rule" subsets, which use the pipeline's cached continuation, shared
     with the batch), evaluate it against SFT. Returns {"curves", "summary", "wins", "per_prompt"}."""
-    from tifkit.pipeline import continue_stage, prepare, score_stage
-    from tifkit.report import group_summary
-
     ctx = prepare(p, seed)
     needs_scores = spec[0] != "rule" or spec[1] not in ("full", "oracle", "random")
     table = pd.read_parquet(score_stage(ctx)) if needs_scores else None
@@ -132,8 +125,6 @@ def subset_experiment(p, seeds, specs: dict[str, tuple], evaluate: bool = True, 
     - "winrates": evaluate_models rows (name, winrate with interval, rewards, verdicts);
     - "per_prompt": seed, rule (= subset name), prompt_idx, verdict, for report.rule_difference.
     """
-    from tifkit.pipeline import prepare, say, score_stage, sft_stage, warmup_stage
-
     if not specs:
         raise TifkitError("subset_experiment got no subsets; pass group_specs(), band_specs() or rule specs.")
     seeds = [int(s) for s in seeds]
