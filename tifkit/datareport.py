@@ -119,11 +119,11 @@ def collect(p, seed: int | None = None) -> DataReport:
     path, sec = timed_scores(ctx)
     table = pd.read_parquet(path)
     if p.data.source == "world":  # the world's pairs as cleaning saw them
-        _, clean = load_pairs(p.data, tokenizer=ctx.tokenizer, frame=ctx.world.train)
+        _, clean = load_pairs(dataclasses.replace(p.data, verbose=False), tokenizer=ctx.tokenizer, frame=ctx.world.train)
         source, model = "the built-in preference world", f"tiny {p.model.family} (SFT on the world)"
     else:  # the same cleaning as prepare: max_tokens defaults to the model's context
         n_ctx = _context_length(p)
-        dp = p.data if p.data.max_tokens is not None else dataclasses.replace(p.data, max_tokens=n_ctx)
+        dp = dataclasses.replace(p.data, verbose=False, max_tokens=p.data.max_tokens if p.data.max_tokens is not None else n_ctx)
         _, clean = load_pairs(dp, tokenizer=ctx.tokenizer, context=f"the context of model {p.model.name_or_path!r}")
         source, model = str(p.data.path), str(p.model.name_or_path)
     pairs = ctx.train.set_index("pair_id").loc[table["pair_id"]].reset_index()
