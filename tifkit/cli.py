@@ -8,6 +8,8 @@
     tifkit batch PARAMS               the default batch: every seed and rule, tables and figures
     tifkit export-tiny OUT_DIR        write the world's SFT'd tiny model (+ tokenizer with a chat template
                                       and a tiny reward model in OUT_DIR/reward) as a standard HF folder
+    tifkit report --data FILE --model PATH [-o OUT_DIR]
+                                      a data report (notebooks/07_your_data): executed notebook + HTML page
     tifkit notebooks [--scale ci|full] [names]
                                       execute notebooks/*.ipynb with papermill (python -m tifkit.notebooks)
 
@@ -270,6 +272,13 @@ def cmd_export_tiny(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from tifkit.datareport import run_report
+
+    print(run_report(args.params or DEFAULT_PARAMS, args.set, args.data, args.model, args.seed, args.output))
+    return 0
+
+
 def cmd_batch(args) -> int:
     from tifkit.batch import run_batch
 
@@ -307,6 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("batch", cmd_batch, "the default batch: every seed and rule, tables and figures")
     sp = add("export-tiny", cmd_export_tiny, "write the world's SFT'd tiny model as a local checkpoint", own_data=False)
     sp.add_argument("out_dir", metavar="OUT_DIR", help="folder to write (model, tokenizer with a chat template, reward/)")
+    sp = add("report", cmd_report, "a data report on your pairs: executed notebook and a static HTML page")
+    sp.add_argument("-o", "--output", default=None, metavar="OUT_DIR",
+                    help="folder to write (a new one, or one tifkit wrote; default <run.root>/reports/<name>-s<seed>)")
     sub.add_parser("notebooks", help="execute the notebooks with papermill (see python -m tifkit.notebooks -h)",
                    add_help=False)
     return ap

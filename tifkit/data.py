@@ -71,6 +71,8 @@ class CleanReport:
     n_clean: int | None = None  # pairs left after cleaning, before ``max_pairs`` (None: same as n_out)
     source: str = ""
     limit: str = ""  # what too_long measured against, e.g. "64 tokens, the context of model tiny-sft"
+    rows: dict[str, list[int]] = field(default_factory=dict)  # reason -> 0-based row numbers of the file, in order
+    ids: dict[int, str] = field(default_factory=dict)  # dropped row number -> its pair_id ("" when it had none)
 
     def summary(self) -> str:
         """One line, e.g. ``data: 100 pairs in, 93 kept; dropped 3 identical_responses, 4 too_long``
@@ -460,6 +462,8 @@ def load_pairs(
                 f"Row {i} (pair_id {ids[i]!r}) of {where} is bad ({reason}): {fix} or set data.on_bad_rows to 'drop'."
             )
         report.dropped[reason] += 1
+        report.rows.setdefault(reason, []).append(i)
+        report.ids[i] = "" if ids[i] is None else str(ids[i])
     keep = [i for i in range(n) if not reasons[i]]
     if not keep:
         worst = max(report.dropped, key=report.dropped.get)
