@@ -99,8 +99,8 @@ def test_one_workers_module_and_public_reexports():
 # says it in one "# deferred:" comment in its header. Keep this list short.
 DEFERRED = {
     # --help and argument errors answer without pandas or torch: each command imports its own layer
-    "tifkit.cli": {"tifkit.batch", "tifkit.data", "tifkit.evaluate", "tifkit.notebooks", "tifkit.pipeline",
-                   "tifkit.select"},
+    "tifkit.cli": {"tifkit.batch", "tifkit.data", "tifkit.datareport", "tifkit.evaluate", "tifkit.notebooks",
+                   "tifkit.pipeline", "tifkit.select"},
     # judging and the intervals load without torch; only generation needs logprobs (torch)
     "tifkit.evaluate": {"tifkit.logprobs"},
     # reward imports transformers' model classes (seconds); only the reward-model judge and stage need it
@@ -227,7 +227,7 @@ LAYERS = {
     "analysis": {"report", "conclusions", "plots", "results"},
     "stages": {"pipeline"},
     "studies": {"batch", "family_grid", "experiments", "core", "subsets", "families", "benchmark", "decisions"},
-    "faces": {"cli", "__main__", "notebooks"},
+    "faces": {"cli", "__main__", "notebooks", "datareport"},
 }
 
 

@@ -30,7 +30,7 @@ from tifkit.config import load_params
 from tifkit.io import (PROGRESS, is_tifkit_output, recover_folder, replace_folder, stage_lock, sweep_temps, tmp_prefix,
                        write_output_marker)
 from tifkit.rules import find_rule, rule_names, stage_label
-# deferred: tifkit.batch, .data, .evaluate, .notebooks, .pipeline, .select (pandas, torch), each in the command
+# deferred: tifkit.batch, .data, .datareport, .evaluate, .notebooks, .pipeline, .select (pandas, torch), each in the command
 # that needs it, so that --help and argument errors answer without loading them
 
 

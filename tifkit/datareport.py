@@ -28,6 +28,16 @@ import numpy as np
 import pandas as pd
 
 from tifkit import TifkitError
+from tifkit.config import load_params
+from tifkit.data import check_output, load_pairs, preflight, source_for_path
+from tifkit.influence import SCORING_DTYPES
+from tifkit.io import atomic_write_text, recover_folder, replace_folder, sweep_temps, tmp_prefix, write_output_marker
+from tifkit.memory import estimate_scoring_memory
+from tifkit.notebooks import NOTEBOOK_DIR
+from tifkit.pipeline import context_length, prepare, score_key, score_stage, sft_stage
+from tifkit.rules import rule_names
+from tifkit.select import select
+from tifkit.shapes import lora_params
 
 NOTEBOOK = "07_your_data"
 SCORE_COLUMNS = ("if", "lossdiff", "irm")  # the distributions the report draws
@@ -39,7 +49,6 @@ def own_params(p, data: str | None = None, model: str | None = None):
     """`p` with --data / --model applied as `tifkit score` applies them (no YAML parsing of paths);
     local paths become absolute, so that a notebook kernel started elsewhere finds them."""
     if data:
-        from tifkit.data import source_for_path
 
         data = _absolute(data)
         run = p.run if p.run.name != "tiny" else dataclasses.replace(p.run, name=Path(data).stem or "data")
@@ -60,8 +69,6 @@ def timed_scores(ctx) -> tuple[Path, float | None]:
     """The run's score table (pipeline.score_stage) and the seconds its scoring run took: measured now
     when it was computed now, read from ``<table>.seconds.json`` when an earlier report measured it,
     None when it was computed by another command (its time was not recorded)."""
-    from tifkit.io import atomic_write_text
-    from tifkit.pipeline import score_key, score_stage
 
     scores = ctx.run_dir / "scores"
     before = set(scores.glob("scores-*.parquet")) | set(scores.glob(f"core-{score_key(ctx)}*.parquet"))
@@ -109,10 +116,6 @@ class DataReport:
 
 def collect(p, seed: int | None = None) -> DataReport:
     """Prepare the run, score it (cached), and gather the report's contents (see DataReport)."""
-    from tifkit.data import load_pairs
-    from tifkit.pipeline import _context_length, prepare
-    from tifkit.rules import rule_names
-    from tifkit.select import select
 
     ctx = prepare(p, seed)
     p = ctx.p
@@ -122,7 +125,7 @@ def collect(p, seed: int | None = None) -> DataReport:
         _, clean = load_pairs(dataclasses.replace(p.data, verbose=False), tokenizer=ctx.tokenizer, frame=ctx.world.train)
         source, model = "the built-in preference world", f"tiny {p.model.family} (SFT on the world)"
     else:  # the same cleaning as prepare: max_tokens defaults to the model's context
-        n_ctx = _context_length(p)
+        n_ctx = context_length(p)
         dp = dataclasses.replace(p.data, verbose=False, max_tokens=p.data.max_tokens if p.data.max_tokens is not None else n_ctx)
         _, clean = load_pairs(dp, tokenizer=ctx.tokenizer, context=f"the context of model {p.model.name_or_path!r}")
         source, model = str(p.data.path), str(p.model.name_or_path)
@@ -137,7 +140,6 @@ def collect(p, seed: int | None = None) -> DataReport:
             results[rule] = select(table, dataclasses.replace(p.select, rule=rule))
         except TifkitError:
             pass  # that rule's scores are not in the table (no reward model, no annotation scores)
-    from tifkit.pipeline import sft_stage
 
     model_dir = str(sft_stage(ctx))
     memory = scoring_memory(p, seq_len, model_dir)
@@ -154,8 +156,6 @@ def scoring_memory(p, seq_len: int, model_dir: str, batch_size: int | None = Non
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from tifkit.influence import SCORING_DTYPES
-    from tifkit.memory import estimate_scoring_memory
 
     cfg = AutoConfig.from_pretrained(str(model_dir), trust_remote_code=p.model.trust_remote_code)
     with torch.device("meta"):
@@ -163,7 +163,6 @@ def scoring_memory(p, seq_len: int, model_dir: str, batch_size: int | None = Non
     n_params = sum(t.numel() for t in model.parameters())
     n_train = n_params
     if p.model.lora.enabled:
-        from tifkit.shapes import lora_params
 
         n_train = lora_params(getattr(cfg, "text_config", None) or cfg, p.model.lora.r)
     dtype = SCORING_DTYPES.get(p.score.dtype) or (
@@ -189,7 +188,6 @@ def band_examples(table: pd.DataFrame, column: str, band: dict, n: int = 2) -> d
 
 # --------------------------------------------------------------------------------------- the command
 def notebook_path() -> Path:
-    from tifkit.notebooks import NOTEBOOK_DIR
 
     path = NOTEBOOK_DIR / f"{NOTEBOOK}.ipynb"
     if not path.exists():
@@ -213,10 +211,6 @@ def run_report(params_file: str, sets=(), data: str | None = None, model: str | 
     except ImportError as e:
         raise TifkitError(f"tifkit report needs the notebook tools ({e.name} is missing): "
                           "pip install 'tifkit[notebooks]' nbconvert.") from None
-    from tifkit.config import load_params
-    from tifkit.data import check_output, preflight
-    from tifkit.io import recover_folder, replace_folder, sweep_temps, tmp_prefix, write_output_marker
-    from tifkit.pipeline import prepare
 
     p = own_params(load_params(params_file, list(sets)), data, model)
     seed = p.run.seed if seed is None else seed

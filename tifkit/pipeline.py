@@ -172,7 +172,7 @@ def prepare(params: Params, seed: int | None = None) -> Context:
         data_note = ""
     else:
         # rows longer than the model's context are counted as too_long unless data.max_tokens says otherwise
-        n_ctx, model_name = _context_length(p), p.model.name_or_path
+        n_ctx, model_name = context_length(p), p.model.name_or_path
         if p.data.max_tokens is not None and n_ctx is not None and p.data.max_tokens > n_ctx:
             raise TifkitError(f"data.max_tokens={p.data.max_tokens} is above the context of model {model_name!r} "
                               f"({n_ctx} tokens): set it to at most {n_ctx}, or leave it null (the model's context).")
@@ -206,7 +206,7 @@ def _read_or_none(path: Path) -> str | None:
         return None
 
 
-def _context_length(p: Params) -> int | None:
+def context_length(p: Params) -> int | None:
     """The model's context length (positions), or None when its config does not say."""
     if p.model.is_tiny:
         return p.model.max_positions
