@@ -1,6 +1,8 @@
 """The band-position sweep (tifkit.experiments): TIF bands of fixed width moved along IF, checked
 against a rank loop and against the rules they coincide with; subsets trained in worker processes
 give the numbers of one process."""
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,8 +10,10 @@ import torch
 
 from tifkit import TifkitError
 from tifkit import experiments as E
-from tifkit.config import SelectParams
+from tifkit.config import SelectParams, load_params
 from tifkit.select import select
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _table(n=200, seed=0):
