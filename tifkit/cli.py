@@ -27,8 +27,7 @@ import sys
 
 from tifkit import TifkitError
 from tifkit.config import load_params
-from tifkit.io import (PROGRESS, is_tifkit_output, recover_folder, replace_folder, stage_lock, sweep_temps, tmp_prefix,
-                       write_output_marker)
+from tifkit.io import PROGRESS, is_tifkit_output, publish_folder, recover_folder, stage_lock, sweep_temps, tmp_prefix
 from tifkit.rules import find_rule, rule_names, stage_label
 # deferred: tifkit.batch, .data, .datareport, .evaluate, .notebooks, .pipeline, .select (pandas, torch), each in the command
 # that needs it, so that --help and argument errors answer without loading them
@@ -258,11 +257,7 @@ def cmd_export_tiny(args) -> int:
             tok.save_pretrained(tmp)
             if rm_dir is not None:
                 shutil.copytree(rm_dir, tmp / "reward", ignore=shutil.ignore_patterns("*.parquet", "stage.json"))
-            write_output_marker(tmp, "export-tiny")
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700
-            replace_folder(tmp, out)
+            publish_folder(tmp, out, "export-tiny")
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     n_ctx = model.config.max_position_embeddings

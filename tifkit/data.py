@@ -51,8 +51,8 @@ from tqdm.auto import tqdm
 
 from tifkit import TifkitError
 from tifkit.config import DataParams  # noqa: F401  (parameter section; lives in config.py)
-from tifkit.io import (atomic_path, content_hash, is_tifkit_output, recover_folder, replace_folder, stage_lock,
-                       sweep_temps, tmp_prefix, write_output_marker)
+from tifkit.io import (atomic_path, content_hash, is_tifkit_output, publish_folder, recover_folder, stage_lock,
+                       sweep_temps, tmp_prefix)
 
 log = logging.getLogger(__name__)
 
@@ -597,11 +597,7 @@ def save_pairs(
             tmp = Path(tempfile.mkdtemp(prefix=tmp_prefix(path.name), dir=path.parent))
             try:
                 to_trl_dataset(df).save_to_disk(str(tmp))
-                write_output_marker(tmp, "pairs")
-                umask = os.umask(0)
-                os.umask(umask)
-                os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700
-                replace_folder(tmp, path)
+                publish_folder(tmp, path, "pairs")
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
     return path

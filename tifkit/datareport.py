@@ -31,7 +31,7 @@ from tifkit import TifkitError
 from tifkit.config import load_params
 from tifkit.data import check_output, load_pairs, preflight, source_for_path
 from tifkit.influence import SCORING_DTYPES
-from tifkit.io import atomic_write_text, recover_folder, replace_folder, sweep_temps, tmp_prefix, write_output_marker
+from tifkit.io import atomic_write_text, publish_folder, recover_folder, sweep_temps, tmp_prefix
 from tifkit.memory import estimate_scoring_memory
 from tifkit.notebooks import NOTEBOOK_DIR
 from tifkit.pipeline import context_length, prepare, score_key, score_stage, sft_stage
@@ -252,11 +252,7 @@ def run_report(params_file: str, sets=(), data: str | None = None, model: str | 
                               f"{str(e.evalue).splitlines()[0] if e.evalue else ''}); the partly run copy is "
                               f"{failed}.") from None
         write_html(nb_out, tmp / "report.html")
-        write_output_marker(tmp, "report")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700
-        replace_folder(tmp, dest)
+        publish_folder(tmp, dest, "report")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     say(f"[tifkit] data report -> {dest / 'report.html'} (executed notebook: {dest / 'report.ipynb'})")

@@ -397,6 +397,17 @@ def recover_folder(path: str | os.PathLike) -> None:
         os.replace(old, path)
 
 
+def publish_folder(tmp: str | os.PathLike, dest: str | os.PathLike, kind: str) -> None:
+    """Hand a finished output folder `tmp` (made by tempfile.mkdtemp next to `dest`) to the user: the
+    tifkit-output marker of `kind`, the permissions of a folder the user made (mkdtemp makes 0700), then
+    the atomic swap of replace_folder."""
+    write_output_marker(tmp, kind)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
+    replace_folder(tmp, dest)
+
+
 def replace_folder(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
     """Move the finished folder `tmp` (a temp sibling of `path`) onto `path`. An existing `path` is
     swapped out in one step where the system allows (Linux), so that a kill at any moment leaves
