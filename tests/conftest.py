@@ -78,3 +78,17 @@ def char_tokenizer():
     from tifkit.tokenizer import build_char_tokenizer
 
     return build_char_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def plain_model(tmp_path_factory):
+    """A tiny local checkpoint (64 positions) whose tokenizer has no chat template: the own-data route's
+    model in the CLI tests (test_bad_input, test_user_files)."""
+    from tifkit.models import build_tiny_model
+    from tifkit.tokenizer import build_char_tokenizer
+
+    path = tmp_path_factory.mktemp("plain-model")
+    tok = build_char_tokenizer()
+    build_tiny_model("llama", tok, seed=0, hidden_size=16, num_layers=1).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path

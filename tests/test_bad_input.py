@@ -75,19 +75,6 @@ def test_bad_file_is_one_sentence_naming_it(corpus_runs, name):
 
 
 # ------------------------------------------------------------------------------------- CLI mistakes
-@pytest.fixture(scope="module")
-def plain_model(tmp_path_factory):
-    """A tiny local checkpoint whose tokenizer has no chat template."""
-    from tifkit.models import build_tiny_model
-    from tifkit.tokenizer import build_char_tokenizer
-
-    path = tmp_path_factory.mktemp("plain-model")
-    tok = build_char_tokenizer()
-    build_tiny_model("llama", tok, seed=0, hidden_size=16, num_layers=1).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
-
-
 def _error(capsys, argv) -> str:
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()

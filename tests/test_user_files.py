@@ -47,19 +47,6 @@ def _sentence(capsys, argv, code=2) -> str:
     return err
 
 
-@pytest.fixture(scope="module")
-def plain_model(tmp_path_factory):
-    """A tiny local checkpoint (64 positions, no chat template)."""
-    from tifkit.models import build_tiny_model
-    from tifkit.tokenizer import build_char_tokenizer
-
-    path = tmp_path_factory.mktemp("plain-model")
-    tok = build_char_tokenizer()
-    build_tiny_model("llama", tok, seed=0, hidden_size=16, num_layers=1).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
-
-
 @pytest.fixture
 def user(tmp_path):
     """A user's folder: notes, a copy of the example pairs, a previous output."""
