@@ -204,8 +204,12 @@ def test_notebook_params_scales(tmp_path):
     assert p.world.n_train == 96 and p.run.root == N.CI_ROOT and not p.run.show_progress
     full = N.notebook_params(str(ROOT / "params/tiny.yaml"), "full", ["train.objective=slic"])
     assert full.world.n_train == 2000 and full.run.root == "runs" and full.train.objective == "slic"
-    assert N.notebook_seeds(p, "ci") == [0] and N.notebook_seeds(full, "full") == list(full.run.seeds)
-    assert len(full.run.seeds) >= 3 and N.notebook_seeds(full, "default") == [full.run.seed]
+    # full scale: the notebooks' own studies run on run.study_seeds, a subset of the batch's run.seeds
+    assert N.notebook_seeds(p, "ci") == [0] and N.notebook_seeds(full, "full") == list(full.run.study_seeds)
+    assert set(full.run.study_seeds) < set(full.run.seeds) and len(full.run.study_seeds) >= 3
+    assert N.notebook_seeds(full, "default") == [full.run.seed]
+    unset = N.notebook_params(str(ROOT / "params/tiny.yaml"), "full", ["run.study_seeds=null"])
+    assert N.notebook_seeds(unset, "full") == list(unset.run.seeds)  # no study seeds: every seed
     assert N.notebook_seeds(full, "full", 4) == [4]
     fams = N.family_params(str(ROOT / "params/tiny.yaml"), scale="ci", run_root=str(tmp_path))
     assert {k: v.model.family for k, v in fams.items()} == {f: f for f in N.TINY_FAMILIES}
