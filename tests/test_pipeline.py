@@ -94,7 +94,7 @@ def test_score_select_evaluate_commands(toy, tmp_path, capsys):
     assert (moved.tif.to_numpy() == select(moved, SelectParams(rule="tif", keep=0.5, band_center=0.3)).mask).all()
     assert not moved.tif.equals(table.tif)
     # the core score cache keeps no `tif` column: the select layer derives it once per select section
-    (core,) = tmp_path.glob("tiny-s0-*/scores/core-*.parquet")
+    (core,) = Path(last).parent.glob("core-*.parquet")  # beside the score table, in the shared toy root
     assert "tif" not in pd.read_parquet(core).columns and {"if", "lossdiff", "irm"} <= set(pd.read_parquet(core).columns)
 
     out = tmp_path / "kept.jsonl"
