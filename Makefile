@@ -26,8 +26,12 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $(STAMP)
 
+# SEEDS="0 1 2 3 4" runs the batch on a subset of the seeds (the default: run.seeds of $(PARAMS), 25).
+comma := ,
+empty :=
+space := $(empty) $(empty)
 reproduce: setup
-	$(BIN)/python -m tifkit batch $(PARAMS)
+	$(BIN)/python -m tifkit batch $(PARAMS) $(if $(strip $(SEEDS)),--set 'run.seeds=[$(subst $(space),$(comma),$(strip $(SEEDS)))]')
 	$(BIN)/python -m tifkit notebooks --scale full --params $(PARAMS)
 
 smoke: setup

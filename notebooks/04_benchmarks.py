@@ -309,7 +309,51 @@ display(side)
 print("Kendall tau with the paper's ordering (UltraFeedback): " + ", ".join(f"{v} {t:+.2f}" for v, t in taus.items()))
 
 # %% [markdown]
-# ## 7. Conclusion
+# ## 7. Every family, both objectives: the family grid
+#
+# The paper's main table runs each method for each model family. The kit's counterpart is the
+# *family grid*: every tiny family (Llama-, Qwen3-, Pythia- and GPT-2-style) x DPO and SLiC x the
+# headline rules, each over many seeds. It is too long for a notebook (hours on a laptop CPU), so
+# `make families` runs it as a batch and commits its result files with their provenance
+# (`figures/grid-<family>-<objective>_summary.csv`); this section reads them. Each cell of the table
+# is the WinRate against SFT with its 95% interval over seeds and prompts, and below it the paired
+# difference to full data, "better than full in k of n seeds", and the seeds a paired t-test would
+# need for 80% power at the observed effect. The figure shows the same differences per family.
+
+# %%
+from tifkit import results as R
+
+grid_dir = R.REPO / "figures"  # the repository's committed results (a pip install without the repository has none)
+grid = R.grid_frame(grid_dir)
+if grid.empty:
+    grid_text = ("No family-grid results here: run `make families` in a clone of the repository "
+                 "(docs/PERFORMANCE.md gives its time), then rerun this cell.")
+    print(grid_text)
+else:
+    display(Markdown(R.grid_table(grid_dir)))
+    fig = plots.plot_family_grid(grid, title="The family grid: each headline rule minus full data, 95% intervals over seeds and prompts")
+    nb.figure(fig, "family_grid")
+    fused = grid[grid.rule == "lossdiff-irm"]
+    wins = fused[fused.diff_vs_full_lo > 0]
+    losses = fused[fused.diff_vs_full_hi < 0]
+    grid_text = (f"Family grid (committed results, {len(fused)} family/objective variants, "
+                 f"{'/'.join(map(str, sorted(set(fused.n_seeds.astype(int)))))} seeds each): LossDiff-IRM beats full data "
+                 f"with an interval above zero in {len(wins)} of {len(fused)} variants"
+                 + (f" ({', '.join(f'{r.family}/{r.objective}' for r in wins.itertuples())})" if len(wins) else "")
+                 + f", falls below it in {len(losses)}"
+                 + (f" ({', '.join(f'{r.family}/{r.objective}' for r in losses.itertuples())})" if len(losses) else "")
+                 + f", and is undecided in the other {len(fused) - len(wins) - len(losses)}."
+                 + (" Some of these files are stale (figures/STALE.md)." if grid.stale.any() else ""))
+    print(grid_text)
+
+# %% [markdown]
+# **How to read it.** One panel per family; each row a rule, circles DPO and squares SLiC, the bar
+# its 95% interval; the dotted line at zero is full data. A rule helps in a family when its interval
+# lies right of the line. The panel title gives the number of seeds the variant ran: fewer seeds,
+# wider intervals.
+
+# %% [markdown]
+# ## 8. Conclusion
 #
 # The check, per variant: LossDiff-IRM's WinRate minus that of full data, of the annotation-score
 # filter and of the reward-model filter, paired on the same prompts, with 95% intervals (over prompts
@@ -362,8 +406,9 @@ if nb.scale == "ci":
                "the toy scale cannot tell.)")
 if one_seed:
     claim6 += f"\n\nThe intervals resample the test prompts of one seed only. {C.ONE_SEED}"
+claim6 += "\n\n" + grid_text
 display(Markdown(claim6))
-nb.finish(claim6=claim6, variants=variants, keep=keep,
+nb.finish(claim6=claim6, variants=variants, keep=keep, family_grid=grid_text,
           summary=summary.drop(columns=[c for c in summary.columns if c.endswith("_per_seed")]).to_dict("records"),
           lossdiff_irm_differences=diffs.to_dict("records"), spearman_winrate_singlescore=rank_agree,
           spearman_dpo_slic=rho_obj, kendall_paper=taus)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tifkit import TifkitError
+from tifkit import TifkitError, plots
 from tifkit import family_grid as G
 from tifkit import results as R
 from tifkit.notebooks import CI_OVERRIDES
@@ -87,6 +87,16 @@ def test_grid_entry_point_writes_results_and_fills_the_readme(tmp_path, capsys):
     assert f"{int(r.diff_vs_full_better)} of 2; 80%: " in md
     for rule in rules:  # one row per rule in each objective's table
         assert md.count(f"| {R.rule_label(rule)} |") == 2
+    # the long table notebook 04 reads: one row per (family, objective, rule), values from the CSVs
+    long = R.grid_frame(fig)
+    assert len(long) == 2 * 2 * len(rules) and set(long.family) == {"llama", "qwen"}
+    assert list(long[(long.family == "qwen") & (long.objective == "slic")].rule) == rules
+    got = long.set_index(["family", "objective", "rule"]).loc[("qwen", "slic", "lossdiff-irm")]
+    assert got.winrate_vs_sft == r.winrate_vs_sft and got.diff_vs_full == r.diff_vs_full and not got.stale
+    figure = plots.plot_family_grid(long)
+    assert [a.get_title() for a in figure.axes] == ["llama (2 seeds)", "qwen (2 seeds)"]
+    assert len(figure.axes[1].lines) > 0  # the error bars were drawn
+    assert R.grid_frame(tmp_path / "none").empty
     # the README generator fills the block from the repository's figures
     (tmp_path / "repo" / "README.md").write_text(BLOCK)
     assert R.update(tmp_path / "repo") == {"README.md": ["family-grid"]}

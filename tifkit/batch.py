@@ -38,9 +38,8 @@ from tifkit.plots import reward_distribution, save, winrate_bars
 from tifkit.report import score_report
 from tifkit.results import comparisons, provenance, source_hash, stamp_frame, stamp_png, write_manifest
 from tifkit.rules import get_rule, rule_names, stage_label
-from tifkit.stats import hierarchical_interval, paired_hierarchical_diff
-from tifkit.workers import n_workers  # noqa: F401  (lives in workers.py; batch.n_workers kept)
-from tifkit.workers import pool_map
+from tifkit.stats import hierarchical_interval, paired_rules
+from tifkit.workers import n_workers, pool_map
 
 BASELINES = ("full", "random")  # every rule's WinRate is compared with these, paired on the same prompts
 
@@ -212,12 +211,7 @@ def summarize(per_prompt: pd.DataFrame, n_bootstrap: int = 10000, seed: int = 0)
         for b, bg in base.items():  # paired on the same prompts and seeds
             if rule == b:
                 continue
-            if len(g) != len(bg) or not (g.seed.to_numpy() == bg.seed.to_numpy()).all() or not (
-                    g.prompt_idx.to_numpy() == bg.prompt_idx.to_numpy()).all():
-                raise TifkitError(f"Rule '{rule}' and '{b}' were evaluated on different prompts or seeds; rerun "
-                                  "the batch so that every rule has every seed.")
-            d = paired_hierarchical_diff(g.verdict.to_numpy(), bg.verdict.to_numpy(), g.seed.to_numpy(),
-                                         n_bootstrap, seed)
+            d = paired_rules(g, bg, rule, b, "verdict", n_bootstrap, seed)
             row.update({f"diff_vs_{b}": d.estimate, f"diff_vs_{b}_lo": d.lo, f"diff_vs_{b}_hi": d.hi,
                         f"diff_vs_{b}_per_seed": _per_seed_json(d.per_seed),
                         f"diff_vs_{b}_better": d.n_better})

@@ -33,12 +33,12 @@ from pathlib import Path
 import pandas as pd
 
 from tifkit import TifkitError
-from tifkit.batch import n_workers, summarize, task_rule, task_start
+from tifkit.batch import summarize, task_rule, task_start
 from tifkit.config import load_params
 from tifkit.io import atomic_write_text, write_parquet
 from tifkit.results import comparisons, grid_table, provenance, source_hash, stamp_frame, write_manifest
 from tifkit.rules import get_rule, headline_rules as registry_headline_rules
-from tifkit.workers import init_quiet_worker, pool_map
+from tifkit.workers import init_quiet_worker, n_workers, pool_map
 
 FAMILY_FILES = {"llama": "tiny.yaml", "qwen": "tiny-qwen.yaml", "pythia": "tiny-pythia.yaml", "gpt2": "tiny-gpt2.yaml"}
 OBJECTIVES = ("dpo", "slic")

@@ -263,6 +263,46 @@ def plot_benchmark(summaries: dict[str, pd.DataFrame], title: str = ""):
     return fig
 
 
+OBJECTIVE_MARKERS = {"dpo": ("o", -0.17), "slic": ("s", 0.17)}  # marker and row offset per objective
+
+
+def plot_family_grid(grid: pd.DataFrame, title: str = ""):
+    """The family grid (tifkit.results.grid_frame), one panel per family: each rule's paired difference
+    against full data in WinRate points with its 95% interval over seeds and prompts, DPO (circles) and
+    SLiC (squares) side by side, zero (= full data) marked; the panel title says how many seeds."""
+    style()
+    g = grid[grid.rule != "full"]
+    fams = list(dict.fromkeys(g.family))
+    rules = list(dict.fromkeys(g.rule))[::-1]
+    fig, axes = plt.subplots(1, max(len(fams), 1), figsize=(3.6 * max(len(fams), 1) + 1.2, 0.42 * len(rules) + 1.6),
+                             sharey=True, squeeze=False)
+    lo, hi, _ = robust_limits(100 * g[["diff_vs_full_lo", "diff_vs_full_hi"]].to_numpy().ravel(), q=0.0)
+    for ax, fam in zip(axes[0], fams):
+        sub = g[g.family == fam]
+        for obj, (marker, off) in OBJECTIVE_MARKERS.items():
+            part = sub[sub.objective == obj]
+            for r in part.itertuples():
+                y = rules.index(r.rule) + off
+                ax.errorbar(100 * r.diff_vs_full, y, xerr=[[100 * (r.diff_vs_full - r.diff_vs_full_lo)],
+                                                           [100 * (r.diff_vs_full_hi - r.diff_vs_full)]],
+                            fmt=marker, color=color(r.rule), capsize=2, ms=5, mfc="white" if obj == "slic" else None,
+                            label=f"{obj.upper() if obj == 'dpo' else 'SLiC'}")
+        ax.axvline(0, color=color("full"), ls=":", lw=1.5)
+        n = sorted({int(x) for x in sub.n_seeds})
+        ax.set_title(f"{fam} ({'/'.join(map(str, n))} seeds)")
+        ax.set_xlim(min(lo, -1.0), max(hi, 1.0))
+        ax.set_xlabel("minus full data (WinRate points)")
+    axes[0][0].set_yticks(range(len(rules)), rules)
+    handles = [plt.Line2D([], [], marker=m, ls="", color="#555555", mfc="white" if o == "slic" else "#555555",
+                          label="SLiC" if o == "slic" else "DPO") for o, (m, _) in OBJECTIVE_MARKERS.items()]
+    handles.append(plt.Line2D([], [], color=color("full"), ls=":", label="full data (0 points)"))
+    fig.legend(handles=handles, frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 0.95))
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def plot_transfer(summary: pd.DataFrame, title: str = ""):
     """Transfer across families (tifkit.experiments.transfer_summary): one panel per target family,
     WinRate against SFT with 95% intervals of its full data, its own selection and each other

@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tifkit import TifkitError
 from tifkit.io import atomic_path, atomic_write_text, content_hash, file_sha256
 from tifkit.rules import all_rules, label as rule_label
 from tifkit.stats import paired_t_power, rule_comparisons, seeds_needed
@@ -393,14 +392,12 @@ GRID_FAMILIES = {"llama": "llama", "qwen": "qwen (Qwen3-style)", "pythia": "pyth
 GRID_OBJECTIVES = {"dpo": "DPO", "slic": "SLiC"}
 
 
-def grid_table(folder: str | Path = REPO / "figures") -> str:
-    """The family grid (tifkit.family_grid) as the paper's main table: per objective, one row per rule
-    and one column per family; each cell the WinRate vs SFT with its hierarchical interval, then the
-    paired difference to full data (points, interval), better than full in k of n seeds and the
-    seeds 80% power would need at the observed effect. From ``grid-<family>-<objective>_summary.csv``
-    and their manifests; says so when there are none."""
+def load_grid(folder: str | Path = REPO / "figures") -> dict:
+    """The family grid's committed results: {(family, objective): (summary indexed by rule, manifest
+    dict, stale flag)} from ``grid-<family>-<objective>_summary.csv`` and their manifests under
+    `folder` (stale: figures/STALE.md names the file). Empty when the grid has not run."""
     folder = Path(folder)
-    notes = stale_notes(folder)
+    notes = stale_notes(folder) if folder.is_dir() else {}
     found = {}
     for p in sorted(folder.glob("grid-*_summary.csv")):
         man = folder / p.name.replace("_summary.csv", "_provenance.json")
@@ -409,6 +406,31 @@ def grid_table(folder: str | Path = REPO / "figures") -> str:
         if not fam or not obj:
             fam, _, obj = p.name[len("grid-"):-len("_summary.csv")].rpartition("-")
         found[fam, obj] = (pd.read_csv(p).set_index("rule"), rec, man.name in notes or p.name in notes)
+    return found
+
+
+def grid_frame(folder: str | Path = REPO / "figures") -> pd.DataFrame:
+    """`load_grid` as one long table: a row per (family, objective, rule) with the summary's columns
+    and `seeds` (how many the variant ran), `stale`; families and objectives in the README's order."""
+    found = load_grid(folder)
+    if not found:
+        return pd.DataFrame(columns=["family", "objective", "rule", "n_seeds", "stale"])
+    frames = [s.reset_index().assign(family=f, objective=o, stale=st) for (f, o), (s, _, st) in found.items()]
+    df = pd.concat(frames, ignore_index=True)
+    fam_order = list(GRID_FAMILIES) + sorted(set(df.family) - set(GRID_FAMILIES))
+    rule_order = [r.name for r in all_rules()] + sorted(set(df.rule) - {r.name for r in all_rules()})
+    df["_f"] = df.family.map(fam_order.index)
+    df["_r"] = df.rule.map(rule_order.index)
+    return df.sort_values(["objective", "_f", "_r"]).drop(columns=["_f", "_r"]).reset_index(drop=True)
+
+
+def grid_table(folder: str | Path = REPO / "figures") -> str:
+    """The family grid (tifkit.family_grid) as the paper's main table: per objective, one row per rule
+    and one column per family; each cell the WinRate vs SFT with its hierarchical interval, then the
+    paired difference to full data (points, interval), better than full in k of n seeds and the
+    seeds 80% power would need at the observed effect. From ``grid-<family>-<objective>_summary.csv``
+    and their manifests; says so when there are none."""
+    found = load_grid(folder)
     if not found:
         return ("No family-grid results yet: run `make families` (every tiny family x DPO and SLiC x the headline "
                 "rules over the batch's seeds), then `python -m tifkit.results` fills this table.")

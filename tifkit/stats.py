@@ -188,6 +188,19 @@ def paired_hierarchical_diff(a, b, groups, n_bootstrap: int = 4000, seed: int = 
     return hierarchical_interval(a - b, groups, n_bootstrap, seed, ci, expand)
 
 
+def paired_rules(ga: pd.DataFrame, gb: pd.DataFrame, a: str, b: str, column: str = "verdict",
+                 n_bootstrap: int = 10000, seed: int = 0) -> SeedInterval:
+    """Rule a minus rule b: `paired_hierarchical_diff` of `column` over the per-prompt rows `ga`, `gb`
+    of the two rules, each sorted by (seed, prompt_idx). Raises when the rows are not the same
+    (seed, prompt) pairs, the one check every paired comparison of rules goes through."""
+    same = len(ga) == len(gb) and (ga.seed.to_numpy() == gb.seed.to_numpy()).all() and (
+        ga.prompt_idx.to_numpy() == gb.prompt_idx.to_numpy()).all()
+    if not same:
+        raise TifkitError(f"Rules '{a}' and '{b}' were evaluated on different prompts or seeds; run both on every "
+                          "seed (rerun the batch).")
+    return paired_hierarchical_diff(ga[column].to_numpy(), gb[column].to_numpy(), ga.seed.to_numpy(), n_bootstrap, seed)
+
+
 def rule_comparisons(per_prompt: pd.DataFrame, extra_pairs=(), n_bootstrap: int = 10000, seed: int = 0) -> pd.DataFrame:
     """Paired difference of every ordered pair of rules (a, b) of a batch's per-prompt table (columns
     rule, seed, prompt_idx, verdict), a before b in run order, then the `extra_pairs` (a, b) whose
@@ -199,12 +212,7 @@ def rule_comparisons(per_prompt: pd.DataFrame, extra_pairs=(), n_bootstrap: int 
     pairs += [(a, b) for a, b in extra_pairs if a in by and b in by and (a, b) not in pairs]
     rows = []
     for a, b in pairs:
-        ga, gb = by[a], by[b]
-        same = len(ga) == len(gb) and (ga.seed.to_numpy() == gb.seed.to_numpy()).all() and (
-            ga.prompt_idx.to_numpy() == gb.prompt_idx.to_numpy()).all()
-        if not same:
-            raise TifkitError(f"Rules '{a}' and '{b}' were evaluated on different prompts or seeds; rerun the batch.")
-        d = paired_hierarchical_diff(ga.verdict.to_numpy(), gb.verdict.to_numpy(), ga.seed.to_numpy(), n_bootstrap, seed)
+        d = paired_rules(by[a], by[b], a, b, "verdict", n_bootstrap, seed)
         rows.append({"a": a, "b": b, "diff": d.estimate, "lo": d.lo, "hi": d.hi, "better": d.n_better,
                      "n_seeds": d.n_seeds, "per_seed": json.dumps({str(k): round(v, 4) for k, v in d.per_seed.items()})})
     return pd.DataFrame(rows)

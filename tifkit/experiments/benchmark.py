@@ -9,7 +9,7 @@ from tifkit import TifkitError
 
 from tifkit.batch import NO_SCORES, rule_rows, start_seed, summarize
 from tifkit.pipeline import prepare, score_stage
-from tifkit.stats import hierarchical_interval, paired_hierarchical_diff
+from tifkit.stats import hierarchical_interval, paired_rules
 from tifkit.workers import quiet_params, quiet_pool_map, worker_count
 
 
@@ -76,9 +76,7 @@ def paired_rule_difference(per_prompt: pd.DataFrame, a: str, b: str, column: str
     ga, gb = aligned_rule_rows(per_prompt, a), aligned_rule_rows(per_prompt, b)
     if len(ga) == 0 or len(gb) == 0:
         raise TifkitError(f"Rules '{a}' and '{b}' must both be in the per-prompt table to compare them.")
-    if len(ga) != len(gb) or not (ga[["seed", "prompt_idx"]].to_numpy() == gb[["seed", "prompt_idx"]].to_numpy()).all():
-        raise TifkitError(f"Rules '{a}' and '{b}' were evaluated on different prompts or seeds; run both on every seed.")
-    d = paired_hierarchical_diff(ga[column].to_numpy(), gb[column].to_numpy(), ga.seed.to_numpy(), n_bootstrap, seed)
+    d = paired_rules(ga, gb, a, b, column, n_bootstrap, seed)
     return {"a": a, "b": b, "column": column, "diff": d.estimate, "lo": d.lo, "hi": d.hi,
             "n_better": d.n_better, "n_seeds": d.n_seeds, "mean_a": float(ga[column].mean()),
             "mean_b": float(gb[column].mean())}
