@@ -48,7 +48,7 @@ families: setup
 # Every test, then every notebook under nbmake at the toy CI scale (nbmake runs notebooks as committed,
 # so the scale comes through the environment), in one pytest run.
 test: setup
-	TIFKIT_NOTEBOOK_SCALE=ci $(BIN)/python -m pytest --nbmake --nbmake-timeout=300 tests notebooks
+	TIFKIT_NOTEBOOK_SCALE=ci $(BIN)/python -m pytest --nbmake --nbmake-timeout=300 --durations=15 tests notebooks
 
 # JupyterLab on the notebooks (their default scale: the real world size, one seed).
 lab: setup

@@ -419,7 +419,12 @@ def main_real(args):
     results = []
     for n in names:  # one shape failing (out of memory) leaves the others' rows, and says why
         try:
-            results.append(bench_real(n, table[n], args.device, cpu_mode))
+            spec = table[n]
+            if args.pairs:  # fewer pairs (a smoke run: tests/test_realscale.py), same shapes and code
+                shape, lora, n_train, n_val, sb, ib = spec
+                k = max(2, int(args.pairs))
+                spec = (shape, lora, k, min(n_val, k), min(sb, k), min(ib, k))
+            results.append(bench_real(n, spec, args.device, cpu_mode))
         except (TifkitError, torch.cuda.OutOfMemoryError) as e:
             print(f"   {n} failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}", flush=True)
             results.append({"name": n, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"})
@@ -442,6 +447,9 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="small sizes, print only")
     ap.add_argument("--out", default=os.environ.get("TIFKIT_PERF_OUT", str(ROOT / "docs" / "PERFORMANCE.md")))
     ap.add_argument("--real", action="store_true", help="real architectures (tifkit.shapes), bf16")
+    ap.add_argument("--pairs", type=int, default=None,
+                    help="--real only: score this many training pairs per shape instead of the table's (a smoke run; "
+                         "bf16 matmuls on a CPU without AVX512-BF16/AMX are slow)")
     ap.add_argument("--peak-tflops", type=float, default=None, help="the card's bf16 peak, when its name is not known")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)

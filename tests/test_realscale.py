@@ -178,11 +178,14 @@ def test_accelerate_configs_parse(name, kind):
 
 def test_gpu_check_cpu_mode(tmp_path):
     """bench/gpu_check.sh --cpu: the real-shape benchmark at reduced depth, width and lengths runs
-    end to end and writes its section (to a scratch copy of PERFORMANCE.md)."""
+    end to end and writes its section (to a scratch copy of PERFORMANCE.md). With 4 training pairs
+    (--pairs 4): the benchmark runs in bfloat16, and a CPU without AVX512-BF16 or AMX (the 2-core
+    development machine of 2026-12-02 has AVX2 only) multiplies bf16 matrices in a slow generic
+    kernel, so the table's 16 pairs took 396 s there while a CPU with those units needs seconds."""
     out = tmp_path / "PERFORMANCE.md"
     out.write_text("# Performance\n")
     env = {**os.environ, "TIFKIT_PERF_OUT": str(out), "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
-    res = subprocess.run(["bash", str(ROOT / "bench" / "gpu_check.sh"), "--cpu", "--configs", "qwen3-0.6b"], cwd=ROOT, env=env,
+    res = subprocess.run(["bash", str(ROOT / "bench" / "gpu_check.sh"), "--cpu", "--configs", "qwen3-0.6b", "--pairs", "4"], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=900)  # correctness, not time: a loaded 2-core box needs minutes
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     text = out.read_text()
