@@ -78,6 +78,8 @@ if "google.colab" in sys.modules:
                    check=True)
 
 # %%
+import json
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -88,6 +90,7 @@ from tifkit import conclusions as C
 from tifkit import experiments as E
 from tifkit import notebooks as N
 from tifkit import plots
+from tifkit import results as R
 from tifkit.select import select
 from tifkit.stats import hierarchical_interval
 
@@ -353,6 +356,41 @@ if len(seeds3) > 1:
 display(Markdown(claim3_text))
 
 # %% [markdown]
+# **The batch's seeds.** TIF and top-IF are also two of the default batch's rules: `make reproduce`
+# trains them over every seed of `run.seeds`, more seeds than this notebook's own study. At full scale
+# on the default parameters, the cell below reads the batch's committed result files
+# (`figures/<run name>_comparisons.csv`, `_summary.csv`): the same paired difference, with its interval
+# over seeds and prompts, so the verdict at the batch's power stands beside this notebook's.
+
+# %%
+def batch_difference(a, b):
+    """Rule a minus rule b from the default batch's committed files, or None (other parameters, not the
+    full scale, or no batch results in this checkout)."""
+    comp_path = R.REPO / "figures" / f"{p.run.name}_comparisons.csv"
+    summ_path = R.REPO / "figures" / f"{p.run.name}_summary.csv"
+    if nb.scale != "full" or params_file != "tiny.yaml" or overrides or not comp_path.exists() or not summ_path.exists():
+        return None
+    comp, summ = pd.read_csv(comp_path), pd.read_csv(summ_path).set_index("rule")
+    for sign, (x, y) in ((1, (a, b)), (-1, (b, a))):
+        row = comp[(comp.a == x) & (comp.b == y)]
+        if len(row):
+            r = row.iloc[0]
+            per = sign * np.array(list(json.loads(r.per_seed).values()), dtype=float)
+            lo, hi = (r.lo, r.hi) if sign == 1 else (-r.hi, -r.lo)
+            return {"a": a, "b": b, "diff": sign * r["diff"], "lo": lo, "hi": hi, "n_seeds": int(r.n_seeds),
+                    "n_better": int((per > 0).sum()), "mean_a": summ.loc[a, "winrate_vs_sft"],
+                    "mean_b": summ.loc[b, "winrate_vs_sft"], "file": comp_path.name}
+    return None
+
+
+db3 = batch_difference("tif", "top-if")
+claim3_batch = "" if db3 is None else (
+    f"At the default batch's {db3['n_seeds']} seeds (`figures/{db3['file']}`): "
+    + C.conclude_difference(db3, "Claim 3", f"TIF wins more often against SFT than top-IF at keep {keep:g}")
+    + f" TIF is better in {db3['n_better']} of {db3['n_seeds']} seeds.")
+print(claim3_batch or "No batch comparison used here (it is read at full scale with the default parameters only).")
+
+# %% [markdown]
 # ## 7. Conclusion
 #
 # The three sentences below are computed from this run's numbers. Trained models differ a lot from
@@ -382,8 +420,8 @@ else:
 if nb.scale == "ci":
     sweep_text += (" CI scale: a toy world of a few dozen pairs and a tiny model: the toy scale cannot tell whether "
                    "any of these claims holds; this run checks the code only.")
-display(Markdown(f"- {claim2}\n- {claim3_text}\n- {sweep_text}"))
-nb.finish(claim2=claim2, claim3=claim3_text, conclusion_sweep=sweep_text, tif_minus_topif=d3,
+display(Markdown(f"- {claim2}\n- {claim3_text}\n- {sweep_text}" + (f"\n- {claim3_batch}" if claim3_batch else "")))
+nb.finish(claim2=claim2, claim3=claim3_text, claim3_batch=claim3_batch, conclusion_sweep=sweep_text, tif_minus_topif=d3,
           middle_minus_ends={e: diffs[e] for e in ends},
           sweep=sweep.reset_index().to_dict("records"), group_winrates=group_wins.drop(columns=[], errors="ignore")
           .to_dict("records"))
