@@ -82,6 +82,7 @@ if "google.colab" in sys.modules:
 
 # %%
 import json
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -324,7 +325,8 @@ def batch_difference(a, b):
     full scale, or no batch results in this checkout)."""
     comp_path = R.REPO / "figures" / f"{p.run.name}_comparisons.csv"
     summ_path = R.REPO / "figures" / f"{p.run.name}_summary.csv"
-    if nb.scale != "full" or params_file != "tiny.yaml" or overrides or not comp_path.exists() or not summ_path.exists():
+    if (nb.scale != "full" or Path(params_file).name != "tiny.yaml" or overrides or not comp_path.exists()
+            or not summ_path.exists()):
         return None
     comp, summ = pd.read_csv(comp_path), pd.read_csv(summ_path).set_index("rule")
     for sign, (x, y) in ((1, (a, b)), (-1, (b, a))):
