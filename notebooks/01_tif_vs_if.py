@@ -78,7 +78,6 @@ if "google.colab" in sys.modules:
                    check=True)
 
 # %%
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -365,24 +364,18 @@ display(Markdown(claim3_text))
 
 # %%
 def batch_difference(a, b):
-    """Rule a minus rule b from the default batch's committed files, or None (other parameters, not the
-    full scale, or no batch results in this checkout)."""
+    """Rule a minus rule b as the default batch's committed comparisons store it (tifkit.results.comparisons
+    keeps every claim's pair in the claim's order), or None: other parameters, not the full scale, or no
+    batch results in this checkout."""
     comp_path = R.REPO / "figures" / f"{p.run.name}_comparisons.csv"
     summ_path = R.REPO / "figures" / f"{p.run.name}_summary.csv"
     if (nb.scale != "full" or Path(params_file).name != "tiny.yaml" or overrides or not comp_path.exists()
             or not summ_path.exists()):
         return None
-    comp, summ = pd.read_csv(comp_path), pd.read_csv(summ_path).set_index("rule")
-    for sign, (x, y) in ((1, (a, b)), (-1, (b, a))):
-        row = comp[(comp.a == x) & (comp.b == y)]
-        if len(row):
-            r = row.iloc[0]
-            per = sign * np.array(list(json.loads(r.per_seed).values()), dtype=float)
-            lo, hi = (r.lo, r.hi) if sign == 1 else (-r.hi, -r.lo)
-            return {"a": a, "b": b, "diff": sign * r["diff"], "lo": lo, "hi": hi, "n_seeds": int(r.n_seeds),
-                    "n_better": int((per > 0).sum()), "mean_a": summ.loc[a, "winrate_vs_sft"],
-                    "mean_b": summ.loc[b, "winrate_vs_sft"], "file": comp_path.name}
-    return None
+    r = pd.read_csv(comp_path).set_index(["a", "b"]).loc[(a, b)]
+    wr = pd.read_csv(summ_path).set_index("rule").winrate_vs_sft
+    return {"a": a, "b": b, "diff": r["diff"], "lo": r.lo, "hi": r.hi, "n_seeds": int(r.n_seeds),
+            "n_better": int(r.better), "mean_a": wr[a], "mean_b": wr[b], "file": comp_path.name}
 
 
 db3 = batch_difference("tif", "top-if")

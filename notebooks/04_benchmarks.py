@@ -81,7 +81,6 @@ if "google.colab" in sys.modules:
                    check=True)
 
 # %%
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -321,24 +320,18 @@ print("Kendall tau with the paper's ordering (UltraFeedback): " + ", ".join(f"{v
 
 # %%
 def batch_difference(a, b):
-    """Rule a minus rule b from the default batch's committed files, or None (other parameters, not the
-    full scale, or no batch results in this checkout)."""
+    """Rule a minus rule b as the default batch's committed comparisons store it (tifkit.results.comparisons
+    keeps every claim's pair in the claim's order), or None: other parameters, not the full scale, or no
+    batch results in this checkout."""
     comp_path = R.REPO / "figures" / f"{p.run.name}_comparisons.csv"
     summ_path = R.REPO / "figures" / f"{p.run.name}_summary.csv"
     if (nb.scale != "full" or Path(params_file).name != "tiny.yaml" or overrides or not comp_path.exists()
             or not summ_path.exists()):
         return None
-    comp, summ = pd.read_csv(comp_path), pd.read_csv(summ_path).set_index("rule")
-    for sign, (x, y) in ((1, (a, b)), (-1, (b, a))):
-        row = comp[(comp.a == x) & (comp.b == y)]
-        if len(row):
-            r = row.iloc[0]
-            per = sign * np.array(list(json.loads(r.per_seed).values()), dtype=float)
-            lo, hi = (r.lo, r.hi) if sign == 1 else (-r.hi, -r.lo)
-            return {"a": a, "b": b, "diff": sign * r["diff"], "lo": lo, "hi": hi, "n_seeds": int(r.n_seeds),
-                    "n_better": int((per > 0).sum()), "mean_a": summ.loc[a, "winrate_vs_sft"],
-                    "mean_b": summ.loc[b, "winrate_vs_sft"], "file": comp_path.name}
-    return None
+    r = pd.read_csv(comp_path).set_index(["a", "b"]).loc[(a, b)]
+    wr = pd.read_csv(summ_path).set_index("rule").winrate_vs_sft
+    return {"a": a, "b": b, "diff": r["diff"], "lo": r.lo, "hi": r.hi, "n_seeds": int(r.n_seeds),
+            "n_better": int(r.better), "mean_a": wr[a], "mean_b": wr[b], "file": comp_path.name}
 
 
 batch6 = {other: batch_difference("lossdiff-irm", other) for other in ("full", "annotation-gap", "rm-margin")}
@@ -445,7 +438,7 @@ claim6 = (f"{head} at this scale ({nb.scale}, seeds {nb.seeds}, keep {keep:g}; p
           f"intervals):\n" + "\n".join(lines))
 claim6 += (f" SingleScore and WinRate rank the rules alike (Spearman {', '.join(f'{v} {r:.2f}' for v, r in rank_agree.items())})"
            + (f"; DPO and SLiC order the rules with Spearman {rho_obj:.2f}" if np.isfinite(rho_obj) else "")
-           + (f"; Kendall tau with the paper's ordering of its four rules: "
+           + ("; Kendall tau with the paper's ordering of its four rules: "
               + ", ".join(f"{v} {t:+.2f}" for v, t in taus.items()) if taus else "") + ".")
 if nb.scale == "ci":
     claim6 += ("\n\n(CI scale: a toy world of 96 pairs and 32 test prompts; this checks the code, not the claim: "
