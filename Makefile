@@ -46,9 +46,15 @@ families: setup
 	$(BIN)/python -m tifkit.results
 
 # Every test, then every notebook under nbmake at the toy CI scale (nbmake runs notebooks as committed,
-# so the scale comes through the environment), in one pytest run.
+# so the scale comes through the environment), in one pytest run, on one pytest-xdist worker per CPU
+# (at most TEST_WORKERS_MAX; TEST_WORKERS=0 runs them in this one process). Each worker takes a
+# contiguous half of the tests and steals from the other when done (worksteal); they share the toy run
+# root (tests/conftest.py) and the notebooks' CI run root, so a stage trains once under its lock.
+TEST_WORKERS ?= logical
+TEST_WORKERS_MAX ?= 8
 test: setup
-	TIFKIT_NOTEBOOK_SCALE=ci $(BIN)/python -m pytest --nbmake --nbmake-timeout=300 --durations=15 tests notebooks
+	TIFKIT_NOTEBOOK_SCALE=ci $(BIN)/python -m pytest -n $(TEST_WORKERS) --maxprocesses=$(TEST_WORKERS_MAX) --dist worksteal \
+		--nbmake --nbmake-timeout=300 --durations=15 tests notebooks
 
 # JupyterLab on the notebooks (their default scale: the real world size, one seed).
 lab: setup

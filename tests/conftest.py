@@ -69,7 +69,15 @@ class Toy:
 
 @pytest.fixture(scope="session")
 def toy(tmp_path_factory) -> Toy:
-    """The toy settings with one run root for the whole test run (SFT trains once per run)."""
+    """The toy settings with one run root for the whole test run (SFT trains once per run).
+
+    Under pytest-xdist (`make test` runs `-n logical`) every worker is a session of its own, so the root
+    lies in the folder the workers share (the parent of each worker's base temp): the first worker to
+    need a stage trains it under the stage's lock, the others wait for it and read it."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = tmp_path_factory.getbasetemp().parent / "toy-runs"
+        root.mkdir(exist_ok=True)
+        return Toy(root)
     return Toy(tmp_path_factory.mktemp("toy-runs"))
 
 

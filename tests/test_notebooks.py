@@ -86,17 +86,22 @@ def test_scale_comes_from_the_environment(monkeypatch):
 
 @pytest.mark.slow
 def test_papermill_runner_injects_parameters(tmp_path):
-    """The batch route (`tifkit notebooks`): papermill overrides the parameters cell."""
+    """The batch route (`tifkit notebooks`): papermill overrides the parameters cell. The run root is
+    the one nbmake's run of the notebooks uses (notebooks/runs/nb-ci), so the stages it trains are
+    trained once per test run, whichever of the two runs first (the stage locks make them wait)."""
+    shared_root = ROOT / "notebooks" / runner.CI_ROOT
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         (out,) = runner.run_notebooks(["00"], out_dir=tmp_path / "out", scale="ci", figures_dir=str(tmp_path / "fig"),
-                                      parameters={"run_root": str(tmp_path / "runs")}, cwd=ROOT, timeout=600)
+                                      parameters={"run_root": str(shared_root)}, cwd=ROOT, timeout=600)
     nb = nbformat.read(out, as_version=4)
     assert not [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     summary = json.loads((tmp_path / "fig" / "00_tiny_summary.json").read_text())
     assert summary["notebook"] == "00_quickstart" and summary["scale"] == "ci" and summary["conclusion"]
     assert "CI scale" in summary["conclusion"]
-    assert (tmp_path / "runs").is_dir() and (tmp_path / "out" / "runtimes.csv").exists()
+    injected = [c.source for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and f"run_root = {json.dumps(str(shared_root))}" in injected[0], injected
+    assert shared_root.is_dir() and (tmp_path / "out" / "runtimes.csv").exists()
 
 
 def test_colab_install_cell_installs_one_release_with_the_colab_extra_and_nothing_else():
