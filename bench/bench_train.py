@@ -83,46 +83,42 @@ def profile_trl(ctx, pairs, epochs: float):
 
 
 def bare_loop(ctx, pairs, epochs: float):
-    """The same steps without the Trainer: TRL's collated batches (its own dataloader, so the same
-    order and padding), its loss (`_compute_loss`, metrics included), backward, clipping, AdamW."""
-    from datasets import Dataset
-    from trl import DPOConfig, DPOTrainer
+    """The same steps without the Trainer's loop: `dpo_train` itself builds the DPOTrainer (so the
+    config, seeding and data are the batch's, not a copy), and its `train` is replaced by a plain loop
+    over TRL's collated batches (its own dataloader: same order and padding), TRL's loss
+    (`_compute_loss`, metrics included), backward, clipping and AdamW with the config's settings."""
+    import trl
 
-    from tifkit.losses import train_objective
-    from tifkit.train import _set_seed, to_trl_frame
+    run = {}
 
-    p = ctx.p
-    objective = train_objective(p.train)
-    model = load_stage(ctx, warmup_stage(ctx), trainable=True)
-    _set_seed(ctx.train_seed)
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = DPOConfig(output_dir=tmp, num_train_epochs=epochs, per_device_train_batch_size=p.train.batch_size,
-                        learning_rate=p.train.lr, lr_scheduler_type=p.train.lr_scheduler, optim=p.train.optimizer,
-                        beta=objective.beta, loss_type=[objective.trl_loss_type], max_length=p.train.max_length,
-                        use_cpu=True, report_to="none", save_strategy="no", logging_steps=p.train.logging_steps,
-                        seed=ctx.train_seed, data_seed=ctx.train_seed, disable_tqdm=True, dataloader_num_workers=0)
-        trainer = DPOTrainer(model=model, ref_model=reference(ctx), args=cfg, processing_class=ctx.tokenizer,
-                             train_dataset=Dataset.from_pandas(to_trl_frame(pairs)))
-        loader = trainer.get_train_dataloader()
-        n_epochs = int(round(epochs))
-        batches = [[b for b in loader] for _ in range(n_epochs)]  # materialized: collation is not timed below
-        model = trainer.model
-        model.train()
-        opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=p.train.lr,
-                                betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_epsilon,
-                                weight_decay=cfg.weight_decay)
-        losses = []
-        t0 = time.perf_counter()
-        for epoch in batches:
-            for batch in epoch:
-                loss = trainer._compute_loss(model, batch, return_outputs=False)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-                losses.append(float(loss.detach()))
-        wall = time.perf_counter() - t0
-    return wall, model, losses, sum(len(e) for e in batches)
+    class PlainLoop(trl.DPOTrainer):
+        def train(self, *args, **kwargs):
+            cfg, model = self.args, self.model
+            loader = self.get_train_dataloader()
+            batches = [[b for b in loader] for _ in range(int(round(cfg.num_train_epochs)))]  # collation not timed
+            model.train()
+            opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=cfg.learning_rate,
+                                    betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_epsilon,
+                                    weight_decay=cfg.weight_decay)
+            losses = []
+            t0 = time.perf_counter()
+            for epoch in batches:
+                for batch in epoch:
+                    loss = self._compute_loss(model, batch, return_outputs=False)
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                    opt.step()
+                    opt.zero_grad(set_to_none=True)
+                    losses.append(float(loss.detach()))
+            run.update(wall=time.perf_counter() - t0, losses=losses, steps=sum(len(e) for e in batches))
+
+    trainer_class, trl.DPOTrainer = trl.DPOTrainer, PlainLoop  # dpo_train imports it from trl when called
+    try:
+        model, _ = dpo_train(load_stage(ctx, warmup_stage(ctx), trainable=True), reference(ctx), ctx.tokenizer,
+                             pairs, ctx.p.train, epochs, seed=ctx.train_seed, device="cpu", show_progress=False)
+    finally:
+        trl.DPOTrainer = trainer_class
+    return run["wall"], model, run["losses"], run["steps"]
 
 
 def _timer(out: dict):
