@@ -64,7 +64,7 @@ variants = None               # "family/objective" strings; None: llama/dpo and 
 rules = None                  # rules of the first variant; None: all ten
 other_rules = None            # rules of the other variants; None: all ten (default, ci), or full, random, lossdiff-irm, rm-margin, annotation-gap (full scale)
 keep = 0.64                   # the budget: share of the training pairs every rule keeps
-workers = None                # worker processes; None: run.workers (0 means one per CPU core)
+workers = None                # worker processes; None: run.workers (0: one per CPU core), at ci scale none (this process)
 
 # %%
 # On Colab only: install tifkit at one release with its `colab` extra (about a minute); anywhere else this
@@ -98,6 +98,8 @@ from tifkit.report import PAPER_WINRATES
 
 nb = N.start("04_benchmarks", scale, params_file, overrides, seeds, run_root, figures_dir)
 p = nb.p
+if workers is None and nb.scale == "ci":
+    workers = 1  # the toy tasks take less time than starting a worker process (torch imports)
 
 # %% [markdown]
 # ## 1. The rules, at one budget

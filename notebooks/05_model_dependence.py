@@ -63,7 +63,7 @@ transfer_rule = "lossdiff-irm"  # the rule whose selection is transferred betwee
 transfer_pairs = None         # [source, target] family pairs; None: llama and qwen both ways
 agree = 0.9                   # mean cross-family Spearman at or above which the rankings count as the same
 margin = 0.1                  # cross-family Spearman must be this much below the within-family one
-workers = None                # worker processes; None: run.workers (0 means one per CPU core)
+workers = None                # worker processes; None: run.workers (0: one per CPU core), at ci scale none (this process)
 
 # %%
 # On Colab only: install tifkit at one release with its `colab` extra (about a minute); anywhere else this
@@ -95,6 +95,8 @@ from tifkit import report as R
 
 nb = N.start("05_model_dependence", scale, params_file, overrides, seeds, run_root, figures_dir)
 p = nb.p
+if workers is None and nb.scale == "ci":
+    workers = 1  # the toy tasks take less time than starting a worker process (torch imports)
 
 # %% [markdown]
 # ## 1. Score the same pairs under every family

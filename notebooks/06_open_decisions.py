@@ -57,7 +57,7 @@ figures_dir = None            # None: <run root>/figures; the papermill batch pa
 decisions = None              # None: the scale's sweep (below); or {name: [parameter, [values]]}
 winrate_top = 3               # WinRate is measured for this many decisions, those that move the scores most
 sweep_n_train = 600           # training pairs of the swept world at the default and full scales (ci: 96)
-workers = None                # worker processes; None: run.workers (0 means one per CPU core)
+workers = None                # worker processes; None: run.workers (0: one per CPU core), at ci scale none (this process)
 
 # %%
 # On Colab only: install tifkit at one release with its `colab` extra (about a minute); anywhere else this
@@ -89,6 +89,8 @@ from tifkit import notebooks as N
 extra = [] if N.resolve_scale(scale) == "ci" or not sweep_n_train else [f"world.n_train={int(sweep_n_train)}"]
 nb = N.start("06_open_decisions", scale, params_file, list(overrides) + extra, seeds, run_root, figures_dir)
 p = nb.p
+if workers is None and nb.scale == "ci":
+    workers = 1  # the toy tasks take less time than starting a worker process (torch imports)
 run_seeds = nb.seeds if seeds is not None else nb.seeds[:3]
 print(f"seeds of the sweep: {run_seeds}")
 
