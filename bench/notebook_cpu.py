@@ -4,7 +4,8 @@
     .venv/bin/python bench/notebook_cpu.py 05_model_dependence --set workers=2       # with two workers
     .venv/bin/python bench/notebook_cpu.py 01_tif_vs_if --scale default --root /tmp/nb01
 
-The notebook runs under papermill in a fresh kernel with an empty run root (`--root`, emptied first;
+The notebook runs under papermill in a fresh kernel with an empty run root (`--root`: emptied first
+only when this benchmark made it, else it must be empty or new;
 default /tmp/tifkit-notebook-cpu/<name>) at `--scale` (default ci), and any notebook parameter given
 by `--set name=value` (value read as YAML). CPU seconds are those of every finished child process
 (the kernel waits for its workers, so theirs are counted); on a shared machine they are the number
@@ -24,6 +25,7 @@ import papermill as pm
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+MARKER = ".notebook-cpu-root"  # only a folder holding it is ever emptied
 
 
 def main(argv=None) -> int:
@@ -37,8 +39,12 @@ def main(argv=None) -> int:
     if not src.is_file():
         sys.exit(f"no notebook {src}")
     root = Path(args.root or f"/tmp/tifkit-notebook-cpu/{args.notebook}").resolve()
+    marker = root / MARKER
+    if root.exists() and any(root.iterdir()) and not marker.is_file():
+        sys.exit(f"{root} is not empty and was not made by this benchmark; give an empty or new --root")
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
+    marker.write_text("made by bench/notebook_cpu.py; emptied by its next run\n")
     params = {"scale": args.scale, "run_root": str(root / "runs"), "figures_dir": str(root / "figures")}
     for item in args.set:
         name, _, value = item.partition("=")
