@@ -1,6 +1,6 @@
-"""The family grid (tifkit.family_grid, `make families`): its entry point on the notebooks' CI
-overrides (2 families x 2 objectives x 2 seeds x the headline rules), its files with provenance, and
-the README table generated from them (tifkit.results.grid_table)."""
+"""The family grid (tifkit.family_grid, `make families`): its entry point on the toy settings in the
+test run's shared toy root (2 families x 2 objectives x 2 seeds x two of the headline rules), its
+files with provenance, and the README table generated from them (tifkit.results.grid_table)."""
 import json
 import time
 
@@ -11,7 +11,6 @@ import pytest
 from tifkit import TifkitError, plots
 from tifkit import family_grid as G
 from tifkit import results as R
-from tifkit.notebooks import CI_OVERRIDES
 from tifkit.rules import PAPER_HEADLINE, get_rule, headline_rules, register_rule, unregister_rule
 
 BLOCK = "intro\n<!-- results:family-grid:start -->\nold\n<!-- results:family-grid:end -->\nrest\n"
@@ -47,15 +46,14 @@ def test_the_table_says_when_there_are_no_results(tmp_path):
 
 
 @pytest.mark.slow
-def test_grid_entry_point_writes_results_and_fills_the_readme(tmp_path, capsys):
+def test_grid_entry_point_writes_results_and_fills_the_readme(toy, tmp_path, capsys):
     fig = tmp_path / "repo" / "figures"
-    # the notebooks' CI world, a shorter SFT, and three of the headline rules (the full list is
-    # `headline_rules()`, tested above; each rule is one more continuation per variant and seed)
-    # (one worker: in this process, no spawned interpreters to start; the pool itself is tested with
-    # the batch in tests/test_batch.py)
-    sets = [*CI_OVERRIDES, "sft.steps=60", "world.n_test=16", "score.rm_steps=10", f"run.root={tmp_path / 'runs'}",
-            "run.n_bootstrap=400"]
-    rules = ["full", "oracle", "lossdiff-irm"]
+    # the toy settings in the shared toy root (llama/DPO seed 0 is the toy pipeline other tests train),
+    # and two of the headline rules (the full list is `headline_rules()`, tested above; each rule is
+    # one more continuation per variant and seed); one worker: in this process, no spawned interpreters
+    # to start (the pool itself is tested with the batch in tests/test_batch.py)
+    sets = toy.overrides("run.n_bootstrap=400")
+    rules = ["full", "lossdiff-irm"]
     argv = ["--families", "llama", "qwen", "--seeds", "0", "1", "--figures", str(fig), "--rules", *rules,
             "--workers", "1"]
     argv += [a for s in sets for a in ("--set", s)]
@@ -74,7 +72,7 @@ def test_grid_entry_point_writes_results_and_fills_the_readme(tmp_path, capsys):
             s = pd.read_csv(fig / f"{name}_summary.csv")
             assert list(s.rule) == rules and (s.n_seeds == 2).all()
             # the WinRate is the mean of per-seed means of the per-prompt verdicts (a slow path)
-            pp = pd.read_parquet(tmp_path / "runs" / name / "per_prompt.parquet")
+            pp = pd.read_parquet(toy.root / name / "per_prompt.parquet")
             slow = pp.groupby(["rule", "seed"]).verdict.mean().groupby("rule").mean()
             assert np.allclose(s.set_index("rule").winrate_vs_sft, slow.loc[s.rule].to_numpy(), atol=1e-4)
     assert R.check_provenance(fig) == []

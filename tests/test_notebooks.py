@@ -88,17 +88,20 @@ def test_scale_comes_from_the_environment(monkeypatch):
 def test_papermill_runner_injects_parameters(tmp_path):
     """The batch route (`tifkit notebooks`): papermill overrides the parameters cell. The run root is
     the one nbmake's run of the notebooks uses (notebooks/runs/nb-ci), so the stages it trains are
-    trained once per test run, whichever of the two runs first (the stage locks make them wait)."""
+    trained once per test run, whichever of the two runs first (the stage locks make them wait). The
+    notebook is 03, the shortest one that trains nothing of its own (the seed's score table is all it
+    reads): the route is the same for every notebook, and 00 runs twice elsewhere (nbmake, the Colab test)."""
     shared_root = ROOT / "notebooks" / runner.CI_ROOT
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        (out,) = runner.run_notebooks(["00"], out_dir=tmp_path / "out", scale="ci", figures_dir=str(tmp_path / "fig"),
+        (out,) = runner.run_notebooks(["03"], out_dir=tmp_path / "out", scale="ci", figures_dir=str(tmp_path / "fig"),
                                       parameters={"run_root": str(shared_root)}, cwd=ROOT, timeout=600)
     nb = nbformat.read(out, as_version=4)
+    assert out.name == "03_fusion.ipynb"
     assert not [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
-    summary = json.loads((tmp_path / "fig" / "00_tiny_summary.json").read_text())
-    assert summary["notebook"] == "00_quickstart" and summary["scale"] == "ci" and summary["conclusion"]
-    assert "CI scale" in summary["conclusion"]
+    summary = json.loads((tmp_path / "fig" / "03_tiny_summary.json").read_text())
+    assert summary["notebook"] == "03_fusion" and summary["scale"] == "ci" and summary["claim5"]
+    assert "CI scale" in summary["claim5"]
     injected = [c.source for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and f"run_root = {json.dumps(str(shared_root))}" in injected[0], injected
     assert shared_root.is_dir() and (tmp_path / "out" / "runtimes.csv").exists()

@@ -22,7 +22,6 @@ import pandas as pd
 import pytest
 
 from tifkit import TifkitError
-from tifkit.notebooks import CI_OVERRIDES
 from tifkit.select import RULES, SelectParams, select
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,11 +34,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _score_argv(root: Path) -> list[str]:
-    # the notebooks' toy world (96 pairs) with a short SFT (only the scoring is compared, on whatever
-    # stages it finds), in 6 chunks of 16 pairs so that each process has chunks to score
-    sets = [*CI_OVERRIDES, "sft.steps=40", "score.chunk_size=16", "score.batch_size=8", f"run.root={root}"]
-    return ["-m", "tifkit", "score", "tiny.yaml", *[a for s in sets for a in ("--set", s)]]
+def _score_argv(toy, root: Path) -> list[str]:
+    # the toy pipeline (48 pairs; its stages come trained from the shared toy root, only the scoring is
+    # compared), in 3 chunks of 16 pairs so that each process has chunks to score
+    sets = toy.cli("score.chunk_size=16", "score.batch_size=8", root=root)
+    return ["-m", "tifkit", "score", "tiny.yaml", *sets]
 
 
 def _sha(path: Path) -> str:
@@ -47,16 +46,17 @@ def _sha(path: Path) -> str:
 
 
 @pytest.mark.slow
-def test_two_accelerate_processes_agree_with_one_process_and_select_the_same_pairs(tmp_path):
-    """About 2-3 minutes on 2 idle cores (7 min 51 s measured on a box shared with four other jobs): the
-    ci-scale world's stages trained once, then scored three times (one process with its default
-    threads, one process with one thread, two launched processes)."""
-    root = tmp_path / "runs"
+def test_two_accelerate_processes_agree_with_one_process_and_select_the_same_pairs(toy, tmp_path):
+    """The toy pipeline's stages copied from the shared toy root (trained once per test run), then its
+    table scored three times (one process with its default threads, one process with one thread, two
+    launched processes); the chunk size and batch size are in the score key, so the copied tables are
+    not reused."""
+    root = toy.private_copy(tmp_path / "runs")
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "OMP_NUM_THREADS")}
     env.update({"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
 
     def plain(**extra):
-        r = subprocess.run([sys.executable, *_score_argv(root)], cwd=tmp_path, env={**env, **extra},
+        r = subprocess.run([sys.executable, *_score_argv(toy, root)], cwd=tmp_path, env={**env, **extra},
                            capture_output=True, text=True, timeout=900)
         assert r.returncode == 0, r.stderr[-3000:]
         return Path(r.stdout.strip().splitlines()[-1])
@@ -74,7 +74,7 @@ def test_two_accelerate_processes_agree_with_one_process_and_select_the_same_pai
     accelerate = Path(sys.executable).parent / "accelerate"
     cmd = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
            "--main_process_ip", "127.0.0.1", "--main_process_port", str(port), "--mixed_precision", "no",
-           "--dynamo_backend", "no", *_score_argv(root)]
+           "--dynamo_backend", "no", *_score_argv(toy, root)]
     two = subprocess.run(cmd, cwd=tmp_path, env={**env, "CUDA_VISIBLE_DEVICES": ""}, capture_output=True, text=True,
                          timeout=900)
     assert two.returncode == 0, two.stderr[-3000:]
