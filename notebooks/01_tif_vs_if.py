@@ -96,8 +96,6 @@ from tifkit.stats import hierarchical_interval
 
 nb = N.start("01_tif_vs_if", scale, params_file, overrides, seeds, run_root, figures_dir)
 p = nb.p
-if workers is None and nb.scale == "ci":
-    workers = 1  # the toy tasks take less time than starting a worker process (torch imports)
 keep = p.select.keep
 
 # %% [markdown]

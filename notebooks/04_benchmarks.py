@@ -98,8 +98,6 @@ from tifkit.report import PAPER_WINRATES
 
 nb = N.start("04_benchmarks", scale, params_file, overrides, seeds, run_root, figures_dir)
 p = nb.p
-if workers is None and nb.scale == "ci":
-    workers = 1  # the toy tasks take less time than starting a worker process (torch imports)
 
 # %% [markdown]
 # ## 1. The rules, at one budget
