@@ -10,7 +10,9 @@ killed leaves some behind, and ``sweep_temps`` removes those of this host whose 
 """
 from __future__ import annotations
 
+import ast
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -234,8 +236,55 @@ def _warn(msg: str) -> None:
     print(f"[tifkit] warning: {msg}", file=sys.stderr, flush=True)
 
 
+# ------------------------------------------------------------------------------------- source hash
+PACKAGE = Path(__file__).resolve().parent
+
+
+def _code_lines(text: str) -> str:
+    """The source without docstrings, comment-only lines, blank lines and trailing spaces."""
+    lines = text.splitlines()
+    drop: set[int] = set()
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        tree = None
+    if tree is not None:
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body:
+                first = body[0]
+                if (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+                        and isinstance(first.value.value, str)):
+                    drop.update(range(first.lineno - 1, first.end_lineno))
+    keep = [ln.rstrip() for i, ln in enumerate(lines) if i not in drop]
+    return "\n".join(ln for ln in keep if ln.strip() and not ln.lstrip().startswith("#"))
+
+
+def source_files(package: str | os.PathLike = PACKAGE) -> list[Path]:
+    """Every tifkit/**/*.py: all of them are inside the source hash."""
+    return sorted(Path(package).rglob("*.py"))
+
+
+def source_hash(package: str | os.PathLike = PACKAGE) -> str:
+    """sha256 (16 hex digits) over the code of every tifkit/**/*.py as the files are now: docstrings,
+    comment-only lines and blank lines left out, so that prose edits change no result's provenance."""
+    h = hashlib.sha256()
+    for p in source_files(package):
+        h.update(f"\0{p.relative_to(package).as_posix()}\0".encode())
+        h.update(_code_lines(p.read_text(encoding="utf-8")).encode())
+    return h.hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=1)
+def running_source_hash() -> str:
+    """The source hash as this process first computed it (the code it runs, unless the files were edited
+    since): what stage.json records, so that a cache made by other code can be told apart."""
+    return source_hash()
+
+
 # ------------------------------------------------------------------------------------- stage folders
 _locks: dict[str, object] = {}
+_foreign_sources: set[str] = set()  # source hashes of reused stages already warned about
 _locks_guard = threading.Lock()
 
 
@@ -283,6 +332,13 @@ def stage_complete(out_dir: str | os.PathLike, verify: bool = True, warn: bool =
             _warn(f"stage folder {out_dir} has no valid {STAGE_FILE} (an interrupted save, or an older tifkit); "
                   "redoing it.")
         return False
+    made_by = info.get("source_hash")
+    if warn and made_by and made_by != running_source_hash() and made_by not in _foreign_sources:
+        _foreign_sources.add(made_by)
+        _warn(f"{out_dir} was made by tifkit sources {made_by}, this code is {running_source_hash()}: it is "
+              "reused (its cache key holds the parameters, not the code), so what is computed from it is "
+              "what that code computed. For results to compare or commit, use an empty run root "
+              "(--set run.root=<new folder>). Said once per such source hash.")
     files = info.get("files")
     if not verify or files is None:  # stage.json of older versions lists no files
         return True
@@ -315,7 +371,7 @@ def save_stage(model, tokenizer, out_dir: str | os.PathLike, extra: dict | None 
             umask = os.umask(0)
             os.umask(umask)
             os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; give it a plain mkdir's permissions
-            record = {**(info or {}), "files": _folder_checksums(tmp)}
+            record = {**(info or {}), "source_hash": running_source_hash(), "files": _folder_checksums(tmp)}
             (tmp / STAGE_FILE).write_text(json.dumps(record, indent=1, default=str))
             if out_dir.exists():
                 old = Path(tempfile.mkdtemp(prefix=tmp_prefix(out_dir.name + ".old"), dir=out_dir.parent))

@@ -17,9 +17,7 @@ blank lines removed: editing prose does not force a rerun, changing code does.
 from __future__ import annotations
 
 import argparse
-import ast
 import datetime as _dt
-import hashlib
 import json
 import re
 import subprocess
@@ -29,50 +27,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tifkit.io import atomic_path, atomic_write_text, content_hash, file_sha256
+from tifkit.io import atomic_path, atomic_write_text, content_hash, file_sha256, source_files, source_hash  # noqa: F401 (re-exported)
 from tifkit.rules import all_rules, label as rule_label
 from tifkit.stats import paired_t_power, rule_comparisons, seeds_needed
 
 PACKAGE = Path(__file__).resolve().parent
 REPO = PACKAGE.parent
-EXCLUDED: set[str] = set()  # file names left out of source_hash: none (this module writes comparisons too)
 STALE_NOTE = "STALE.md"
 
 
 # ------------------------------------------------------------------------------------ provenance
-def _code_lines(text: str) -> str:
-    """The source without docstrings, comment-only lines, blank lines and trailing spaces."""
-    lines = text.splitlines()
-    drop: set[int] = set()
-    try:
-        tree = ast.parse(text)
-    except SyntaxError:
-        tree = None
-    if tree is not None:
-        for node in ast.walk(tree):
-            body = getattr(node, "body", None)
-            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body:
-                first = body[0]
-                if (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
-                        and isinstance(first.value.value, str)):
-                    drop.update(range(first.lineno - 1, first.end_lineno))
-    keep = [ln.rstrip() for i, ln in enumerate(lines) if i not in drop]
-    return "\n".join(ln for ln in keep if ln.strip() and not ln.lstrip().startswith("#"))
-
-
-def source_files(package: str | Path = PACKAGE) -> list[Path]:
-    return sorted(p for p in Path(package).rglob("*.py") if p.name not in EXCLUDED)
-
-
-def source_hash(package: str | Path = PACKAGE) -> str:
-    """sha256 (16 hex digits) over the code of every tifkit/**/*.py (module docstring)."""
-    h = hashlib.sha256()
-    for p in source_files(package):
-        h.update(f"\0{p.relative_to(package).as_posix()}\0".encode())
-        h.update(_code_lines(p.read_text(encoding="utf-8")).encode())
-    return h.hexdigest()[:16]
-
-
 def _git(*args: str) -> str | None:
     try:
         out = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=20)
