@@ -392,3 +392,51 @@ def test_damaged_stage_weights_and_score_table_are_redone_to_the_same_table(toy,
     cap = capsys.readouterr()
     assert "score table" in cap.err and cap.out.strip().splitlines()[-1] == str(table)
     assert sha(table) == digest
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(x) for x in path.read_text().split()] if path.exists() else []
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads child processes from Linux's /proc")
+def test_sigterm_to_a_pool_ends_its_workers_too():
+    """`kill <pid>` (SIGTERM) of a process running a worker pool (the batch, the family grid, a study) ends
+    the pool's worker processes with it, instead of leaving them to run their queued tasks unseen."""
+    code = ("import time\nfrom tifkit.workers import pool_map\n"
+            "pool_map({i: (time.sleep, (120,)) for i in range(4)}, 2, 'sleep', show_progress=False)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], env=sub_env(), cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 120
+        workers: list[int] = []
+        while len(workers) < 2:  # both workers started (the resource tracker is a child too)
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.time() < deadline, "the pool's workers did not start within 120 s"
+            workers = [c for c in _children(proc.pid) if "spawn_main" in _cmdline(c)]
+            time.sleep(0.2)
+        time.sleep(1.0)  # the workers are in their tasks
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 143
+        deadline = time.time() + 30
+        while any(_alive(w) for w in workers) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not [w for w in workers if _alive(w)], "worker processes outlived the killed pool"
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+        proc.stderr.close()
