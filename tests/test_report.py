@@ -452,3 +452,21 @@ def test_results_module_is_inside_the_source_hash(tmp_path):
     assert RS.source_hash(pkg) == before
     f.write_text(f.read_text() + "\nCLAIMS = CLAIMS[:-1]\n")
     assert RS.source_hash(pkg) != before
+
+
+def test_batch_difference_reads_a_committed_pair_and_both_winrates(tmp_path):
+    """What notebooks 01 and 04 print beside their verdicts: one row of `<name>_comparisons.csv`, the two
+    rules' WinRates from `<name>_summary.csv`; None without the files; a pair the file lacks is one sentence."""
+    from tifkit import TifkitError
+    from tifkit import results as RS
+
+    pd.DataFrame({"a": ["tif", "full"], "b": ["top-if", "oracle"], "diff": [0.05, -0.1], "lo": [0.01, -0.2],
+                  "hi": [0.09, -0.02], "better": [7, 1], "n_seeds": [9, 9]}).to_csv(tmp_path / "w_comparisons.csv")
+    pd.DataFrame({"rule": ["full", "oracle", "tif", "top-if"], "winrate_vs_sft": [0.6, 0.7, 0.65, 0.6]}).to_csv(
+        tmp_path / "w_summary.csv")
+    d = RS.batch_difference("tif", "top-if", "w", tmp_path)
+    assert (d["diff"], d["lo"], d["hi"], d["n_better"], d["n_seeds"]) == (0.05, 0.01, 0.09, 7, 9)
+    assert (d["mean_a"], d["mean_b"], d["file"]) == (0.65, 0.6, "w_comparisons.csv")
+    assert RS.batch_difference("tif", "top-if", "other", tmp_path) is None
+    with pytest.raises(TifkitError, match="no comparison top-if - tif"):
+        RS.batch_difference("top-if", "tif", "w", tmp_path)

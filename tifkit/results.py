@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tifkit import TifkitError
 from tifkit.io import atomic_path, atomic_write_text, content_hash, file_sha256, source_files, source_hash  # noqa: F401 (re-exported)
 from tifkit.rules import all_rules, label as rule_label
 from tifkit.stats import paired_t_power, rule_comparisons, seeds_needed
@@ -293,6 +294,22 @@ def comparisons(per_prompt: pd.DataFrame, n_bootstrap: int = 10000, seed: int = 
     """Paired difference of every ordered pair of rules (a, b), a before b in run order, and the
     CLAIMS pairs in their order; hierarchical bootstrap intervals (tifkit.stats.rule_comparisons)."""
     return rule_comparisons(per_prompt, [(a, b) for _, a, b, _ in CLAIMS], n_bootstrap, seed)
+
+
+def batch_difference(a: str, b: str, name: str = "tiny", folder: str | Path = REPO / "figures") -> dict | None:
+    """Rule `a` minus rule `b` as a committed batch's `<name>_comparisons.csv` stores it (`comparisons`
+    keeps every claim's pair in the claim's order), with both rules' WinRates from `<name>_summary.csv`;
+    None when either file is absent. What notebooks 01 and 04 print beside their own verdicts."""
+    comp_path, summ_path = Path(folder) / f"{name}_comparisons.csv", Path(folder) / f"{name}_summary.csv"
+    if not comp_path.exists() or not summ_path.exists():
+        return None
+    comp = pd.read_csv(comp_path).set_index(["a", "b"])
+    if (a, b) not in comp.index:
+        raise TifkitError(f"{comp_path} holds no comparison {a} - {b} (its pairs are in each claim's order).")
+    r = comp.loc[(a, b)]
+    wr = pd.read_csv(summ_path).set_index("rule").winrate_vs_sft
+    return {"a": a, "b": b, "diff": r["diff"], "lo": r.lo, "hi": r.hi, "n_seeds": int(r.n_seeds),
+            "n_better": int(r.better), "mean_a": wr[a], "mean_b": wr[b], "file": comp_path.name}
 
 
 def ab_lines(summary: pd.DataFrame) -> str:
