@@ -260,26 +260,75 @@ def _code_lines(text: str) -> str:
     return "\n".join(ln for ln in keep if ln.strip() and not ln.lstrip().startswith("#"))
 
 
-def source_files(package: str | os.PathLike = PACKAGE) -> list[Path]:
-    """Every tifkit/**/*.py: all of them are inside the source hash."""
+def _module_files(package: Path) -> dict[str, Path]:
+    """{dotted module name: file} for every .py under `package` (a package's name for its __init__)."""
+    out = {}
+    for f in package.rglob("*.py"):
+        parts = (package.name, *f.relative_to(package).with_suffix("").parts)
+        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = f
+    return out
+
+
+def _imported(text: str, names: set[str]) -> set[str]:
+    """The modules of `names` that `text` imports anywhere (at the top or inside a function), or names as
+    a string (an import by name, as tifkit.rules does for tifkit.select), with their parent packages."""
+    found = set()
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in names:
+            found.add(node.value)
+    with_parents = {".".join(m.split(".")[:i]) for m in found for i in range(1, m.count(".") + 2)}
+    return with_parents & names
+
+
+def module_closure(roots, package: str | os.PathLike = PACKAGE) -> list[Path]:
+    """The files of `roots` (dotted module names) and of every tifkit module they import, directly or
+    not, read from the code (ast): what can change the numbers a run of `roots` computes."""
+    package = Path(package)
+    files = _module_files(package)
+    missing = [r for r in roots if r not in files]
+    if missing:
+        raise ValueError(f"no module {', '.join(missing)} under {package}")
+    seen: set[str] = set()
+    todo = list(roots)
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo += _imported(files[name].read_text(encoding="utf-8"), set(files)) - seen
+    return sorted(files[n] for n in seen)
+
+
+def source_files(package: str | os.PathLike = PACKAGE, roots=None) -> list[Path]:
+    """Every tifkit/**/*.py, or (with `roots`) the files of those modules and all they import."""
+    if roots:
+        return module_closure(roots, package)
     return sorted(Path(package).rglob("*.py"))
 
 
-def source_hash(package: str | os.PathLike = PACKAGE) -> str:
-    """sha256 (16 hex digits) over the code of every tifkit/**/*.py as the files are now: docstrings,
-    comment-only lines and blank lines left out, so that prose edits change no result's provenance."""
+def source_hash(package: str | os.PathLike = PACKAGE, roots=None) -> str:
+    """sha256 (16 hex digits) over the code of every tifkit/**/*.py as the files are now, or (with `roots`,
+    e.g. ["tifkit.batch"]) of the modules a run of those imports: docstrings, comment-only lines and
+    blank lines left out, so that prose edits change no result's provenance."""
     h = hashlib.sha256()
-    for p in source_files(package):
+    for p in source_files(package, roots):
         h.update(f"\0{p.relative_to(package).as_posix()}\0".encode())
         h.update(_code_lines(p.read_text(encoding="utf-8")).encode())
     return h.hexdigest()[:16]
 
 
+STAGE_SOURCES = ("tifkit.pipeline",)  # the modules whose code makes a stage folder (stage.json records their hash)
+
+
 @functools.lru_cache(maxsize=1)
 def running_source_hash() -> str:
-    """The source hash as this process first computed it (the code it runs, unless the files were edited
-    since): what stage.json records, so that a cache made by other code can be told apart."""
-    return source_hash()
+    """The source hash of the stage-making code (`STAGE_SOURCES` and what it imports) as this process
+    first computed it: what stage.json records, so that a cache made by other code can be told apart."""
+    return source_hash(roots=STAGE_SOURCES)
 
 
 # ------------------------------------------------------------------------------------- stage folders

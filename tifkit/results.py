@@ -10,9 +10,12 @@ carry the commit and source hash in columns, the PNGs in text chunks.
 blocks that would change, exit status 1). tests/test_results.py fails when a committed result file's
 source hash no longer matches the code, unless figures/STALE.md names the file and says why.
 
-`source_hash` covers every ``tifkit/**/*.py``, this module included (it decides which rule pairs
-the committed ``*_comparisons.csv`` holds, and formats the tables), with docstrings, comment lines and
-blank lines removed: editing prose does not force a rerun, changing code does.
+A manifest's `source_hash` covers the module that made it (its ``source_roots``: ``tifkit.batch``,
+``tifkit.family_grid``) and every tifkit module that one imports, read from the code
+(`tifkit.io.module_closure`; this module among them: it decides which rule pairs the committed
+``*_comparisons.csv`` holds), with docstrings, comment lines and blank lines removed: editing prose,
+or code the run never imports (the notebooks' layer, the CLI, the experiments), does not force a
+rerun; changing code it runs does. A manifest without ``source_roots`` is judged by every tifkit file.
 """
 from __future__ import annotations
 
@@ -55,14 +58,19 @@ def git_commit() -> dict:
     return {"commit": head, "sources_modified": bool(status) if status is not None else None}
 
 
-def provenance(params) -> dict:
-    """What every result file of a batch records: commit, source hash, parameters and versions."""
+def provenance(params, roots=None) -> dict:
+    """What every result file of a batch records: commit, source hash, parameters and versions. With
+    `roots` (e.g. ["tifkit.batch"]) the source hash covers the modules a run of those imports
+    (`source_roots`, recorded too), so that editing code the run never imports (the notebooks' layer,
+    the CLI) leaves its results current; without, every tifkit/**/*.py."""
     import platform
 
     import torch
 
     d = params.to_dict()
-    return {**git_commit(), "source_hash": source_hash(), "params_file": params.source,
+    roots = list(roots) if roots else None
+    return {**git_commit(), "source_hash": source_hash(roots=roots), "source_roots": roots,
+            "params_file": params.source,
             "params_hash": content_hash(d), "params": d,
             "versions": {"python": platform.python_version(), "torch": torch.__version__,
                          "numpy": np.__version__, "pandas": pd.__version__},
@@ -122,13 +130,12 @@ def check_provenance(folder: str | Path = REPO / "figures", current: str | None 
     """Problems with the committed result files in `folder`, one sentence each (empty: all current).
 
     - a file a manifest lists is missing or its sha256 differs (edited after the batch wrote it);
-    - a manifest's source hash differs from the code's (or the sources changed while its batch ran),
-      and STALE.md does not name the manifest;
+    - a manifest's source hash differs from the code's (over the modules its `source_roots` import, or
+      every source file), or the sources changed while its batch ran, and STALE.md does not name it;
     - STALE.md names a manifest that is current (remove the note);
     - a batch summary (``<name>_summary.csv``, name not starting with a digit) has no manifest and
       STALE.md does not name it."""
     folder = Path(folder)
-    current = current or source_hash()
     notes = stale_notes(folder)
     problems = []
     covered = set()
@@ -140,11 +147,12 @@ def check_provenance(folder: str | Path = REPO / "figures", current: str | None 
                 problems.append(f"{f} (listed in {name}) is missing; rerun the batch that wrote it.")
             elif file_sha256(p) != digest:
                 problems.append(f"{f} differs from what the batch wrote ({name}); rerun the batch instead of editing it.")
-        stale = rec.get("source_hash") != current or bool(rec.get("sources_changed_during_run"))
+        now = current or source_hash(roots=rec.get("source_roots"))  # older manifests: every source file
+        stale = rec.get("source_hash") != now or bool(rec.get("sources_changed_during_run"))
         if stale and name not in notes:
             rerun = rec.get("rerun") or (f"python -m tifkit batch {rec.get('params_file') or 'params/<name>.yaml'}` "
                                          "and `python -m tifkit.results")
-            problems.append(f"{name}: results made by tifkit sources {rec.get('source_hash')}, the code is now {current}; "
+            problems.append(f"{name}: results made by tifkit sources {rec.get('source_hash')}, the code is now {now}; "
                             f"rerun `{rerun}`, or name {name} in {folder.name}/{STALE_NOTE} with the reason.")
         if not stale and name in notes:
             problems.append(f"{folder.name}/{STALE_NOTE} names {name}, but its source hash matches the code; remove the note.")
