@@ -409,14 +409,21 @@ def _alive(pid: int) -> bool:
         return False
 
 
-@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads child processes from Linux's /proc")
-def test_sigterm_to_a_pool_ends_its_workers_too():
+@pytest.mark.skipif(not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists(),
+                    reason="reads child processes from Linux's /proc/<pid>/task/<pid>/children")
+def test_sigterm_to_a_pool_ends_its_workers_too(tmp_path):
     """`kill <pid>` (SIGTERM) of a process running a worker pool (the batch, the family grid, a study) ends
-    the pool's worker processes with it, instead of leaving them to run their queued tasks unseen."""
-    code = ("import time\nfrom tifkit.workers import pool_map\n"
+    the pool's worker processes with it, instead of leaving them to run their queued tasks unseen; a
+    SIGTERM handler the process had installed runs after that."""
+    marker = tmp_path / "own-handler-ran"
+    code = ("import pathlib, signal, sys, time\nfrom tifkit.workers import pool_map\n"
+            "def own(signum, frame):\n"
+            "    pathlib.Path(sys.argv[1]).write_text('yes')\n"
+            "    sys.exit(143)\n"
+            "signal.signal(signal.SIGTERM, own)\n"
             "pool_map({i: (time.sleep, (120,)) for i in range(4)}, 2, 'sleep', show_progress=False)\n")
-    proc = subprocess.Popen([sys.executable, "-c", code], env=sub_env(), cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-c", code, str(marker)], env=sub_env(), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.time() + 120
         workers: list[int] = []
@@ -432,6 +439,7 @@ def test_sigterm_to_a_pool_ends_its_workers_too():
         while any(_alive(w) for w in workers) and time.time() < deadline:
             time.sleep(0.2)
         assert not [w for w in workers if _alive(w)], "worker processes outlived the killed pool"
+        assert marker.read_text() == "yes"  # the process's own handler ran too
     finally:
         proc.kill()
         proc.wait(timeout=30)

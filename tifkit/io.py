@@ -269,11 +269,26 @@ def _module_files(package: Path) -> dict[str, Path]:
     return out
 
 
+def _dotted(node) -> str | None:
+    """"a.b.c" for the attribute chain a.b.c (a name at its base), else None."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    return ".".join([node.id, *reversed(parts)]) if isinstance(node, ast.Name) else None
+
+
 def _imported(text: str, names: set[str]) -> set[str]:
-    """The modules of `names` that `text` imports anywhere (at the top or inside a function), or names as
-    a string (an import by name, as tifkit.rules does for tifkit.select), with their parent packages."""
+    """The modules of `names` that `text` imports anywhere (at the top or inside a function), names as a
+    string (an import by name, as tifkit.rules does for tifkit.select), or reaches as an attribute chain
+    (`tifkit.x.y`), with their parent packages. Code that does not parse (a file half-saved mid-run)
+    counts as importing every module: a hash over it then always reads as changed, never as current."""
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return set(names)
     found = set()
-    for node in ast.walk(ast.parse(text)):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -281,6 +296,8 @@ def _imported(text: str, names: set[str]) -> set[str]:
             found.update(f"{node.module}.{a.name}" for a in node.names)
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in names:
             found.add(node.value)
+        elif isinstance(node, ast.Attribute) and (chain := _dotted(node)) and chain.startswith("tifkit."):
+            found.add(chain)
     with_parents = {".".join(m.split(".")[:i]) for m in found for i in range(1, m.count(".") + 2)}
     return with_parents & names
 

@@ -147,7 +147,10 @@ def check_provenance(folder: str | Path = REPO / "figures", current: str | None 
                 problems.append(f"{f} (listed in {name}) is missing; rerun the batch that wrote it.")
             elif file_sha256(p) != digest:
                 problems.append(f"{f} differs from what the batch wrote ({name}); rerun the batch instead of editing it.")
-        now = current or source_hash(roots=rec.get("source_roots"))  # older manifests: every source file
+        try:
+            now = current or source_hash(roots=rec.get("source_roots"))  # older manifests: every source file
+        except ValueError as e:  # a recorded root module is gone
+            now = f"unknown ({e})"
         stale = rec.get("source_hash") != now or bool(rec.get("sources_changed_during_run"))
         if stale and name not in notes:
             rerun = rec.get("rerun") or (f"python -m tifkit batch {rec.get('params_file') or 'params/<name>.yaml'}` "

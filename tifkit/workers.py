@@ -104,23 +104,33 @@ def quiet_pool_map(tasks: dict, workers: int, desc: str, show_progress: bool = T
     return pool_map(tasks, workers, desc, True, then, initializer=init_quiet_worker)
 
 
+class _Terminated(SystemExit):
+    """SIGTERM while a pool ran (exit status 128 + 15)."""
+
+
 @contextlib.contextmanager
 def _terminate_raises():
     """While a pool runs in the main thread, SIGTERM raises SystemExit(143) there instead of ending the
     process at once, so that the pool's workers are stopped too (`kill <pid>` of a batch, a family grid
-    or a notebook's study would otherwise leave them training, unseen, until their queued tasks end)."""
+    or a notebook's study would otherwise leave them training, unseen, until their queued tasks end).
+    A SIGTERM handler installed before (a scheduler's, say) runs after the workers are stopped."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def on_term(signum, frame):
-        raise SystemExit(128 + signum)
+        raise _Terminated(128 + signum)
 
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
         yield
+    except _Terminated:
+        if callable(previous):
+            previous(signal.SIGTERM, None)
+        raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if previous is not None:  # None: a handler not installed from Python, which cannot be restored
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _stop_workers(pool) -> None:
