@@ -98,8 +98,6 @@ from tifkit.report import PAPER_WINRATES
 
 nb = N.start("04_benchmarks", scale, params_file, overrides, seeds, run_root, figures_dir)
 p = nb.p
-if workers is None and nb.scale == "ci":
-    workers = 1  # the toy tasks take less time than starting a worker process (torch imports)
 
 # %% [markdown]
 # ## 1. The rules, at one budget
@@ -322,18 +320,11 @@ print("Kendall tau with the paper's ordering (UltraFeedback): " + ", ".join(f"{v
 
 # %%
 def batch_difference(a, b):
-    """Rule a minus rule b as the default batch's committed comparisons store it (tifkit.results.comparisons
-    keeps every claim's pair in the claim's order), or None: other parameters, not the full scale, or no
-    batch results in this checkout."""
-    comp_path = R.REPO / "figures" / f"{p.run.name}_comparisons.csv"
-    summ_path = R.REPO / "figures" / f"{p.run.name}_summary.csv"
-    if (nb.scale != "full" or Path(params_file).name != "tiny.yaml" or overrides or not comp_path.exists()
-            or not summ_path.exists()):
+    """Rule a minus rule b from the default batch's committed results (tifkit.results.batch_difference),
+    or None: other parameters or not the full scale (then the batch's numbers do not belong here)."""
+    if nb.scale != "full" or Path(params_file).name != "tiny.yaml" or overrides:
         return None
-    r = pd.read_csv(comp_path).set_index(["a", "b"]).loc[(a, b)]
-    wr = pd.read_csv(summ_path).set_index("rule").winrate_vs_sft
-    return {"a": a, "b": b, "diff": r["diff"], "lo": r.lo, "hi": r.hi, "n_seeds": int(r.n_seeds),
-            "n_better": int(r.better), "mean_a": wr[a], "mean_b": wr[b], "file": comp_path.name}
+    return R.batch_difference(a, b, p.run.name)
 
 
 batch6 = {other: batch_difference("lossdiff-irm", other) for other in ("full", "annotation-gap", "rm-margin")}

@@ -95,8 +95,6 @@ from tifkit import report as R
 
 nb = N.start("05_model_dependence", scale, params_file, overrides, seeds, run_root, figures_dir)
 p = nb.p
-if workers is None and nb.scale == "ci":
-    workers = 1  # the toy tasks take less time than starting a worker process (torch imports)
 
 # %% [markdown]
 # ## 1. Score the same pairs under every family

@@ -89,8 +89,6 @@ from tifkit import notebooks as N
 extra = [] if N.resolve_scale(scale) == "ci" or not sweep_n_train else [f"world.n_train={int(sweep_n_train)}"]
 nb = N.start("06_open_decisions", scale, params_file, list(overrides) + extra, seeds, run_root, figures_dir)
 p = nb.p
-if workers is None and nb.scale == "ci":
-    workers = 1  # the toy tasks take less time than starting a worker process (torch imports)
 run_seeds = nb.seeds if seeds is not None else nb.seeds[:3]
 print(f"seeds of the sweep: {run_seeds}")
 

@@ -88,7 +88,8 @@ def test_batch_in_parallel_workers_gives_the_serial_numbers_and_records_provenan
 
     # provenance: manifest with commit, source hash, parameters and the sha256 of every file written
     man = json.loads((figs / "tiny_provenance.json").read_text())
-    assert man["source_hash"] == R.source_hash() and man["params"]["run"]["name"] == "tiny"
+    assert man["source_roots"] == ["tifkit.batch"] and man["params"]["run"]["name"] == "tiny"
+    assert man["source_hash"] == R.source_hash(roots=["tifkit.batch"])
     assert man["seeds"] == [0, 1] and man["workers"] == 2
     assert set(man["files"]) == {"tiny_summary.csv", "tiny_comparisons.csv", "tiny_score_diagnostics.csv",
                                  "tiny_winrates.png", "tiny_reward_distribution.png"}

@@ -93,6 +93,8 @@ def test_grid_entry_point_writes_results_and_fills_the_readme(toy, tmp_path, cap
     assert got.winrate_vs_sft == r.winrate_vs_sft and got.diff_vs_full == r.diff_vs_full and not got.stale
     figure = plots.plot_family_grid(long)
     assert [a.get_title() for a in figure.axes] == ["llama (2 seeds)", "qwen (2 seeds)"]
+    fewer = long.assign(n_seeds=np.where(long.objective == "slic", 1, long.n_seeds))  # SLiC behind DPO
+    assert plots.plot_family_grid(fewer).axes[0].get_title() == "llama (DPO 2, SLiC 1 seeds)"
     assert len(figure.axes[1].lines) > 0  # the error bars were drawn
     assert R.grid_frame(tmp_path / "none").empty
     # the README generator fills the block from the repository's figures

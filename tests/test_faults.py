@@ -187,6 +187,29 @@ def test_stage_folders_are_verified(tmp_path, capsys):
     assert [p.name for p in tmp_path.iterdir()] == ["stage"]  # no temp folders or lock files left beside it
 
 
+def test_stage_made_by_other_sources_is_reused_with_one_warning(tmp_path, capsys):
+    """stage.json records the source hash of the stage-making code (tifkit.pipeline and what it imports);
+    a stage made by other code is still reused (caches are keyed by parameters), with one warning per
+    foreign source hash that names both hashes and the way out (an empty run root)."""
+    from tifkit import io as tio
+
+    tok = build_char_tokenizer()
+    model = build_tiny_model("llama", tok, seed=0, hidden_size=16, num_layers=1)
+    outs = [save_stage(model, tok, tmp_path / name) for name in ("a", "b", "c")]
+    for out in outs:
+        recorded = json.loads((out / STAGE_FILE).read_text())["source_hash"]
+        assert recorded == tio.running_source_hash() == tio.source_hash(roots=["tifkit.pipeline"])
+    assert all(stage_complete(o) for o in outs) and "made by tifkit sources" not in capsys.readouterr().err
+    tio._foreign_sources.discard("0123456789abcdef")
+    for out in outs[:2]:  # as if older code had made them
+        info = json.loads((out / STAGE_FILE).read_text())
+        (out / STAGE_FILE).write_text(json.dumps({**info, "source_hash": "0123456789abcdef"}))
+    assert stage_complete(outs[0]) and stage_complete(outs[1])  # reused, not redone
+    err = capsys.readouterr().err
+    assert err.count("made by tifkit sources 0123456789abcdef") == 1 and "empty run root" in err
+    assert tio.running_source_hash() in err
+
+
 def test_temp_files_of_dead_processes_are_swept(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -365,3 +388,59 @@ def test_damaged_stage_weights_and_score_table_are_redone_to_the_same_table(toy,
     cap = capsys.readouterr()
     assert "score table" in cap.err and cap.out.strip().splitlines()[-1] == str(table)
     assert sha(table) == digest
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(x) for x in path.read_text().split()] if path.exists() else []
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists(),
+                    reason="reads child processes from Linux's /proc/<pid>/task/<pid>/children")
+def test_sigterm_to_a_pool_ends_its_workers_too(tmp_path):
+    """`kill <pid>` (SIGTERM) of a process running a worker pool (the batch, the family grid, a study) ends
+    the pool's worker processes with it, instead of leaving them to run their queued tasks unseen; a
+    SIGTERM handler the process had installed runs after that."""
+    marker = tmp_path / "own-handler-ran"
+    code = ("import pathlib, signal, sys, time\nfrom tifkit.workers import pool_map\n"
+            "def own(signum, frame):\n"
+            "    pathlib.Path(sys.argv[1]).write_text('yes')\n"
+            "    sys.exit(143)\n"
+            "signal.signal(signal.SIGTERM, own)\n"
+            "pool_map({i: (time.sleep, (120,)) for i in range(4)}, 2, 'sleep', show_progress=False)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(marker)], env=sub_env(), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 120
+        workers: list[int] = []
+        while len(workers) < 2:  # both workers started (the resource tracker is a child too)
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.time() < deadline, "the pool's workers did not start within 120 s"
+            workers = [c for c in _children(proc.pid) if "spawn_main" in _cmdline(c)]
+            time.sleep(0.2)
+        time.sleep(1.0)  # the workers are in their tasks
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 143
+        deadline = time.time() + 30
+        while any(_alive(w) for w in workers) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not [w for w in workers if _alive(w)], "worker processes outlived the killed pool"
+        assert marker.read_text() == "yes"  # the process's own handler ran too
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+        proc.stderr.close()

@@ -252,3 +252,29 @@ def test_imports_point_down_the_layers_the_architecture_draws():
     for path in sorted(PKG.glob("*.py")):
         assert f"| `{path.name}` |" in doc, f"docs/ARCHITECTURE.md has no line for {path.name}"
     assert "| `experiments/` |" in doc
+
+
+def test_every_tifkit_import_is_one_the_provenance_closure_reads():
+    """A result's source hash covers the modules its run imports as `tifkit.io.module_closure` reads them:
+    absolute `import tifkit.x` / `from tifkit.x import y`, and a module named by its full name in a string
+    (tifkit.rules imports tifkit.select so). A relative import, `__import__`, or `importlib.import_module`
+    of anything but a literal module name would hide a dependency from it, and a changed module would
+    then leave a result looking current: none may appear."""
+    hidden = []
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                hidden.append(f"{name}:{node.lineno}: relative import")
+            elif isinstance(node, ast.Call):
+                fn = node.func
+                called = fn.attr if isinstance(fn, ast.Attribute) else getattr(fn, "id", "")
+                if called == "__import__":
+                    hidden.append(f"{name}:{node.lineno}: __import__")
+                elif called == "import_module":
+                    arg = node.args[0] if node.args else None
+                    if not (isinstance(arg, ast.Constant) and arg.value in modules()):
+                        hidden.append(f"{name}:{node.lineno}: import_module of a computed name")
+    assert not hidden, "imports the provenance closure cannot see: " + ", ".join(hidden)
+    from tifkit.io import module_closure
+
+    assert PKG / "select.py" in module_closure(["tifkit.rules"])  # the string import is followed

@@ -452,3 +452,75 @@ def test_results_module_is_inside_the_source_hash(tmp_path):
     assert RS.source_hash(pkg) == before
     f.write_text(f.read_text() + "\nCLAIMS = CLAIMS[:-1]\n")
     assert RS.source_hash(pkg) != before
+
+
+def test_a_results_source_hash_covers_the_modules_its_run_imports(tmp_path):
+    """The batch's manifest hashes tifkit.batch and every tifkit module it imports (read from the code,
+    imports inside functions and tifkit.rules' import of tifkit.select by name included): every module
+    that importing tifkit.batch loads is among them (a second, independent path: the interpreter);
+    editing the notebooks' layer leaves the batch's hash as it was, editing tifkit.select changes it,
+    and check_provenance judges each manifest by its own roots."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    from tifkit import results as RS
+
+    pkg = tmp_path / "tifkit"
+    shutil.copytree(RS.PACKAGE, pkg, ignore=shutil.ignore_patterns("__pycache__", "params"))
+    files = {p.relative_to(pkg).as_posix() for p in RS.source_files(pkg, roots=["tifkit.batch"])}
+    # reward.py: imported only inside a function of pipeline.py; select.py: only by name, in tifkit.rules
+    assert {"batch.py", "pipeline.py", "results.py", "select.py", "train.py", "reward.py", "__init__.py"} <= files
+    assert not {"notebooks.py", "cli.py", "conclusions.py"} & files
+    assert not [f for f in files if f.startswith("experiments/")]
+    code = ("import json, sys, tifkit.batch, tifkit.rules; tifkit.rules.all_rules(); "
+            "print(json.dumps(sorted(m for m in sys.modules if m == 'tifkit' or m.startswith('tifkit.'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=RS.REPO)
+    loaded = set()
+    for m in json.loads(out.stdout.strip().splitlines()[-1]):
+        rel = m.split(".", 1)[1].replace(".", "/") if "." in m else ""
+        loaded.add(f"{rel}.py" if rel and (pkg / f"{rel}.py").exists() else f"{rel}/__init__.py".lstrip("/"))
+    assert loaded <= files, sorted(loaded - files)
+
+    batch0, all0 = RS.source_hash(pkg, roots=["tifkit.batch"]), RS.source_hash(pkg)
+    # a module that does not parse (saved half-way) counts as importing every module: never current
+    ev = pkg / "evaluate.py"
+    good = ev.read_text()
+    ev.write_text(good + "\ndef broken(:\n")
+    assert RS.source_files(pkg, roots=["tifkit.batch"]) == RS.source_files(pkg)
+    ev.write_text(good)
+    assert RS.source_hash(pkg, roots=["tifkit.batch"]) == batch0
+    nb = pkg / "notebooks.py"
+    nb.write_text(nb.read_text() + "\nEXTRA = 1\n")
+    assert RS.source_hash(pkg, roots=["tifkit.batch"]) == batch0 and RS.source_hash(pkg) != all0
+    sel = pkg / "select.py"
+    sel.write_text(sel.read_text() + "\nEXTRA = 1\n")
+    assert RS.source_hash(pkg, roots=["tifkit.batch"]) != batch0
+
+    # check_provenance: each manifest by its own roots (none recorded, as in older ones: every source file)
+    figs = tmp_path / "figures"
+    figs.mkdir()
+    rec = {"source_hash": RS.source_hash(roots=["tifkit.batch"]), "source_roots": ["tifkit.batch"], "files": {}}
+    (figs / "a_provenance.json").write_text(json.dumps(rec))
+    assert RS.check_provenance(figs) == []
+    (figs / "a_provenance.json").write_text(json.dumps({**rec, "source_roots": None}))
+    assert any("the code is now" in x for x in RS.check_provenance(figs))
+
+
+def test_batch_difference_reads_a_committed_pair_and_both_winrates(tmp_path):
+    """What notebooks 01 and 04 print beside their verdicts: one row of `<name>_comparisons.csv`, the two
+    rules' WinRates from `<name>_summary.csv`; None without the files; a pair the file lacks is one sentence."""
+    from tifkit import TifkitError
+    from tifkit import results as RS
+
+    pd.DataFrame({"a": ["tif", "full"], "b": ["top-if", "oracle"], "diff": [0.05, -0.1], "lo": [0.01, -0.2],
+                  "hi": [0.09, -0.02], "better": [7, 1], "n_seeds": [9, 9]}).to_csv(tmp_path / "w_comparisons.csv")
+    pd.DataFrame({"rule": ["full", "oracle", "tif", "top-if"], "winrate_vs_sft": [0.6, 0.7, 0.65, 0.6]}).to_csv(
+        tmp_path / "w_summary.csv")
+    d = RS.batch_difference("tif", "top-if", "w", tmp_path)
+    assert (d["diff"], d["lo"], d["hi"], d["n_better"], d["n_seeds"]) == (0.05, 0.01, 0.09, 7, 9)
+    assert (d["mean_a"], d["mean_b"], d["file"]) == (0.65, 0.6, "w_comparisons.csv")
+    assert RS.batch_difference("tif", "top-if", "other", tmp_path) is None
+    with pytest.raises(TifkitError, match="no comparison top-if - tif"):
+        RS.batch_difference("top-if", "tif", "w", tmp_path)

@@ -43,6 +43,9 @@ from tifkit.workers import n_workers, pool_map
 
 BASELINES = ("full", "random")  # every rule's WinRate is compared with these, paired on the same prompts
 
+# What the batch's results depend on: this module and every tifkit module it imports (results.provenance)
+SOURCE_ROOTS = ("tifkit.batch",)
+
 
 def needs_scores(rule: str) -> bool:
     """Whether `rule` selects on the score table (from the rule registry: it reads a score column)."""
@@ -226,12 +229,12 @@ def run_batch(params: Params, seeds: list[int] | None = None, figures_dir: str |
     seeds = list(seeds or params.run.seeds)
     rules = list(params.run.rules)
     figures_dir = Path(figures_dir)
-    prov = provenance(params)  # the code that trains: recorded before the run, checked after it
+    prov = provenance(params, SOURCE_ROOTS)  # the code that trains: recorded before the run, checked after it
     workers = n_workers(params, len(seeds) * len(rules)) if workers is None else workers
     timings: list[dict] = []
     per_prompt, tables = run_seeds(params, seeds, rules, workers, timings)
     seconds_runs = time.time() - t0
-    if source_hash() != prov["source_hash"]:
+    if source_hash(roots=SOURCE_ROOTS) != prov["source_hash"]:
         prov["sources_changed_during_run"] = True
         print(f"[tifkit] warning: tifkit's sources changed while the batch ran (recorded: the code at its start, "
               f"{prov['source_hash']}); rerun it on settled code before committing its results.", flush=True)

@@ -44,6 +44,9 @@ FAMILY_FILES = {"llama": "tiny.yaml", "qwen": "tiny-qwen.yaml", "pythia": "tiny-
 OBJECTIVES = ("dpo", "slic")
 PREFIX = "grid"  # result files: figures/grid-<family>-<objective>_*
 
+# What the grid's results depend on: this module and every tifkit module it imports (results.provenance)
+SOURCE_ROOTS = ("tifkit.family_grid",)
+
 
 def stem(family: str, objective: str) -> str:
     """The result files' name for one variant: ``grid-<family>-<objective>``."""
@@ -84,7 +87,7 @@ def run_grid(variants: dict, seeds=None, rules=None, workers: int | None = None,
     if not seeds or not rules:
         raise TifkitError("The family grid needs at least one seed and one rule; check --seeds and --rules.")
     figures_dir = Path(figures_dir)
-    provs = {v: provenance(p) for v, p in variants.items()}  # the code that trains, before the run
+    provs = {v: provenance(p, SOURCE_ROOTS) for v, p in variants.items()}  # the code that trains, before the run
     quiet = {v: dataclasses.replace(p, run=dataclasses.replace(p.run, show_progress=False))
              for v, p in variants.items()}
     n_tasks = len(variants) * len(seeds) * len(rules)
@@ -106,7 +109,7 @@ def run_grid(variants: dict, seeds=None, rules=None, workers: int | None = None,
     tasks = {(v, s, rules[0], True): (task_start, (quiet[v], s, rules)) for v in variants for s in seeds}
     pool_map(tasks, workers, "family grid", first.run.show_progress, then, initializer=init_quiet_worker)
     seconds = round(time.time() - t0, 1)
-    changed = source_hash() != next(iter(provs.values()))["source_hash"]
+    changed = source_hash(roots=SOURCE_ROOTS) != next(iter(provs.values()))["source_hash"]
     if changed:
         print("[tifkit] warning: tifkit's sources changed while the grid ran (recorded: the code at its start); "
               "rerun it on settled code before committing its results.", flush=True)

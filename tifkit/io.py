@@ -10,7 +10,9 @@ killed leaves some behind, and ``sweep_temps`` removes those of this host whose 
 """
 from __future__ import annotations
 
+import ast
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -234,8 +236,121 @@ def _warn(msg: str) -> None:
     print(f"[tifkit] warning: {msg}", file=sys.stderr, flush=True)
 
 
+# ------------------------------------------------------------------------------------- source hash
+PACKAGE = Path(__file__).resolve().parent
+
+
+def _code_lines(text: str) -> str:
+    """The source without docstrings, comment-only lines, blank lines and trailing spaces."""
+    lines = text.splitlines()
+    drop: set[int] = set()
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        tree = None
+    if tree is not None:
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body:
+                first = body[0]
+                if (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+                        and isinstance(first.value.value, str)):
+                    drop.update(range(first.lineno - 1, first.end_lineno))
+    keep = [ln.rstrip() for i, ln in enumerate(lines) if i not in drop]
+    return "\n".join(ln for ln in keep if ln.strip() and not ln.lstrip().startswith("#"))
+
+
+def _module_files(package: Path) -> dict[str, Path]:
+    """{dotted module name: file} for every .py under `package` (a package's name for its __init__)."""
+    out = {}
+    for f in package.rglob("*.py"):
+        parts = (package.name, *f.relative_to(package).with_suffix("").parts)
+        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = f
+    return out
+
+
+def _dotted(node) -> str | None:
+    """"a.b.c" for the attribute chain a.b.c (a name at its base), else None."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    return ".".join([node.id, *reversed(parts)]) if isinstance(node, ast.Name) else None
+
+
+def _imported(text: str, names: set[str]) -> set[str]:
+    """The modules of `names` that `text` imports anywhere (at the top or inside a function), names as a
+    string (an import by name, as tifkit.rules does for tifkit.select), or reaches as an attribute chain
+    (`tifkit.x.y`), with their parent packages. Code that does not parse (a file half-saved mid-run)
+    counts as importing every module: a hash over it then always reads as changed, never as current."""
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return set(names)
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in names:
+            found.add(node.value)
+        elif isinstance(node, ast.Attribute) and (chain := _dotted(node)) and chain.startswith("tifkit."):
+            found.add(chain)
+    with_parents = {".".join(m.split(".")[:i]) for m in found for i in range(1, m.count(".") + 2)}
+    return with_parents & names
+
+
+def module_closure(roots, package: str | os.PathLike = PACKAGE) -> list[Path]:
+    """The files of `roots` (dotted module names) and of every tifkit module they import, directly or
+    not, read from the code (ast): what can change the numbers a run of `roots` computes."""
+    package = Path(package)
+    files = _module_files(package)
+    missing = [r for r in roots if r not in files]
+    if missing:
+        raise ValueError(f"no module {', '.join(missing)} under {package}")
+    seen: set[str] = set()
+    todo = list(roots)
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo += _imported(files[name].read_text(encoding="utf-8"), set(files)) - seen
+    return sorted(files[n] for n in seen)
+
+
+def source_files(package: str | os.PathLike = PACKAGE, roots=None) -> list[Path]:
+    """Every tifkit/**/*.py, or (with `roots`) the files of those modules and all they import."""
+    if roots:
+        return module_closure(roots, package)
+    return sorted(Path(package).rglob("*.py"))
+
+
+def source_hash(package: str | os.PathLike = PACKAGE, roots=None) -> str:
+    """sha256 (16 hex digits) over the code of every tifkit/**/*.py as the files are now, or (with `roots`,
+    e.g. ["tifkit.batch"]) of the modules a run of those imports: docstrings, comment-only lines and
+    blank lines left out, so that prose edits change no result's provenance."""
+    h = hashlib.sha256()
+    for p in source_files(package, roots):
+        h.update(f"\0{p.relative_to(package).as_posix()}\0".encode())
+        h.update(_code_lines(p.read_text(encoding="utf-8")).encode())
+    return h.hexdigest()[:16]
+
+
+STAGE_SOURCES = ("tifkit.pipeline",)  # the modules whose code makes a stage folder (stage.json records their hash)
+
+
+@functools.lru_cache(maxsize=1)
+def running_source_hash() -> str:
+    """The source hash of the stage-making code (`STAGE_SOURCES` and what it imports) as this process
+    first computed it: what stage.json records, so that a cache made by other code can be told apart."""
+    return source_hash(roots=STAGE_SOURCES)
+
+
 # ------------------------------------------------------------------------------------- stage folders
 _locks: dict[str, object] = {}
+_foreign_sources: set[str] = set()  # source hashes of reused stages already warned about
 _locks_guard = threading.Lock()
 
 
@@ -283,6 +398,13 @@ def stage_complete(out_dir: str | os.PathLike, verify: bool = True, warn: bool =
             _warn(f"stage folder {out_dir} has no valid {STAGE_FILE} (an interrupted save, or an older tifkit); "
                   "redoing it.")
         return False
+    made_by = info.get("source_hash")
+    if warn and made_by and made_by != running_source_hash() and made_by not in _foreign_sources:
+        _foreign_sources.add(made_by)
+        _warn(f"{out_dir} was made by tifkit sources {made_by}, this code is {running_source_hash()}: it is "
+              "reused (its cache key holds the parameters, not the code), so what is computed from it is "
+              "what that code computed. For results to compare or commit, use an empty run root "
+              "(--set run.root=<new folder>). Said once per such source hash.")
     files = info.get("files")
     if not verify or files is None:  # stage.json of older versions lists no files
         return True
@@ -315,7 +437,7 @@ def save_stage(model, tokenizer, out_dir: str | os.PathLike, extra: dict | None 
             umask = os.umask(0)
             os.umask(umask)
             os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; give it a plain mkdir's permissions
-            record = {**(info or {}), "files": _folder_checksums(tmp)}
+            record = {**(info or {}), "source_hash": running_source_hash(), "files": _folder_checksums(tmp)}
             (tmp / STAGE_FILE).write_text(json.dumps(record, indent=1, default=str))
             if out_dir.exists():
                 old = Path(tempfile.mkdtemp(prefix=tmp_prefix(out_dir.name + ".old"), dir=out_dir.parent))

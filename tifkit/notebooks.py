@@ -41,14 +41,14 @@ from tifkit.workers import quiet_libraries
 #   `make reproduce` runs after the batch, whose cached stages it reuses.
 SCALES = ("default", "ci", "full")
 SCALE_ENV = "TIFKIT_NOTEBOOK_SCALE"
-# At this scale notebooks 01/04/05/06 run their trainings in their own process (`workers = 1` in each
-# notebook: a worker's start costs more than a toy training). The right place for that is an entry
-# "run.workers=1" here; it waits for the next change of the hashed tifkit sources (a code change here
-# makes every committed result stale), which should then drop the four notebooks' lines.
+# At this scale the notebooks run their trainings in the kernel's own process (run.workers=1): starting
+# a worker process (its torch imports) costs more than a toy training. A notebook's `workers` parameter
+# still overrides it. SFT takes 60 steps instead of 400: the SFTs were most of a ci-scale notebook's
+# time (notebook 05: 58 -> 32 CPU s, bench/notebook_cpu.py), and this scale checks code, not results.
 CI_OVERRIDES = [
     "world.n_sft=300", "world.n_train=96", "world.n_val=24", "world.n_test=32", "world.n_rm=32",
-    "model.hidden_size=32", "train.batch_size=16", "score.rm_steps=40",
-    "run.show_progress=false", "eval.batch_size=32",
+    "model.hidden_size=32", "sft.steps=60", "train.batch_size=16", "score.rm_steps=40",
+    "run.show_progress=false", "eval.batch_size=32", "run.workers=1",
 ]
 CI_ROOT = "runs/nb-ci"
 PAPER_URL = "https://arxiv.org/abs/2510.13212"

@@ -47,8 +47,8 @@ from tifkit import TifkitError
 from tifkit.config import Params, dump_params
 from tifkit.data import load_pairs, resolve_source
 from tifkit.evaluate import build_judge, evaluate_from_params, evaluate_policy
-from tifkit.io import (atomic_write_text, content_hash, parquet_ok, stage_complete, stage_lock, sweep_temps,
-                       table_unchanged, write_parquet)
+from tifkit.io import (atomic_write_text, content_hash, parquet_ok, running_source_hash, stage_complete, stage_lock,
+                       sweep_temps, table_unchanged, write_parquet)
 from tifkit.losses import Objective, objective_from_params
 from tifkit.models import apply_lora, build_tiny_model, resolve_device, resolve_dtype
 from tifkit.rules import get_rule
@@ -60,6 +60,9 @@ from tifkit.world import WORLD_VERSION, build_world, sft_key
 # deferred: tifkit.reward (imports transformers' model classes, ~5 s; only the reward-model stage needs it)
 
 log = logging.getLogger(__name__)
+# the stage-making code's source hash, read from the files when this module is imported (the code this
+# process runs), not at its first save: stage.json records it (tifkit.io.save_stage)
+running_source_hash()
 
 
 def say(msg: str) -> None:

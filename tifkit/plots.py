@@ -266,10 +266,20 @@ def plot_benchmark(summaries: dict[str, pd.DataFrame], title: str = ""):
 OBJECTIVE_MARKERS = {"dpo": ("o", -0.17), "slic": ("s", 0.17)}  # marker and row offset per objective
 
 
+def _seed_counts(sub: pd.DataFrame) -> str:
+    """"25 seeds", or "DPO 25, SLiC 3 seeds" when a family's objectives ran different seeds."""
+    counts = {obj: "/".join(str(n) for n in sorted({int(x) for x in sub[sub.objective == obj].n_seeds}))
+              for obj in OBJECTIVE_MARKERS if (sub.objective == obj).any()}
+    if len(set(counts.values())) <= 1:
+        return f"{next(iter(counts.values()), '?')} seeds"
+    return ", ".join(f"{'SLiC' if obj == 'slic' else obj.upper()} {c}" for obj, c in counts.items()) + " seeds"
+
+
 def plot_family_grid(grid: pd.DataFrame, title: str = ""):
     """The family grid (tifkit.results.grid_frame), one panel per family: each rule's paired difference
     against full data in WinRate points with its 95% interval over seeds and prompts, DPO (circles) and
-    SLiC (squares) side by side, zero (= full data) marked; the panel title says how many seeds."""
+    SLiC (squares) side by side, zero (= full data) marked; the panel title says how many seeds (per
+    objective where they differ)."""
     style()
     g = grid[grid.rule != "full"]
     fams = list(dict.fromkeys(g.family))
@@ -288,8 +298,7 @@ def plot_family_grid(grid: pd.DataFrame, title: str = ""):
                             fmt=marker, color=color(r.rule), capsize=2, ms=5, mfc="white" if obj == "slic" else None,
                             label=f"{obj.upper() if obj == 'dpo' else 'SLiC'}")
         ax.axvline(0, color=color("full"), ls=":", lw=1.5)
-        n = sorted({int(x) for x in sub.n_seeds})
-        ax.set_title(f"{fam} ({'/'.join(map(str, n))} seeds)")
+        ax.set_title(f"{fam} ({_seed_counts(sub)})")
         ax.set_xlim(min(lo, -1.0), max(hi, 1.0))
         ax.set_xlabel("minus full data (WinRate points)")
     axes[0][0].set_yticks(range(len(rules)), rules)

@@ -10,16 +10,17 @@ carry the commit and source hash in columns, the PNGs in text chunks.
 blocks that would change, exit status 1). tests/test_results.py fails when a committed result file's
 source hash no longer matches the code, unless figures/STALE.md names the file and says why.
 
-`source_hash` covers every ``tifkit/**/*.py``, this module included (it decides which rule pairs
-the committed ``*_comparisons.csv`` holds, and formats the tables), with docstrings, comment lines and
-blank lines removed: editing prose does not force a rerun, changing code does.
+A manifest's `source_hash` covers the module that made it (its ``source_roots``: ``tifkit.batch``,
+``tifkit.family_grid``) and every tifkit module that one imports, read from the code
+(`tifkit.io.module_closure`; this module among them: it decides which rule pairs the committed
+``*_comparisons.csv`` holds), with docstrings, comment lines and blank lines removed: editing prose,
+or code the run never imports (the notebooks' layer, the CLI, the experiments), does not force a
+rerun; changing code it runs does. A manifest without ``source_roots`` is judged by every tifkit file.
 """
 from __future__ import annotations
 
 import argparse
-import ast
 import datetime as _dt
-import hashlib
 import json
 import re
 import subprocess
@@ -29,50 +30,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tifkit.io import atomic_path, atomic_write_text, content_hash, file_sha256
+from tifkit import TifkitError
+from tifkit.io import atomic_path, atomic_write_text, content_hash, file_sha256, source_files, source_hash  # noqa: F401 (re-exported)
 from tifkit.rules import all_rules, label as rule_label
 from tifkit.stats import paired_t_power, rule_comparisons, seeds_needed
 
 PACKAGE = Path(__file__).resolve().parent
 REPO = PACKAGE.parent
-EXCLUDED: set[str] = set()  # file names left out of source_hash: none (this module writes comparisons too)
 STALE_NOTE = "STALE.md"
 
 
 # ------------------------------------------------------------------------------------ provenance
-def _code_lines(text: str) -> str:
-    """The source without docstrings, comment-only lines, blank lines and trailing spaces."""
-    lines = text.splitlines()
-    drop: set[int] = set()
-    try:
-        tree = ast.parse(text)
-    except SyntaxError:
-        tree = None
-    if tree is not None:
-        for node in ast.walk(tree):
-            body = getattr(node, "body", None)
-            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body:
-                first = body[0]
-                if (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
-                        and isinstance(first.value.value, str)):
-                    drop.update(range(first.lineno - 1, first.end_lineno))
-    keep = [ln.rstrip() for i, ln in enumerate(lines) if i not in drop]
-    return "\n".join(ln for ln in keep if ln.strip() and not ln.lstrip().startswith("#"))
-
-
-def source_files(package: str | Path = PACKAGE) -> list[Path]:
-    return sorted(p for p in Path(package).rglob("*.py") if p.name not in EXCLUDED)
-
-
-def source_hash(package: str | Path = PACKAGE) -> str:
-    """sha256 (16 hex digits) over the code of every tifkit/**/*.py (module docstring)."""
-    h = hashlib.sha256()
-    for p in source_files(package):
-        h.update(f"\0{p.relative_to(package).as_posix()}\0".encode())
-        h.update(_code_lines(p.read_text(encoding="utf-8")).encode())
-    return h.hexdigest()[:16]
-
-
 def _git(*args: str) -> str | None:
     try:
         out = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=20)
@@ -90,14 +58,19 @@ def git_commit() -> dict:
     return {"commit": head, "sources_modified": bool(status) if status is not None else None}
 
 
-def provenance(params) -> dict:
-    """What every result file of a batch records: commit, source hash, parameters and versions."""
+def provenance(params, roots=None) -> dict:
+    """What every result file of a batch records: commit, source hash, parameters and versions. With
+    `roots` (e.g. ["tifkit.batch"]) the source hash covers the modules a run of those imports
+    (`source_roots`, recorded too), so that editing code the run never imports (the notebooks' layer,
+    the CLI) leaves its results current; without, every tifkit/**/*.py."""
     import platform
 
     import torch
 
     d = params.to_dict()
-    return {**git_commit(), "source_hash": source_hash(), "params_file": params.source,
+    roots = list(roots) if roots else None
+    return {**git_commit(), "source_hash": source_hash(roots=roots), "source_roots": roots,
+            "params_file": params.source,
             "params_hash": content_hash(d), "params": d,
             "versions": {"python": platform.python_version(), "torch": torch.__version__,
                          "numpy": np.__version__, "pandas": pd.__version__},
@@ -157,13 +130,12 @@ def check_provenance(folder: str | Path = REPO / "figures", current: str | None 
     """Problems with the committed result files in `folder`, one sentence each (empty: all current).
 
     - a file a manifest lists is missing or its sha256 differs (edited after the batch wrote it);
-    - a manifest's source hash differs from the code's (or the sources changed while its batch ran),
-      and STALE.md does not name the manifest;
+    - a manifest's source hash differs from the code's (over the modules its `source_roots` import, or
+      every source file), or the sources changed while its batch ran, and STALE.md does not name it;
     - STALE.md names a manifest that is current (remove the note);
     - a batch summary (``<name>_summary.csv``, name not starting with a digit) has no manifest and
       STALE.md does not name it."""
     folder = Path(folder)
-    current = current or source_hash()
     notes = stale_notes(folder)
     problems = []
     covered = set()
@@ -175,11 +147,15 @@ def check_provenance(folder: str | Path = REPO / "figures", current: str | None 
                 problems.append(f"{f} (listed in {name}) is missing; rerun the batch that wrote it.")
             elif file_sha256(p) != digest:
                 problems.append(f"{f} differs from what the batch wrote ({name}); rerun the batch instead of editing it.")
-        stale = rec.get("source_hash") != current or bool(rec.get("sources_changed_during_run"))
+        try:
+            now = current or source_hash(roots=rec.get("source_roots"))  # older manifests: every source file
+        except ValueError as e:  # a recorded root module is gone
+            now = f"unknown ({e})"
+        stale = rec.get("source_hash") != now or bool(rec.get("sources_changed_during_run"))
         if stale and name not in notes:
             rerun = rec.get("rerun") or (f"python -m tifkit batch {rec.get('params_file') or 'params/<name>.yaml'}` "
                                          "and `python -m tifkit.results")
-            problems.append(f"{name}: results made by tifkit sources {rec.get('source_hash')}, the code is now {current}; "
+            problems.append(f"{name}: results made by tifkit sources {rec.get('source_hash')}, the code is now {now}; "
                             f"rerun `{rerun}`, or name {name} in {folder.name}/{STALE_NOTE} with the reason.")
         if not stale and name in notes:
             problems.append(f"{folder.name}/{STALE_NOTE} names {name}, but its source hash matches the code; remove the note.")
@@ -329,6 +305,22 @@ def comparisons(per_prompt: pd.DataFrame, n_bootstrap: int = 10000, seed: int = 
     """Paired difference of every ordered pair of rules (a, b), a before b in run order, and the
     CLAIMS pairs in their order; hierarchical bootstrap intervals (tifkit.stats.rule_comparisons)."""
     return rule_comparisons(per_prompt, [(a, b) for _, a, b, _ in CLAIMS], n_bootstrap, seed)
+
+
+def batch_difference(a: str, b: str, name: str = "tiny", folder: str | Path = REPO / "figures") -> dict | None:
+    """Rule `a` minus rule `b` as a committed batch's `<name>_comparisons.csv` stores it (`comparisons`
+    keeps every claim's pair in the claim's order), with both rules' WinRates from `<name>_summary.csv`;
+    None when either file is absent. What notebooks 01 and 04 print beside their own verdicts."""
+    comp_path, summ_path = Path(folder) / f"{name}_comparisons.csv", Path(folder) / f"{name}_summary.csv"
+    if not comp_path.exists() or not summ_path.exists():
+        return None
+    comp = pd.read_csv(comp_path).set_index(["a", "b"])
+    if (a, b) not in comp.index:
+        raise TifkitError(f"{comp_path} holds no comparison {a} - {b} (its pairs are in each claim's order).")
+    r = comp.loc[(a, b)]
+    wr = pd.read_csv(summ_path).set_index("rule").winrate_vs_sft
+    return {"a": a, "b": b, "diff": r["diff"], "lo": r.lo, "hi": r.hi, "n_seeds": int(r.n_seeds),
+            "n_better": int(r.better), "mean_a": wr[a], "mean_b": wr[b], "file": comp_path.name}
 
 
 def ab_lines(summary: pd.DataFrame) -> str:

@@ -127,7 +127,7 @@ def dpo_train(model, ref_model, tokenizer, pairs: pd.DataFrame, params: TrainPar
             use_cpu=use_cpu,
             bf16=(not use_cpu) and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
             and next(model.parameters()).dtype == torch.bfloat16,
-            gradient_checkpointing=False,
+            activation_checkpointing=False,  # the new name of gradient_checkpointing (deprecated); TRL defaults it to on
             report_to="none",
             save_strategy="no",
             logging_steps=params.logging_steps,

@@ -11,10 +11,13 @@ workers as quiet as a notebook) both run here.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
+import signal
 import sys
+import threading
 import warnings
 
 from tifkit import TifkitError
@@ -101,6 +104,50 @@ def quiet_pool_map(tasks: dict, workers: int, desc: str, show_progress: bool = T
     return pool_map(tasks, workers, desc, True, then, initializer=init_quiet_worker)
 
 
+class _Terminated(SystemExit):
+    """SIGTERM while a pool ran (exit status 128 + 15)."""
+
+
+@contextlib.contextmanager
+def _terminate_raises():
+    """While a pool runs in the main thread, SIGTERM raises SystemExit(143) there instead of ending the
+    process at once, so that the pool's workers are stopped too (`kill <pid>` of a batch, a family grid
+    or a notebook's study would otherwise leave them training, unseen, until their queued tasks end).
+    A SIGTERM handler installed before (a scheduler's, say) runs after the workers are stopped."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_term(signum, frame):
+        raise _Terminated(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    except _Terminated:
+        if callable(previous):
+            previous(signal.SIGTERM, None)
+        raise
+    finally:
+        if previous is not None:  # None: a handler not installed from Python, which cannot be restored
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_workers(pool) -> None:
+    """Cancel what is queued and end the worker processes now (an interrupt, a signal, a task's error):
+    their stages are saved atomically, so a stopped task leaves nothing half-written, and a rerun
+    resumes from the stages that were finished."""
+    # the executor keeps its processes in `_processes` (Python 3.11-3.13 have no public way to end them;
+    # 3.14's terminate_workers does this)
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in procs:
+        proc.join(timeout=30)
+
+
 def pool_map(tasks: dict, workers: int, desc: str, show_progress: bool = True, then=None,
              initializer=init_worker) -> dict:
     """Run {key: (fn, args)} in `workers` spawned processes (in this process, on one torch thread,
@@ -132,18 +179,22 @@ def pool_map(tasks: dict, workers: int, desc: str, show_progress: bool = True, t
         import multiprocessing as mp
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                 initializer=initializer) as pool:
-            pending = {pool.submit(fn, *args): key for key, (fn, args) in tasks.items()}
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    key = pending.pop(fut)
-                    out[key] = fut.result()  # a worker's error stops here, with its message
-                    more = then(key, out[key]) if then else None
-                    if more:
-                        pending.update({pool.submit(fn, *args): k for k, (fn, args) in more.items()})
-                        bar.total += len(more)
-                    bar.update()
+        with _terminate_raises(), ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                                                      initializer=initializer) as pool:
+            try:
+                pending = {pool.submit(fn, *args): key for key, (fn, args) in tasks.items()}
+                while pending:
+                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        key = pending.pop(fut)
+                        out[key] = fut.result()  # a worker's error stops here, with its message
+                        more = then(key, out[key]) if then else None
+                        if more:
+                            pending.update({pool.submit(fn, *args): k for k, (fn, args) in more.items()})
+                            bar.total += len(more)
+                        bar.update()
+            except BaseException:
+                _stop_workers(pool)
+                raise
     bar.close()
     return out
