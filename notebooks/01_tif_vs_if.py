@@ -78,7 +78,6 @@ if "google.colab" in sys.modules:
                    check=True)
 
 # %%
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -90,7 +89,6 @@ from tifkit import conclusions as C
 from tifkit import experiments as E
 from tifkit import notebooks as N
 from tifkit import plots
-from tifkit import results as R
 from tifkit.select import select
 from tifkit.stats import hierarchical_interval
 
@@ -363,15 +361,7 @@ display(Markdown(claim3_text))
 # over seeds and prompts, so the verdict at the batch's power stands beside this notebook's.
 
 # %%
-def batch_difference(a, b):
-    """Rule a minus rule b from the default batch's committed results (tifkit.results.batch_difference),
-    or None: other parameters or not the full scale (then the batch's numbers do not belong here)."""
-    if nb.scale != "full" or Path(params_file).name != "tiny.yaml" or overrides:
-        return None
-    return R.batch_difference(a, b, p.run.name)
-
-
-db3 = batch_difference("tif", "top-if")
+db3 = nb.batch_difference("tif", "top-if")
 claim3_batch = "" if db3 is None else (
     f"At the default batch's {db3['n_seeds']} seeds (`figures/{db3['file']}`): "
     + C.conclude_difference(db3, "Claim 3", f"TIF wins more often against SFT than top-IF at keep {keep:g}")

@@ -81,7 +81,6 @@ if "google.colab" in sys.modules:
                    check=True)
 
 # %%
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -319,15 +318,7 @@ print("Kendall tau with the paper's ordering (UltraFeedback): " + ", ".join(f"{v
 # over seeds and prompts, so the verdict at the batch's power stands beside this notebook's.
 
 # %%
-def batch_difference(a, b):
-    """Rule a minus rule b from the default batch's committed results (tifkit.results.batch_difference),
-    or None: other parameters or not the full scale (then the batch's numbers do not belong here)."""
-    if nb.scale != "full" or Path(params_file).name != "tiny.yaml" or overrides:
-        return None
-    return R.batch_difference(a, b, p.run.name)
-
-
-batch6 = {other: batch_difference("lossdiff-irm", other) for other in ("full", "annotation-gap", "rm-margin")}
+batch6 = {other: nb.batch_difference("lossdiff-irm", other) for other in ("full", "annotation-gap", "rm-margin")}
 batch6 = {k: d for k, d in batch6.items() if d is not None}
 if batch6:
     n6 = max(d["n_seeds"] for d in batch6.values())

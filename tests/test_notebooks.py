@@ -84,6 +84,26 @@ def test_scale_comes_from_the_environment(monkeypatch):
         runner.resolve_scale()
 
 
+def test_a_notebook_reads_the_batch_only_at_full_scale_on_the_default_parameters(tmp_path, monkeypatch):
+    """`NotebookRun.batch_difference` gives the committed batch's paired difference (as
+    tifkit.results.batch_difference reads it) to a full-scale run of params/tiny.yaml without
+    overrides, and None to any other run, whose numbers the batch's would not belong beside."""
+    from tifkit import results as RS
+
+    monkeypatch.setattr(runner, "notebook_setup", lambda *a, **k: None)  # no chdir, no global settings
+    root = f"run.root={tmp_path / 'runs'}"
+    full = runner.start("01_x", "full", "tiny.yaml", [], figures_dir=str(tmp_path))
+    assert full.default_params
+    want = RS.batch_difference("tif", "top-if", full.p.run.name)
+    assert want is not None and full.batch_difference("tif", "top-if") == want
+    assert not runner.start("01_x", "full", "tiny.yaml", [root], figures_dir=str(tmp_path)).default_params
+    assert runner.start("01_x", "full", "tiny.yaml", [root], figures_dir=str(tmp_path)).batch_difference(
+        "tif", "top-if") is None
+    assert runner.start("01_x", "ci", "tiny.yaml", [], figures_dir=str(tmp_path)).batch_difference(
+        "tif", "top-if") is None
+    assert not runner.start("01_x", "full", "tiny-qwen.yaml", [], figures_dir=str(tmp_path)).default_params
+
+
 @pytest.mark.slow
 def test_papermill_runner_injects_parameters(tmp_path):
     """The batch route (`tifkit notebooks`): papermill overrides the parameters cell. The run root is

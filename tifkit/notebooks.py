@@ -30,6 +30,7 @@ from tifkit.config import load_params
 from tifkit.io import atomic_write_text
 from tifkit.models import TINY_FAMILIES
 from tifkit.plots import save, style
+from tifkit.results import batch_difference as committed_difference
 from tifkit.workers import quiet_libraries
 
 # Three scales (docs/NOTEBOOKS.md):
@@ -149,6 +150,7 @@ class NotebookRun:
     p: object  # tifkit.config.Params
     seeds: list[int]
     fig_dir: Path
+    default_params: bool = False  # params/tiny.yaml without overrides: the default batch's parameters
     t_start: float = field(default_factory=time.time)
 
     @property
@@ -159,6 +161,14 @@ class NotebookRun:
         """Save `fig` as ``<fig_dir>/<nn>_<run name>_<stem>.png`` and display it inline. Returns None,
         so that a figure at the end of a cell leaves no ``PosixPath(...)`` echo under it."""
         show(fig, self.fig_dir / f"{self.prefix}_{stem}.png")
+
+    def batch_difference(self, a: str, b: str) -> dict | None:
+        """Rule `a` minus rule `b` from the default batch's committed results
+        (`tifkit.results.batch_difference`), or None unless this run is at full scale on the default
+        parameters: the batch's numbers belong beside no other run's."""
+        if self.scale != "full" or not self.default_params:
+            return None
+        return committed_difference(a, b, self.p.run.name)
 
     def finish(self, **numbers) -> None:
         """Write the notebook's key numbers and conclusions as ``<nn>_<run name>_summary.json`` (and say
@@ -178,7 +188,8 @@ def start(name: str, scale: str | None = None, params_file: str = "tiny.yaml", o
     scale = resolve_scale(scale)
     p = notebook_params(params_file, scale, overrides, run_root)
     run = NotebookRun(name, scale, p, notebook_seeds(p, scale, seeds),
-                      Path(figures_dir) if figures_dir else Path(p.run.root) / "figures")
+                      Path(figures_dir) if figures_dir else Path(p.run.root) / "figures",
+                      default_params=Path(params_file).name == "tiny.yaml" and not list(overrides or []))
     run.fig_dir.mkdir(parents=True, exist_ok=True)
     import pandas as pd
 
