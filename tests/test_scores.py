@@ -1,13 +1,13 @@
 """tifkit.scores: the table's schema, IRM/LossDiff against an independent recomputation, LossDiff as
-lr * IF, and the runner: byte-identical output twice, over two accelerate processes, and after a
-SIGKILL and resume."""
+lr * IF, and the runner: byte-identical output twice and after a SIGKILL and resume. Two accelerate
+processes against one: tests/test_score_processes.py, through `tifkit score` as a user launches it
+(the same runner underneath)."""
 from __future__ import annotations
 
 import copy
 import hashlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -246,30 +246,6 @@ def test_runner_is_byte_identical_and_matches_score_table(setup, reference_run, 
     t = score_table(m["policy"], m["ref"], m["val"], setup["tok"], setup["train"], setup["val"], PARAMS, BETA,
                     show_progress=False)
     pd.testing.assert_frame_equal(pd.read_parquet(out), t, check_exact=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.mark.slow
-def test_two_accelerate_processes_give_the_same_bytes(setup, reference_run, tmp_path):
-    """accelerate 1.15's `--cpu` launches one process (more need mpirun), so two CPU processes come
-    from `--multi_gpu` with no GPU visible; run_scoring then picks gloo."""
-    port = _free_port()
-    accelerate = Path(sys.executable).parent / "accelerate"
-    cmd = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--main_process_ip", "127.0.0.1", "--main_process_port", str(port), "--mixed_precision", "no",
-           "--dynamo_backend", "no", *helper_args(setup, tmp_path / "scores.parquet", tmp_path / "work")]
-    env = {**sub_env(), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "CUDA_VISIBLE_DEVICES": ""}
-    proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    log = (tmp_path / "work" / "chunks.log").read_text()
-    assert "process=0" in log and "process=1" in log  # really two ranks, each with its own chunks
-    assert sorted(computed_chunks(tmp_path / "work")) == [f"chunk-{c:05d}.parquet" for c in range(4)]
-    assert sha(tmp_path / "scores.parquet") == reference_run[1]
 
 
 @pytest.mark.slow
