@@ -94,7 +94,8 @@ def test_batch_in_parallel_workers_gives_the_serial_numbers_and_records_provenan
     assert set(man["files"]) == {"tiny_summary.csv", "tiny_comparisons.csv", "tiny_score_diagnostics.csv",
                                  "tiny_winrates.png", "tiny_reward_distribution.png"}
     for name in ("tiny_summary.csv", "tiny_comparisons.csv", "tiny_score_diagnostics.csv"):
-        df = pd.read_csv(figs / name)
+        # as text: a hash of digits with one 'e' (49708532e328, seen in a run) reads as a float otherwise
+        df = pd.read_csv(figs / name, dtype={"commit": str, "source_hash": str, "params_hash": str})
         assert set(df.source_hash) == {man["source_hash"]} and set(df.params_hash) == {man["params_hash"]}
     with Image.open(figs / "tiny_winrates.png") as im:
         assert im.text["tifkit:source_hash"] == man["source_hash"]

@@ -1,4 +1,4 @@
-"""Command line: tifkit run | score | select | evaluate | batch.
+"""Command line: tifkit run | score | select | evaluate | batch | export-tiny | report | notebooks.
 
     tifkit run PARAMS                 world -> SFT -> warm-up -> full-data DPO, oracle rewards, WinRate
     tifkit score PARAMS               the per-pair score table; prints its path as the last line
