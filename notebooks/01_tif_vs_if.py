@@ -373,7 +373,7 @@ print(claim3_batch or "No batch comparison used here (it is read at full scale w
 #
 # The three sentences below are computed from this run's numbers. Trained models differ a lot from
 # seed to seed on this world, so one seed can point either way: a one-seed run says so and gives no
-# verdict; at full scale (every seed of the params file) the intervals resample seeds, then prompts.
+# verdict; at full scale (every seed of run.study_seeds) the intervals resample seeds, then prompts.
 
 # %%
 peak_mid = best not in ends and all(diffs[e]["diff"] > 0 for e in ends)

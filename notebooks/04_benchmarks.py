@@ -43,8 +43,8 @@
 # 2 CPU cores from an empty cache (measured on the development machine at load average 2-4, i.e.
 # little besides this notebook; 12 minutes when other jobs kept the load at 12).
 # Seconds once the stages are cached (the batch of `make reproduce` caches the DPO half). The full
-# scale (`scale = "full"`, run by `make reproduce` after the batch) uses every seed of the params
-# file: DPO with every rule (the batch's cached models) and SLiC with the rules claim 6 names plus
+# scale (`scale = "full"`, run by `make reproduce` after the batch) uses every seed of
+# `run.study_seeds` (the first five of the batch's seeds): DPO with every rule (the batch's cached models) and SLiC with the rules claim 6 names plus
 # random (full data, random, LossDiff-IRM and the two filters): 5 min 40 s (337 s) at five seeds
 # from an empty cache, the DPO half included (load average about 2), less after the batch. The other
 # tiny families (Qwen-,

@@ -43,11 +43,11 @@
 # pairs, one seed), four families, one control seed, and the transfer between llama and qwen both
 # ways: 2 min 10 s (129 s) on 2 CPU cores from an empty cache (measured on the development machine at
 # load average 1-2; 18 minutes when other jobs kept the load at 12), less when notebook 04 or the
-# batch have cached the llama stages. `scale = "full"` uses every seed of the params file and a second
-# control seed (the transfer stays llama <-> qwen): 5 min 50 s (347 s) at five seeds after notebook
-# 04 had cached the llama stages (load average about 2), when the control ran on the first seed only;
-# it now runs on every seed (two more llama runs per seed, not yet timed at full scale), so that claim 1
-# compares matched seeds. Narrow it with `families`, `seeds` or `init_seeds`.
+# batch have cached the llama stages. `scale = "full"` uses every seed of `run.study_seeds` (the first
+# five of the batch's seeds) and a second control seed (the transfer stays llama <-> qwen), the control
+# on every seed so that claim 1 compares matched seeds: 11 min 39 s in `make reproduce` from a fresh
+# clone, after the batch (2026-12-02, docs/NOTEBOOKS.md). Narrow it with `families`, `seeds` or
+# `init_seeds`.
 
 # %% tags=["parameters"]
 scale = None                  # None: $TIFKIT_NOTEBOOK_SCALE, else "default" (one seed, real size); "ci": toy; "full": all seeds

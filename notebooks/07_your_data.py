@@ -20,8 +20,8 @@
 # preference pairs are worth training on depends on the model: a pair's value is its influence (IF) on
 # a held-out validation loss, measured at *your* SFT'd model, and the pairs worth keeping sit in a
 # middle band of IF (truncated influence, TIF), not at its top. IF is costly, so the paper gives two
-# cheap scores that track it: **LossDiff** (how much lower the pair's loss is under the policy than
-# under a model trained on the validation set) and **IRM** (the implicit reward margin of the pair
+# cheap scores that track it: **LossDiff** (how much lower the pair's loss is under a model trained on
+# the validation set than under the policy) and **IRM** (the implicit reward margin of the pair
 # under the policy); their fusion, **LossDiff-IRM**, keeps the pairs that sit in the middle band of both.
 #
 # This notebook applies all of that to a file of yours and shows what a practitioner needs to decide

@@ -199,7 +199,7 @@ def start(name: str, scale: str | None = None, params_file: str = "tiny.yaml", o
     what = {"default": "the params file as is, one seed: the real result for that seed",
             "ci": "CI SCALE: a toy world that only checks that the notebook runs. Its numbers are NOT results; "
                   "run with scale = \"default\" (or unset $TIFKIT_NOTEBOOK_SCALE) for those",
-            "full": "every seed of the params file"}[scale]
+            "full": "every seed of run.study_seeds (run.seeds when unset)"}[scale]
     print(f"scale={scale} ({what})")
     print(f"params={params_file}  family={p.model.family}  seeds={run.seeds}  run root={p.run.root}")
     print(f"world: {p.world.n_train} training pairs, {p.world.n_val} validation pairs, {p.world.n_test} test "
