@@ -190,7 +190,7 @@ def read_csv(path: Path = CSV) -> pd.DataFrame:
 
 def main(argv=None):
     from tifkit.config import load_params
-    from tifkit.workers import n_workers, pool_map
+    from tifkit.workers import n_workers, quiet_pool_map
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("params")
@@ -204,7 +204,7 @@ def main(argv=None):
     if args.write and (args.sets or args.seeds is not None):
         raise SystemExit("--write records the default parameters and seeds only (no --set, no --seeds)")
     tasks = {s: (one_seed, (args.params, list(args.sets), s)) for s in seeds}
-    done = pool_map(tasks, n_workers(base, len(tasks)), "IF measurements (seeds)")
+    done = quiet_pool_map(tasks, n_workers(base, len(tasks)), "IF measurements (seeds)")
     rows = [r for s in seeds for r in done[s]]
     if args.write:
         write(rows, base)

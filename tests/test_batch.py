@@ -134,3 +134,22 @@ def test_readme_and_docs_tables_are_generated_from_the_result_files():
     from tifkit.results import update
 
     assert update(ROOT, check=True) == {}, "run `python -m tifkit.results` to regenerate the README/docs tables"
+
+
+def test_scores_doc_if_measurement_block_is_generated_from_its_result_file():
+    """docs/SCORES.md's "What IF measures" tables are what bench/if_measurements.py makes of its result file
+    (whose manifest test_committed_results_match_the_code checks against the code), over the batch's seeds."""
+    import importlib.util
+
+    from tifkit.config import load_params
+
+    spec = importlib.util.spec_from_file_location("if_measurements", ROOT / "bench" / "if_measurements.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    df = mod.read_csv()
+    assert sorted(df.seed.unique()) == sorted(load_params("tiny.yaml").run.seeds)
+    assert set(df.measure) == set(mod.MEASURES)
+    assert (df.groupby(["measure", "statistic"]).size() == df.seed.nunique()).all()  # every seed, every row
+    (block,) = mod.BLOCK.findall((ROOT / "docs" / "SCORES.md").read_text())
+    assert block == f"<!-- bench:if-measurements -->\n{mod.render(df)}\n<!-- /bench:if-measurements -->", (
+        f"rerun `{mod.RERUN}`")
