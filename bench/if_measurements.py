@@ -23,6 +23,8 @@ that the block is what `render` makes of the CSV. Not a test itself.
 from __future__ import annotations
 
 import argparse
+import ast
+import hashlib
 import os
 import re
 import sys
@@ -89,6 +91,20 @@ BLOCK = re.compile(r"<!-- bench:if-measurements -->.*?<!-- /bench:if-measurement
 RERUN = ".venv/bin/python bench/if_measurements.py params/tiny.yaml --write"
 
 
+def code_hash(path: Path = Path(__file__)) -> str:
+    """sha256 (16 hex digits) of this script's code without docstrings and comments (the manifest records
+    it beside the tifkit modules' source hash, so an edit of the computation here stales the result and
+    a prose edit does not)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return hashlib.sha256(ast.dump(tree).encode()).hexdigest()[:16]
+
+
 def one_seed(params_file: str, sets: list, seed: int) -> list[tuple]:
     """[(seed, measure, statistic, value)] of one seed (a worker task)."""
     from tifkit import pipeline
@@ -145,10 +161,14 @@ def render(df: pd.DataFrame) -> str:
     row("overlap with TIF: LossDiff-IRM", "overlap_lossdiff-irm", "{:.3f}")
     row("overlap with TIF: LossDiff alone", "overlap_lossdiff", "{:.3f}")
     row("overlap with TIF: IRM alone", "overlap_irm", "{:.3f}")
-    fused = []
+    fused, over_ld, over_irm = [], [], []
     for m in MEASURES:
         a, b, c = vals(m, "overlap_lossdiff-irm"), vals(m, "overlap_lossdiff"), vals(m, "overlap_irm")
         fused.append(f"{int((a > np.maximum(b, c)).sum())} of {len(a)}")
+        over_ld.append(f"{int((a > b).sum())} of {len(a)}")
+        over_irm.append(f"{int((a > c).sum())} of {len(a)}")
+    rows.append("| LossDiff-IRM overlaps TIF more than LossDiff alone, seeds | " + " | ".join(over_ld) + " |")
+    rows.append("| LossDiff-IRM overlaps TIF more than IRM alone, seeds | " + " | ".join(over_irm) + " |")
     rows.append("| LossDiff-IRM overlaps TIF more than both proxies alone (claim 5), seeds | " + " | ".join(fused) + " |")
     if (df.statistic == "auroc_if_flipped").any():
         row("AUROC of IF for mislabelled pairs", "auroc_if_flipped", "{:.3f}")
@@ -175,7 +195,8 @@ def write(rows: list[tuple], params) -> None:
     prov = provenance(params, roots=ROOTS)
     df = stamp_frame(pd.DataFrame(rows, columns=["seed", "measure", "statistic", "value"]), prov)
     atomic_write_text(CSV, df.to_csv(index=False, float_format="%.6f"))
-    write_manifest(MANIFEST, prov, [CSV], {"rerun": RERUN, "seeds": sorted({r[0] for r in rows})})
+    write_manifest(MANIFEST, prov, [CSV], {"rerun": RERUN, "seeds": sorted({r[0] for r in rows}),
+                                           "bench_code_hash": code_hash()})
     df = read_csv()
     text = DOC.read_text()
     block = f"<!-- bench:if-measurements -->\n{render(df)}\n<!-- /bench:if-measurements -->"
@@ -201,8 +222,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
     base = load_params(args.params, overrides=list(args.sets))
     seeds = args.seeds if args.seeds is not None else list(base.run.seeds)
-    if args.write and (args.sets or args.seeds is not None):
-        raise SystemExit("--write records the default parameters and seeds only (no --set, no --seeds)")
+    default = Path(base.source).resolve() == Path(load_params("tiny.yaml").source).resolve()
+    if args.write and (args.sets or args.seeds is not None or not default):
+        raise SystemExit("--write records params/tiny.yaml's parameters and seeds only (no --set, no --seeds)")
     tasks = {s: (one_seed, (args.params, list(args.sets), s)) for s in seeds}
     done = quiet_pool_map(tasks, n_workers(base, len(tasks)), "IF measurements (seeds)")
     rows = [r for s in seeds for r in done[s]]

@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -59,10 +60,19 @@ IN_A_PROCESS = {("latin1.jsonl", "score"), ("pairs.csv", "select")}
 
 
 def _cli_here(args) -> subprocess.CompletedProcess:
+    """`tifkit ARGS` in this process; a warning it raises is added to its stderr as a plain interpreter
+    would print it (with the interpreter's default filters, then the ones `main` installs), since pytest
+    would otherwise record it out of sight."""
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(args)
-    return subprocess.CompletedProcess(args, rc, out.getvalue(), err.getvalue())
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.resetwarnings()
+        warnings.simplefilter("default")
+        for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+            warnings.simplefilter("ignore", category)  # hidden by default outside __main__
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = main(args)
+    shown = "".join(warnings.formatwarning(w.message, w.category, w.filename, w.lineno) for w in seen)
+    return subprocess.CompletedProcess(args, rc, out.getvalue(), err.getvalue() + shown)
 
 
 @pytest.fixture(scope="module")

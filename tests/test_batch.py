@@ -140,14 +140,21 @@ def test_scores_doc_if_measurement_block_is_generated_from_its_result_file():
     """docs/SCORES.md's "What IF measures" tables are what bench/if_measurements.py makes of its result file
     (whose manifest test_committed_results_match_the_code checks against the code), over the batch's seeds."""
     import importlib.util
+    import json
 
     from tifkit.config import load_params
 
     spec = importlib.util.spec_from_file_location("if_measurements", ROOT / "bench" / "if_measurements.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
+    from tifkit.io import content_hash
+
     df = mod.read_csv()
-    assert sorted(df.seed.unique()) == sorted(load_params("tiny.yaml").run.seeds)
+    p = load_params("tiny.yaml")
+    assert sorted(df.seed.unique()) == sorted(p.run.seeds)
+    assert set(df.params_hash) == {content_hash(p.to_dict())}  # the default parameters, nothing overridden
+    man = json.loads(mod.MANIFEST.read_text())
+    assert man["bench_code_hash"] == mod.code_hash(), f"the script's computation changed: rerun `{mod.RERUN}`"
     assert set(df.measure) == set(mod.MEASURES)
     assert (df.groupby(["measure", "statistic"]).size() == df.seed.nunique()).all()  # every seed, every row
     (block,) = mod.BLOCK.findall((ROOT / "docs" / "SCORES.md").read_text())

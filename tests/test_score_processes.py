@@ -81,6 +81,8 @@ def test_two_accelerate_processes_agree_with_one_process_and_select_the_same_pai
     assert Path(two.stdout.strip().splitlines()[-1]) == path
     logs = list(path.parent.glob(".work-*/chunks.log"))
     assert len(logs) == 1 and {"process=0", "process=1"} <= set(logs[0].read_text().split())  # two real ranks
+    computed = [line.split()[1] for line in logs[0].read_text().splitlines() if line.startswith("computed ")]
+    assert sorted(computed) == [f"chunk-{c:05d}.parquet" for c in range(3)]  # each chunk once, by one rank
     assert _sha(path) == one_thread, "two processes differ from one single-threaded process"
     multi = pd.read_parquet(path)
 
