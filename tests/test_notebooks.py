@@ -105,7 +105,7 @@ def test_a_notebook_reads_the_batch_only_at_full_scale_on_the_default_parameters
 
 
 @pytest.mark.slow
-def test_papermill_runner_injects_parameters(tmp_path):
+def test_papermill_runner_injects_parameters(tmp_path, capfd):
     """The batch route (`tifkit notebooks`): papermill overrides the parameters cell. The run root is
     the one nbmake's run of the notebooks uses (notebooks/runs/nb-ci), so the stages it trains are
     trained once per test run, whichever of the two runs first (the stage locks make them wait). The
@@ -125,6 +125,9 @@ def test_papermill_runner_injects_parameters(tmp_path):
     injected = [c.source for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and f"run_root = {json.dumps(str(shared_root))}" in injected[0], injected
     assert shared_root.is_dir() and (tmp_path / "out" / "runtimes.csv").exists()
+    # what a user's terminal shows: the runner's lines, no kernel warning (the kernel talks over IPC)
+    err = capfd.readouterr().err
+    assert "[IPKernelApp]" not in err and "without encryption" not in err, err[-2000:]
 
 
 def test_colab_install_cell_installs_one_release_with_the_colab_extra_and_nothing_else():

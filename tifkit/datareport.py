@@ -33,7 +33,7 @@ from tifkit.data import check_output, load_pairs, preflight, source_for_path
 from tifkit.influence import SCORING_DTYPES
 from tifkit.io import atomic_write_text, publish_folder, recover_folder, sweep_temps, tmp_prefix
 from tifkit.memory import estimate_scoring_memory
-from tifkit.notebooks import NOTEBOOK_DIR
+from tifkit.notebooks import NOTEBOOK_DIR, kernel_config
 from tifkit.pipeline import context_length, prepare, score_key, score_stage, sft_stage
 from tifkit.rules import rule_names
 from tifkit.select import select
@@ -242,7 +242,7 @@ def run_report(params_file: str, sets=(), data: str | None = None, model: str | 
         say(f"[tifkit] running the report notebook {src.name} ...")
         try:
             pm.execute_notebook(str(src), str(nb_out), parameters=params, kernel_name=kernel, cwd=os.getcwd(),
-                                progress_bar=False, log_output=False)
+                                progress_bar=False, log_output=False, config=kernel_config())
         except pm.PapermillExecutionError as e:
             failed = Path(p.run.root) / "reports" / f"failed-{dest.name}.ipynb"
             failed.parent.mkdir(parents=True, exist_ok=True)

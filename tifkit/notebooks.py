@@ -296,6 +296,15 @@ def sync_notebooks(notebook_dir: str | os.PathLike | None = None, check: bool = 
     return stale
 
 
+def kernel_config():
+    """The kernel settings of papermill runs (this runner, `tifkit report`): the kernels talk to the
+    runner over local IPC sockets (files in Jupyter's runtime folder) where the OS has them, rather than
+    over unencrypted TCP on localhost, about which ipykernel warns on every start."""
+    from traitlets.config import Config  # papermill's own dependency, needed only with it
+
+    return Config({"KernelManager": {"transport": "ipc"}} if os.name == "posix" else {})
+
+
 def run_notebooks(names=None, params_file: str = "params/tiny.yaml", out_dir: str | os.PathLike = "runs/notebooks",
                   scale: str = "full", kernel: str = "python3", figures_dir: str | None = None,
                   parameters: dict | None = None, notebook_dir: str | os.PathLike | None = None,
@@ -329,7 +338,7 @@ def run_notebooks(names=None, params_file: str = "params/tiny.yaml", out_dir: st
         print(f"[notebooks] {i}/{len(todo)} {name} ({scale}) ...", flush=True)
         t0 = time.time()
         pm.execute_notebook(str(src), str(dst), parameters=params, kernel_name=kernel, cwd=str(cwd),
-                            progress_bar=False, execution_timeout=timeout, log_output=False)
+                            progress_bar=False, execution_timeout=timeout, log_output=False, config=kernel_config())
         sec = time.time() - t0
         _write_runtimes(out_dir / "runtimes.csv", [(name, scale, round(sec, 1))])
         print(f"[notebooks] {name}: done in {sec:.0f} s -> {dst}", flush=True)
