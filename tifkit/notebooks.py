@@ -299,10 +299,16 @@ def sync_notebooks(notebook_dir: str | os.PathLike | None = None, check: bool = 
 def kernel_config():
     """The kernel settings of papermill runs (this runner, `tifkit report`): the kernels talk to the
     runner over local IPC sockets (files in Jupyter's runtime folder) where the OS has them, rather than
-    over unencrypted TCP on localhost, about which ipykernel warns on every start."""
-    from traitlets.config import Config  # papermill's own dependency, needed only with it
+    over unencrypted TCP on localhost, about which ipykernel warns on every start. A socket's path must
+    fit the OS limit (104 bytes on macOS, 108 on Linux): with a runtime folder too long for its
+    ``kernel-<uuid>-ipc-<n>`` files, TCP it is (and its warning)."""
+    # papermill's own dependencies, needed only with it
+    from jupyter_core.paths import jupyter_runtime_dir
+    from traitlets.config import Config
 
-    return Config({"KernelManager": {"transport": "ipc"}} if os.name == "posix" else {})
+    longest = len(os.path.join(jupyter_runtime_dir(), "kernel-00000000-0000-0000-0000-000000000000-ipc-99"))
+    ipc = os.name == "posix" and longest < 100
+    return Config({"KernelManager": {"transport": "ipc"}} if ipc else {})
 
 
 def run_notebooks(names=None, params_file: str = "params/tiny.yaml", out_dir: str | os.PathLike = "runs/notebooks",
