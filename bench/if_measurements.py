@@ -187,17 +187,24 @@ def render(df: pd.DataFrame) -> str:
     return "\n".join(head + rows + split + ["", src])
 
 
+def stamped(rows: list[tuple], params) -> tuple[pd.DataFrame, dict]:
+    """The long table of `rows` with the provenance columns, and the provenance record."""
+    from tifkit.results import provenance, stamp_frame
+
+    prov = provenance(params, roots=ROOTS)
+    return stamp_frame(pd.DataFrame(rows, columns=["seed", "measure", "statistic", "value"]), prov), prov
+
+
 def write(rows: list[tuple], params) -> None:
     """The CSV, its manifest and the docs block (module docstring)."""
     from tifkit.io import atomic_write_text
-    from tifkit.results import provenance, stamp_frame, write_manifest
+    from tifkit.results import write_manifest
 
-    prov = provenance(params, roots=ROOTS)
-    df = stamp_frame(pd.DataFrame(rows, columns=["seed", "measure", "statistic", "value"]), prov)
+    df, prov = stamped(rows, params)
     atomic_write_text(CSV, df.to_csv(index=False, float_format="%.6f"))
     write_manifest(MANIFEST, prov, [CSV], {"rerun": RERUN, "seeds": sorted({r[0] for r in rows}),
                                            "bench_code_hash": code_hash()})
-    df = read_csv()
+    df = read_csv()  # the block shows the values as the file holds them (rounded), as the test renders them
     text = DOC.read_text()
     block = f"<!-- bench:if-measurements -->\n{render(df)}\n<!-- /bench:if-measurements -->"
     if not BLOCK.search(text):
@@ -232,10 +239,7 @@ def main(argv=None):
         write(rows, base)
         print(f"wrote {CSV.relative_to(ROOT)}, {MANIFEST.relative_to(ROOT)} and the block of {DOC.relative_to(ROOT)}")
     else:
-        from tifkit.results import provenance, stamp_frame
-
-        print(render(stamp_frame(pd.DataFrame(rows, columns=["seed", "measure", "statistic", "value"]),
-                                 provenance(base, roots=ROOTS))))
+        print(render(stamped(rows, base)[0]))
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ def _cli(args, cwd):
 # on stderr: no warning or log line from an import); the rest call the same entry point in this process,
 # which prints the same sentence and returns the same status without importing the libraries again
 # (about 1.3 CPU seconds a process, 24 processes).
-IN_A_PROCESS = {("latin1.jsonl", "score"), ("pairs.csv", "select")}
+AS_SUBPROCESSES = {("latin1.jsonl", "score"), ("pairs.csv", "select")}
 
 
 def _cli_here(args) -> subprocess.CompletedProcess:
@@ -83,8 +83,8 @@ def corpus_runs(tmp_path_factory):
         for cmd in ("score", "select"):
             extra = ["-o", str(root / f"{name}.jsonl")] if cmd == "select" else []
             jobs[(name, cmd)] = [cmd, "--data", str(BAD / name), "--set", f"run.root={root / 'runs'}", *extra]
-    assert IN_A_PROCESS <= set(jobs)
-    done = {key: _cli(args, ROOT) if key in IN_A_PROCESS else _cli_here(args) for key, args in jobs.items()}
+    assert AS_SUBPROCESSES <= set(jobs)
+    done = {key: _cli(args, ROOT) if key in AS_SUBPROCESSES else _cli_here(args) for key, args in jobs.items()}
     return root, done
 
 

@@ -143,12 +143,11 @@ def test_scores_doc_if_measurement_block_is_generated_from_its_result_file():
     import json
 
     from tifkit.config import load_params
+    from tifkit.io import content_hash
 
     spec = importlib.util.spec_from_file_location("if_measurements", ROOT / "bench" / "if_measurements.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    from tifkit.io import content_hash
-
     df = mod.read_csv()
     p = load_params("tiny.yaml")
     assert sorted(df.seed.unique()) == sorted(p.run.seeds)
