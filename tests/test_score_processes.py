@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
-from tifkit import TifkitError
+from tifkit import TifkitError, cli
 from tifkit.select import RULES, SelectParams, select
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,9 +47,9 @@ def _sha(path: Path) -> str:
 
 
 @pytest.mark.slow
-def test_two_accelerate_processes_agree_with_one_process_and_select_the_same_pairs(toy, tmp_path):
+def test_two_accelerate_processes_agree_with_one_process_and_select_the_same_pairs(toy, tmp_path, capsys):
     """The toy pipeline's stages copied from the shared toy root (trained once per test run), then its
-    table scored three times (one process with its default threads, one process with one thread, two
+    table scored three times (one process with its default threads, this process on one thread, two
     launched processes); the chunk size and batch size are in the score key, so the copied tables are
     not reused."""
     root = toy.private_copy(tmp_path / "runs")
@@ -66,7 +67,11 @@ def test_two_accelerate_processes_agree_with_one_process_and_select_the_same_pai
     single = pd.read_parquet(path)
     # keep the trained stages, drop every score file (the table, the chunks, the cached log-probs)
     shutil.rmtree(path.parent)
-    assert plain(OMP_NUM_THREADS="1") == path
+    # one thread: this test process itself (tests/conftest.py sets torch to one thread), through the
+    # command's entry point, so that no third interpreter has to start and import torch
+    assert torch.get_num_threads() == 1
+    assert cli.main(_score_argv(toy, root)[2:]) == 0
+    assert Path(capsys.readouterr().out.strip().splitlines()[-1]) == path
     one_thread = _sha(path)
     shutil.rmtree(path.parent)
 
