@@ -19,14 +19,15 @@ export TOKENIZERS_PARALLELISM ?= false
 
 setup: $(STAMP)
 
-# pip installs without byte-compiling and compileall then compiles the same files on every core: pip
-# compiles them one at a time, about two thirds of its install time on 2 cores (docs/PERFORMANCE.md,
-# "make setup"). compileall's errors are files pip skips too (torch's Python-3.12-only test helpers).
+# pip installs without byte-compiling and compileall then compiles the installed files on every core
+# (pip compiles them one at a time: about two thirds of its install time on 2 cores; docs/PERFORMANCE.md,
+# "make setup"), all but the libraries' own test suites (folders named tests, a fifth of the files),
+# which nothing imports. compileall's errors are files pip skips too (torch's Python-3.12-only helpers).
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --no-compile $(PIP_OPTS) -c $(CONSTRAINTS) -e ".[$(EXTRAS)]"
-	@$(BIN)/python -m compileall -q -j 0 "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" >/dev/null 2>&1 || true
+	@$(BIN)/python -m compileall -q -j 0 -x /tests/ "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" >/dev/null 2>&1 || true
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $(STAMP)
 

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Where `make setup`'s time goes: the downloads, pip's install with and without byte-compiling, and
-# compileall over the same files on every core. Each install goes into a new virtual environment under
-# a temporary folder (removed at the end), from the same downloaded wheels, so the network is timed once
-# and apart. Prints one line per phase; docs/PERFORMANCE.md, "make setup", records a run.
+# compileall over the installed files on every core (all of them, then all but the libraries' test
+# suites, as make setup does). Each install goes into a new virtual environment under a temporary
+# folder (removed at the end), from the same downloaded wheels, so the network is timed once and apart.
+# Prints wall and CPU seconds (user + system, the command and its children) per phase: on a shared
+# machine the wall time of the same step varies by a third from run to run, its CPU time much less.
+# docs/PERFORMANCE.md, "make setup", records a run.
 #
 #   bash bench/bench_setup.sh          # from the repository root; PY (default python3) makes the venvs
 #
@@ -13,29 +16,35 @@ cd "$(dirname "$0")/.."
 PY=${PY:-python3}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-now() { date +%s.%N; }
-say() { awk -v a="$2" -v b="$3" -v what="$1" 'BEGIN { printf "%-60s %6.1f s\n", what, b - a }'; }
-venv() { "$PY" -m venv "$work/$1" && "$work/$1/bin/python" -m pip install --quiet --upgrade pip 2>/dev/null; }
-install() {  # venv name, extra pip options...
-  local v=$1; shift
-  "$work/$v/bin/python" -m pip install --quiet "$@" --no-index --find-links "$work/wheels" \
-    -c constraints.txt -e ".[notebooks,test]" 2>/dev/null
+
+timed() {  # what, command...: runs the command (its output dropped, its failure ignored), prints the times
+  local what=$1; shift
+  "$PY" - "$what" "$@" <<'EOF'
+import resource, subprocess, sys, time
+t = time.perf_counter()
+subprocess.run(sys.argv[2:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+r = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(f"{sys.argv[1]:<58} {time.perf_counter() - t:6.1f} s wall {r.ru_utime + r.ru_stime:6.1f} s CPU")
+EOF
 }
+venv() { "$PY" -m venv "$work/$1" && "$work/$1/bin/python" -m pip install --quiet --upgrade pip 2>/dev/null; }
 site() { "$work/$1/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'; }
+count() { find "$(site "$1")" -name '*.pyc' | wc -l; }
+install() {  # what, venv, extra pip options...
+  local what=$1 v=$2; shift 2
+  timed "$what" "$work/$v/bin/python" -m pip install --quiet "$@" --no-index --find-links "$work/wheels" \
+    -c constraints.txt -e ".[notebooks,test]"
+}
 
 venv a
-t0=$(now); "$work/a/bin/python" -m pip download --quiet -d "$work/wheels" -c constraints.txt ".[notebooks,test]" 2>/dev/null
-t1=$(now); say "download every wheel (pip download)" "$t0" "$t1"
-
-t0=$(now); install a; t1=$(now)
-say "pip install, compiling (pip's default)" "$t0" "$t1"
+timed "download every wheel (pip download)" "$work/a/bin/python" -m pip download --quiet -d "$work/wheels" \
+  -c constraints.txt ".[notebooks,test]"
+install "pip install, compiling (pip's default)" a
 
 venv b
-t0=$(now); install b --no-compile; t1=$(now)
-say "pip install --no-compile" "$t0" "$t1"
-t2=$(now); "$work/b/bin/python" -m compileall -q -j 0 "$(site b)" >/dev/null 2>&1 || true; t3=$(now)
-say "compileall -j 0 (every core) over the same files" "$t2" "$t3"
-say "pip install --no-compile, then compileall -j 0 (make setup)" "$t0" "$t3"
-
-count() { find "$(site "$1")" -name '*.pyc' | wc -l; }
+install "pip install --no-compile" b --no-compile
+timed "compileall -j 0 (every core), every installed file" "$work/b/bin/python" -m compileall -q -j 0 "$(site b)"
 echo "compiled files: pip $(count a), compileall $(count b); cores: $(nproc)"
+find "$(site b)" -name __pycache__ -type d -prune -exec rm -rf {} +
+timed "compileall -j 0 -x /tests/ (as make setup)" "$work/b/bin/python" -m compileall -q -j 0 -x /tests/ "$(site b)"
+echo "compiled files without the libraries' test suites: $(count b)"
