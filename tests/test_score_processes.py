@@ -6,8 +6,9 @@ table differs from one process only by float32 rounding when the thread counts d
 may run several BLAS threads; each launched process runs one, which reorders float32 sums): every
 float column agrees within RTOL of the largest magnitude it is computed from (the log-probs for the
 log-prob columns, IRM, the losses and LossDiff; the column itself for IF and rm_margin), every other
-column is identical, and every selection rule keeps the same pairs. With one thread in the plain process too
-(OMP_NUM_THREADS=1) the two tables are byte-identical.
+column is identical, and every selection rule keeps the same pairs. With one thread in the plain run too
+(this test's own process, which tests/conftest.py sets to one torch thread) the two tables are
+byte-identical.
 """
 import hashlib
 import os
