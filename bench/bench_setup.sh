@@ -44,7 +44,7 @@ install "pip install, compiling (pip's default)" a
 venv b
 install "pip install --no-compile" b --no-compile
 timed "compileall -j 0 (every core), every installed file" "$work/b/bin/python" -m compileall -q -j 0 "$(site b)"
-echo "compiled files: pip $(count a), compileall $(count b); cores: $(nproc)"
+echo "compiled files: pip $(count a), compileall $(count b); cores: $("$PY" -c 'import os; print(os.cpu_count())')"
 find "$(site b)" -name __pycache__ -type d -prune -exec rm -rf {} +
 timed "compileall -j 0 -x /tests/ (as make setup)" "$work/b/bin/python" -m compileall -q -j 0 -x /tests/ "$(site b)"
 echo "compiled files without the libraries' test suites: $(count b)"
