@@ -17,14 +17,17 @@ PY=${PY:-python3}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-timed() {  # what, command...: runs the command (its output dropped, its failure ignored), prints the times
+timed() {  # what, command...: runs the command (its output dropped) and prints its times; stops the script
+  # when it fails, except with ANY_EXIT=1 (compileall: its errors are files pip skips too)
   local what=$1; shift
   "$PY" - "$what" "$@" <<'EOF'
-import resource, subprocess, sys, time
+import os, resource, subprocess, sys, time
 t = time.perf_counter()
-subprocess.run(sys.argv[2:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-r = resource.getrusage(resource.RUSAGE_CHILDREN)
-print(f"{sys.argv[1]:<58} {time.perf_counter() - t:6.1f} s wall {r.ru_utime + r.ru_stime:6.1f} s CPU")
+r = subprocess.run(sys.argv[2:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+if r.returncode and os.environ.get("ANY_EXIT") != "1":
+    sys.exit(f"{sys.argv[1]}: exit status {r.returncode}\n{r.stderr[-2000:]}")
+u = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(f"{sys.argv[1]:<58} {time.perf_counter() - t:6.1f} s wall {u.ru_utime + u.ru_stime:6.1f} s CPU")
 EOF
 }
 venv() { "$PY" -m venv "$work/$1" && "$work/$1/bin/python" -m pip install --quiet --upgrade pip 2>/dev/null; }
@@ -43,8 +46,8 @@ install "pip install, compiling (pip's default)" a
 
 venv b
 install "pip install --no-compile" b --no-compile
-timed "compileall -j 0 (every core), every installed file" "$work/b/bin/python" -m compileall -q -j 0 "$(site b)"
+ANY_EXIT=1 timed "compileall -j 0 (every core), every installed file" "$work/b/bin/python" -m compileall -q -j 0 "$(site b)"
 echo "compiled files: pip $(count a), compileall $(count b); cores: $("$PY" -c 'import os; print(os.cpu_count())')"
 find "$(site b)" -name __pycache__ -type d -prune -exec rm -rf {} +
-timed "compileall -j 0 -x /tests/ (as make setup)" "$work/b/bin/python" -m compileall -q -j 0 -x /tests/ "$(site b)"
+ANY_EXIT=1 timed "compileall -j 0 -x /tests/ (as make setup)" "$work/b/bin/python" -m compileall -q -j 0 -x /tests/ "$(site b)"
 echo "compiled files without the libraries' test suites: $(count b)"

@@ -36,11 +36,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _score_argv(toy, root: Path) -> list[str]:
+def _score_args(toy, root: Path) -> list[str]:
     # the toy pipeline (48 pairs; its stages come trained from the shared toy root, only the scoring is
     # compared), in 3 chunks of 16 pairs so that each process has chunks to score
     sets = toy.cli("score.chunk_size=16", "score.batch_size=8", root=root)
-    return ["-m", "tifkit", "score", "tiny.yaml", *sets]
+    return ["score", "tiny.yaml", *sets]
 
 
 def _sha(path: Path) -> str:
@@ -57,13 +57,10 @@ def test_two_accelerate_processes_agree_with_one_process_and_select_the_same_pai
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "OMP_NUM_THREADS")}
     env.update({"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
 
-    def plain(**extra):
-        r = subprocess.run([sys.executable, *_score_argv(toy, root)], cwd=tmp_path, env={**env, **extra},
-                           capture_output=True, text=True, timeout=900)
-        assert r.returncode == 0, r.stderr[-3000:]
-        return Path(r.stdout.strip().splitlines()[-1])
-
-    path = plain()
+    r = subprocess.run([sys.executable, "-m", "tifkit", *_score_args(toy, root)], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    path = Path(r.stdout.strip().splitlines()[-1])
     assert path.is_file() and path.is_relative_to(root)
     single = pd.read_parquet(path)
     # keep the trained stages, drop every score file (the table, the chunks, the cached log-probs)
@@ -71,7 +68,7 @@ def test_two_accelerate_processes_agree_with_one_process_and_select_the_same_pai
     # one thread: this test process itself (tests/conftest.py sets torch to one thread), through the
     # command's entry point, so that no third interpreter has to start and import torch
     assert torch.get_num_threads() == 1
-    assert cli.main(_score_argv(toy, root)[2:]) == 0
+    assert cli.main(_score_args(toy, root)) == 0
     assert Path(capsys.readouterr().out.strip().splitlines()[-1]) == path
     one_thread = _sha(path)
     shutil.rmtree(path.parent)
@@ -80,7 +77,7 @@ def test_two_accelerate_processes_agree_with_one_process_and_select_the_same_pai
     accelerate = Path(sys.executable).parent / "accelerate"
     cmd = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
            "--main_process_ip", "127.0.0.1", "--main_process_port", str(port), "--mixed_precision", "no",
-           "--dynamo_backend", "no", *_score_argv(toy, root)]
+           "--dynamo_backend", "no", "-m", "tifkit", *_score_args(toy, root)]
     two = subprocess.run(cmd, cwd=tmp_path, env={**env, "CUDA_VISIBLE_DEVICES": ""}, capture_output=True, text=True,
                          timeout=900)
     assert two.returncode == 0, two.stderr[-3000:]
