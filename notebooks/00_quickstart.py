@@ -182,15 +182,16 @@ nb.figure(fig, "reward_distribution")
 # %% [markdown]
 # ## 5. Conclusion
 #
-# The check: does full-data DPO beat its SFT reference, i.e. does the WinRate's 95% interval lie above
-# 0.5? The sentence below is computed from this run. One seed judges one trained model on the test
-# prompts; the README's table, generated from the batch, makes the same check over every seed with an
-# interval that includes the seed-to-seed spread of training.
+# The check: does full-data DPO win more often than its SFT reference, i.e. does the WinRate's 95%
+# interval over this seed's test prompts lie above 0.5? The sentence below is computed from this run.
+# One seed judges one trained model, so it gives a direction, not a verdict; the README's table,
+# generated from the batch, makes the same check over every seed with an interval that includes the
+# seed-to-seed spread of training.
 
 # %%
 w = results["full"].winrate
-verdict = ("beats" if w.lo > 0.5 else "loses to" if w.hi < 0.5 else "cannot be told apart from")
-conclusion = (f"Full-data DPO {verdict} the SFT model: WinRate {w.estimate:.3f} [95% {w.lo:.3f}, {w.hi:.3f}] on "
+verdict = ("is ahead of" if w.lo > 0.5 else "is behind" if w.hi < 0.5 else "cannot be told apart from")
+conclusion = (f"On this one seed, full-data DPO {verdict} the SFT model: WinRate {w.estimate:.3f} [95% {w.lo:.3f}, {w.hi:.3f}] on "
               f"{len(results['full'].table)} test prompts (seed {ctx.seed}); mean oracle reward "
               f"{results['full'].table.score_ref.mean():.3f} -> {results['full'].table.score_policy.mean():.3f}.")
 from tifkit.conclusions import ONE_SEED  # this notebook trains one seed at every scale

@@ -223,8 +223,8 @@ display(Markdown(auroc_text))
 # `cost_repeats` times in turn and the ratio is the median of the repeats' own ratios, with their range.
 #
 # **An honest note on size.** Our model has 0.13M parameters. Three forward passes cost about as much as
-# one forward and backward, so at this size the proxies can save only a few times the time of exact IF;
-# the paper's 120x comes from a 1B model, where a per-pair gradient the size of the model (memory
+# one forward and backward, so at this size the proxies cannot save what they save on a large model (the
+# ratio measured here is printed below); the paper's 120x comes from a 1B model, where a per-pair gradient the size of the model (memory
 # traffic, not arithmetic) dominates. `docs/PERFORMANCE.md` measures both sizes on CPU and GPU; the
 # timings below are noisy on a shared machine.
 
@@ -259,7 +259,8 @@ nb.figure(fig, "cost")
 
 # %% [markdown]
 # **How to read it.** Bar length is the median time to score every training pair, the label the
-# median ratio to LossDiff-IRM and its range over the repeats; the dashed line is where exact IF would sit at the paper's 120x. At our size expect a few.
+# median ratio to LossDiff-IRM and its range over the repeats; the dashed line is where exact IF would
+# sit at the paper's 120x. The gap between the IF bar and that line is what model size buys.
 
 # %% [markdown]
 # ## 6. Conclusion

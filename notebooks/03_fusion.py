@@ -233,9 +233,9 @@ print(f"LossDiff-IRM keeps {fused.n_kept} pairs; {(fused.mask & tif).sum()} of t
 # %% [markdown]
 # ## 6. Conclusion
 #
-# Claim 5 stated from this run's overlaps, beside the paper's ranges. When IRM barely tracks IF on
-# our world (notebook 02), intersecting LossDiff's band with IRM's cannot raise the overlap with TIF
-# above LossDiff's own; the sentence says whether that is what happened here.
+# Claim 5 stated from this run's overlaps, beside the paper's ranges. When IRM tracks IF only weakly
+# (notebook 02 measures how well), intersecting LossDiff's band with IRM's cannot be expected to raise
+# the overlap with TIF above LossDiff's own; the sentence says what happened here.
 
 # %%
 claim5 = C.conclude_overlap(sweep)

@@ -416,8 +416,10 @@ if one_seed:
             f"{n_var} variants, and above full data alone in {n_part} more")
 else:
     head = ("Claim 6 holds in every variant" if n_held == n_var > 0 else
-            f"Claim 6 holds in {n_held} of {n_var} variants, and in part (LossDiff-IRM beats full data but not every "
-            f"filter) in {n_part}")
+            f"Claim 6 is not shown in any of the {n_var} variants (no interval lies above 0 against all three)"
+            if n_held == n_part == 0 else
+            f"Claim 6 holds in {n_held} of {n_var} variants" + (f", and in part (LossDiff-IRM beats full data but not "
+                                                                 f"every filter) in {n_part} more" if n_part else ""))
 claim6 = (f"{head} at this scale ({nb.scale}, seeds {nb.seeds}, keep {keep:g}; points of WinRate against SFT, paired, 95% "
           f"intervals):\n" + "\n".join(lines))
 claim6 += (f" SingleScore and WinRate rank the rules alike (Spearman {', '.join(f'{v} {r:.2f}' for v, r in rank_agree.items())})"

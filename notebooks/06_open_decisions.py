@@ -220,17 +220,26 @@ nb.figure(fig, "default_scatter")
 # ## 4. Claim x decision
 #
 # For every setting, the claim statistics of each seed, their mean and a 95% Student-$t$ interval over
-# seeds, $\bar x \pm t_{n-1, 0.975}\, s/\sqrt{n}$ (the trained model is the unit that varies; with one seed
-# there is no interval and the verdict reads the point estimate). The WinRate rows (section 5) use the
-# paired hierarchical bootstrap of `tifkit.stats` (seeds, then prompts within a seed).
-# **holds** = interval above the null, **fails** = below, **unclear** = it straddles the null.
+# seeds, $\bar x \pm t_{n-1, 0.975}\, s/\sqrt{n}$ (the trained model is the unit that varies), cut to the
+# values the statistic can take (a correlation's interval at three seeds can otherwise reach past 1).
+# The WinRate rows (section 5) use the paired hierarchical bootstrap of `tifkit.stats` (seeds, then
+# prompts within a seed). **holds** (✓) = interval above the null, **fails** (✗) = below, **unclear** (?)
+# = it straddles the null. One seed cannot show how much trained models differ, so from one seed a
+# cell gives only a direction, **above** (↑) or **below** (↓) the null, not a verdict.
+#
+# Some settings cannot move a statistic at all: the band centre changes which pairs TIF keeps but no
+# correlation between scores, for one. A cell whose per-seed values are exactly the default's is marked
+# **=** and counts as no evidence either way (it is left out of section 6's counts); the code finds
+# these from the values, nothing is assumed about which setting touches which score.
 
 # %%
 claims = sweep["claims"]
-mark = {"holds": "✓", "fails": "✗", "unclear": "?", "n/a": ""}
+mark = {"holds": "✓", "fails": "✗", "unclear": "?", "above": "↑", "below": "↓", "n/a": ""}
 
 
 def cell(r):
+    if not r.moved:
+        return "= default"
     iv = f" [{r.lo:+.2f}, {r.hi:+.2f}]" if np.isfinite(r.lo) else ""
     return f"{r.estimate:+.2f}{iv} {mark[r.verdict]}"
 
@@ -244,27 +253,29 @@ table.columns.name = None
 table
 
 # %% [markdown]
-# The heatmap draws the same table. Colour is the verdict (blue: holds, red: fails, grey: unclear,
-# white: not measured), so a cell whose interval straddles the null looks unclear however large its
-# estimate; each cell carries the estimate and its mark.
+# The heatmap draws the same table. Colour is the verdict (blue: holds, red: fails, grey: unclear; pale
+# blue and pale red: a one-seed direction; white: not measured, or **=**, a setting that cannot move the
+# statistic), so a cell whose interval straddles the null looks unclear however large its estimate;
+# each cell carries the estimate and its mark.
 
 # %%
 est = claims.pivot(index="claim", columns="setting", values="estimate").reindex(columns=order)
 nulls = pd.Series({k: v[1] for k, v in E.DECISION_CLAIMS.items()})
 rows = [k for k in E.DECISION_CLAIMS if k in est.index]
 verdicts = claims.pivot(index="claim", columns="setting", values="verdict").reindex(index=rows, columns=order)
-code = verdicts.map(lambda v: {"fails": 0, "unclear": 1, "holds": 2}.get(v, np.nan)).astype(float)
-annot = est.loc[rows].map(lambda v: "" if pd.isna(v) else f"{v:+.2f}") + verdicts.map(
-    lambda v: "" if pd.isna(v) else "\n" + mark[v])
+moved = claims.pivot(index="claim", columns="setting", values="moved").reindex(index=rows, columns=order)
+code = verdicts.map(lambda v: E.VERDICTS.index(v) if v in E.VERDICTS else np.nan).astype(float).where(moved != False)  # noqa: E712
+annot = (est.loc[rows].map(lambda v: "" if pd.isna(v) else f"{v:+.2f}")
+         + verdicts.map(lambda v: "" if pd.isna(v) else "\n" + mark[v])).where(moved != False, "=")  # noqa: E712
 fig, ax = plt.subplots(figsize=(1.0 * len(order) + 4, 0.55 * len(rows) + 2.5))
-verdict_cmap = ListedColormap(["#d6604d", "#e0e0e0", "#4393c3"])
-sns.heatmap(code, annot=annot, fmt="", cmap=verdict_cmap, vmin=-0.5, vmax=2.5, ax=ax, annot_kws={"fontsize": 7},
-            cbar_kws={"label": "verdict", "ticks": [0, 1, 2]},
+verdict_cmap = ListedColormap(["#d6604d", "#f4c2b4", "#e0e0e0", "#b9d7ea", "#4393c3"])  # in E.VERDICTS' order
+sns.heatmap(code, annot=annot, fmt="", cmap=verdict_cmap, vmin=-0.5, vmax=len(E.VERDICTS) - 0.5, ax=ax,
+            annot_kws={"fontsize": 7}, cbar_kws={"label": "verdict", "ticks": list(range(len(E.VERDICTS)))},
             yticklabels=[E.DECISION_CLAIMS[k][0] for k in rows], linewidths=0.5, linecolor="white")
-ax.collections[0].colorbar.set_ticklabels(["fails", "unclear", "holds"])
+ax.collections[0].colorbar.set_ticklabels([f"{v} ({mark[v]})" for v in E.VERDICTS])
 ax.set(xlabel="setting (one parameter changed from the default)", ylabel="claim statistic",
        title=f"Claims under each open decision: mean over {len(run_seeds)} seed(s); "
-             f"✓ holds, ✗ fails, ? unclear ({nb.scale} scale)")
+             f"= cannot move it ({nb.scale} scale)")
 ax.tick_params(axis="x", labelrotation=40)
 plt.setp(ax.get_xticklabels(), ha="right")
 fig.tight_layout()
@@ -272,8 +283,8 @@ nb.figure(fig, "claims_heatmap")
 
 # %% [markdown]
 # **How to read it.** Read a row from left to right: a claim that keeps its colour and its mark in every
-# column is robust; one whose mark changes in one decision's columns hinges on that decision. Cells in
-# the WinRate rows are settings whose WinRate was not measured (section 5): they stay blank.
+# column where it can move is robust; one whose mark changes in one decision's columns hinges on that
+# decision. Blank cells in the WinRate rows are settings whose WinRate was not measured (section 5).
 
 # %% [markdown]
 # ## 5. WinRate for the decisions that move the claims most
@@ -355,8 +366,9 @@ display(Markdown("\n".join(f"- {x}." for x in cannot_lines) if cannot_lines else
 # %% [markdown]
 # ## 6. Conclusion
 #
-# For each claim: its verdict at the default, and whether any setting changes it ("robust", "hinges on
-# one decision", or on several). `decision_robustness` computes it from the claim table above.
+# For each claim: its verdict at the default, and whether any setting that can move it changes it
+# ("robust", "hinges on one decision", or on several; the settings marked **=** above are left out and
+# named). `decision_robustness` computes it from the claim table above.
 
 # %%
 rob = sweep["robustness"].set_index("claim")
@@ -364,21 +376,23 @@ lines = []
 for key, r in rob.iterrows():
     lines.append(f"- **{r.label}**: {r.default_verdict} at the default ({r.default_estimate:+.2f}); "
                  f"{r.status}" + (f" (differs under {r.differs_under})" if r.differs_under else
-                                  "" if r.n_settings == 1 else f" across all {r.n_settings} settings tried") + ".")
+                                  "" if r.n_settings == 1 else f" across all {r.n_settings} settings that can move it")
+                 + (f"; cannot move it: {r.cannot_move}" if r.cannot_move else "") + ".")
 status = rob.status
 same = status.eq("robust") | status.str.endswith("under every setting")  # the default's verdict everywhere
-unclear_all = status.str.endswith("under every setting")
-only_default = status.str.startswith("default only")
+unclear_all = status.eq("unclear under every setting")
+only_default = status.str.startswith("default only") | status.eq("no setting tried can move it")
 conclusion = (f"Over {len(sweep['stats'].setting.unique())} settings and {len(run_seeds)} seed(s), "
               f"{int(same.sum())} of {len(rob)} claim statistics keep their default verdict under every decision "
               f"tried ({int(unclear_all.sum())} of them unclear throughout); "
               f"{int((~same & ~only_default).sum())} change with at least one decision"
               + (f" (most moving: {', '.join(sweep['ranking'].decision.head(3))})" if len(sweep['ranking']) else "")
-              + (f"; {int(only_default.sum())} measured at the default only" if only_default.any() else "") + ".")
-mechanisms = C.decision_mechanisms(claims)
+              + (f"; {int(only_default.sum())} measured at the default only or not movable by any setting tried"
+                 if only_default.any() else "") + ".")
+mechanisms = C.decision_mechanisms(claims[claims.moved])
 if len(run_seeds) == 1:
-    conclusion += (" With one seed the score-based verdicts read point estimates (no interval over trained "
-                   f"models). {C.ONE_SEED}")
+    conclusion += (" With one seed every cell gives only a direction (above or below the null), no interval "
+                   f"over trained models. {C.ONE_SEED}")
 if nb.scale == "ci":
     conclusion += " (CI scale: a toy world of a few dozen pairs; this checks the code, not the claims.)"
 display(Markdown(conclusion + "\n\n" + "\n".join(lines)
@@ -396,5 +410,7 @@ def claim_text(keys):
 nb.finish(conclusion=conclusion, claim3=claim_text(["c3_winrate"]), claim4=claim_text(["c4_lossdiff", "c4_irm", "c4_order"]),
           claim5=claim_text(["c5_fusion"]), claim6=claim_text(["c6_winrate"]),
           robustness=sweep["robustness"].to_dict("records"), ranking=sweep["ranking"].to_dict("records"),
-          statistics=claims.drop(columns=["label"]).to_dict("records"), sweep_seconds=sweep["seconds"],
+          # the statistics a setting can move (the README's column counts these); the others by name
+          statistics=claims[claims.moved].drop(columns=["label"]).to_dict("records"),
+          cannot_move=claims[~claims.moved][["claim", "setting"]].to_dict("records"), sweep_seconds=sweep["seconds"],
           mechanisms=mechanisms, unmoved=unmoved.to_dict("records"), sweep_seeds=run_seeds)

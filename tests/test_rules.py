@@ -181,6 +181,8 @@ def test_a_new_rule_runs_through_tifkit_select(shortest, tmp_path, monkeypatch, 
     kept = [json.loads(line) for line in out.read_text().splitlines()]
     want = sorted(range(50), key=lambda i: (t.chosen_tokens[i], i))[:10]
     assert sorted(r["pair_id"] for r in kept) == sorted(t.pair_id[want])
+    # the column the registry says the rule reads is written beside each kept pair
+    assert [r["chosen_tokens"] for r in kept] == [int(t.chosen_tokens[t.pair_id == r["pair_id"]].iloc[0]) for r in kept]
     # and the other rules' report lists it beside them when another rule is selected (here by the
     # paper's spelling of LossDiff-IRM)
     assert main(["select", str(ROOT / "params/tiny.yaml"), "--rule", "LossDiff-IRM", "--keep", "0.2",

@@ -28,7 +28,7 @@ import sys
 from tifkit import TifkitError
 from tifkit.config import load_params
 from tifkit.io import PROGRESS, is_tifkit_output, publish_folder, recover_folder, stage_lock, sweep_temps, tmp_prefix
-from tifkit.rules import find_rule, rule_names, stage_label
+from tifkit.rules import find_rule, get_rule, rule_names, stage_label
 # deferred: tifkit.batch, .data, .datareport, .evaluate, .notebooks, .pipeline, .select (pandas, torch), each in the command
 # that needs it, so that --help and argument errors answer without loading them
 
@@ -104,8 +104,7 @@ def _rule_columns(res, table) -> list[str]:
     col = res.details.get("column")
     if isinstance(col, str) and col not in cols:
         cols.append(col)
-    if res.rule == "annotation-gap":
-        cols += ["score_chosen", "score_rejected"]
+    cols += list(get_rule(res.rule).needs)  # what the registry says the rule reads (annotation scores, say)
     return [c for c in dict.fromkeys(cols) if c in table.columns]
 
 
@@ -116,13 +115,15 @@ def _check_data(p) -> None:
 
 
 def _check_eval(p, rule: str | None = None) -> None:
-    """Judge / prompt-set compatibility (and the oracle rule) before any training."""
+    """Judge / prompt-set compatibility (and the rules that read the world's ground truth) before any
+    training."""
     from tifkit.data import resolve_source
     from tifkit.evaluate import check_prompt_sets
 
     has_world = resolve_source(p.data).source == "world"
-    if rule == "oracle" and not has_world:
-        raise TifkitError("--rule oracle needs the built-in world's ground truth; on your own data pick a "
+    spec = find_rule(rule) if rule else None
+    if spec is not None and spec.ground_truth and not has_world:
+        raise TifkitError(f"--rule {rule} needs the built-in world's ground truth; on your own data pick a "
                           "scoring rule such as lossdiff-irm.")
     check_prompt_sets(p.eval, has_world)
 
@@ -156,13 +157,15 @@ def cmd_select(args) -> int:
     import pandas as pd
 
     _check_keep(args.keep)
-    args.rule = _check_rule(args.rule)
     p = _params(args)
+    args.rule = _check_rule(args.rule or p.select.rule)  # no --rule: the params file's select.rule
     _check_output(args.output, (p.data.path,), args.force)
     from tifkit.data import resolve_source
 
-    if args.rule == "rm-margin" and not p.score.reward_model and resolve_source(p.data).source != "world":
-        raise TifkitError("--rule rm-margin needs a reward model on your own data; set score.reward_model to a "
+    # the reward-model margin column exists only where a reward model scores the pairs (the built-in
+    # world trains one); whichever rule reads it needs one on the user's data
+    if "rm_margin" in get_rule(args.rule).needs and not p.score.reward_model and resolve_source(p.data).source != "world":
+        raise TifkitError(f"--rule {args.rule} needs a reward model on your own data; set score.reward_model to a "
                           "sequence-classification checkpoint (e.g. --set score.reward_model=tiny-sft/reward).")
     _check_data(p)
     from tifkit.data import save_pairs
@@ -171,14 +174,14 @@ def cmd_select(args) -> int:
 
     ctx = prepare(p, args.seed)
     keep = p.select.keep if args.keep is None else args.keep
-    if args.rule != "full":  # before scoring: a band this narrow keeps too few pairs whatever the scores
+    if get_rule(args.rule).uses_budget:  # before scoring: a band this narrow keeps too few pairs whatever the scores
         _check_kept(int(round(keep * len(ctx.train))), len(ctx.train), keep, args.rule)
     table = pd.read_parquet(score_stage(ctx))
     res = select(table, dataclasses.replace(p.select, rule=args.rule, keep=keep))
     _check_kept(int(res.mask.sum()), len(res.mask), keep, args.rule)
     others = {}
     for rule in rule_names(ground_truth=False):
-        if rule in (args.rule, "full"):
+        if rule == args.rule or not get_rule(rule).uses_budget:  # full data: nothing to compare
             continue
         try:
             others[rule] = select(table, dataclasses.replace(p.select, rule=rule, keep=keep))
@@ -301,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("run", cmd_run, "end-to-end smoke run")
     add("score", cmd_score, "per-pair score table")
     sp = add("select", cmd_select, "select pairs with a rule and write a TRL-loadable dataset")
-    sp.add_argument("--rule", default="lossdiff-irm")
+    sp.add_argument("--rule", default=None, help="a selection rule (default: the params file's select.rule)")
     sp.add_argument("--keep", type=float, default=None)
     sp.add_argument("-o", "--output", required=True,
                     help="OUT.jsonl, OUT.json (one array), OUT.parquet or a folder (a new one, or one tifkit wrote)")

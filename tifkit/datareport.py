@@ -35,7 +35,7 @@ from tifkit.io import atomic_write_text, publish_folder, recover_folder, sweep_t
 from tifkit.memory import estimate_scoring_memory
 from tifkit.notebooks import NOTEBOOK_DIR, kernel_config
 from tifkit.pipeline import context_length, prepare, score_key, score_stage, sft_stage
-from tifkit.rules import rule_names
+from tifkit.rules import get_rule, rule_names
 from tifkit.select import select
 from tifkit.shapes import lora_params
 
@@ -134,7 +134,7 @@ def collect(p, seed: int | None = None) -> DataReport:
     seq_len = int(lens.max())
     results = {}
     for rule in rule_names(ground_truth=False):
-        if rule == "full":
+        if not get_rule(rule).uses_budget:  # full data: nothing to report
             continue
         try:
             results[rule] = select(table, dataclasses.replace(p.select, rule=rule))

@@ -52,7 +52,6 @@ CI_OVERRIDES = [
     "run.show_progress=false", "eval.batch_size=32", "run.workers=1",
 ]
 CI_ROOT = "runs/nb-ci"
-PAPER_URL = "https://arxiv.org/abs/2510.13212"
 # Where the repository is published: the Colab badges and the Colab install cell point here.
 REPO = "tifkit/tifkit"
 REPO_URL = f"https://github.com/{REPO}"

@@ -37,5 +37,5 @@ from tifkit.experiments.families import (  # noqa: F401
     family_tables, init_control_params, init_control_tables, scores_task, parallel_score_tables, check_same_pairs, family_score_tables, transfer_plan, train_ids_task, transfer_experiment, transfer_summary,
 )
 from tifkit.experiments.decisions import (  # noqa: F401
-    OPEN_DECISIONS, DECISION_CLAIMS, WINRATE_CLAIMS, decision_settings, setting_params, decision_statistics, claim_statistics, core_table_task, t_interval, rank_decisions, decision_claims, decision_robustness, decision_sweep,
+    OPEN_DECISIONS, DECISION_CLAIMS, WINRATE_CLAIMS, CLAIM_RANGES, VERDICTS, statistic_verdict, decision_settings, setting_params, decision_statistics, claim_statistics, core_table_task, t_interval, rank_decisions, decision_claims, decision_robustness, decision_sweep,
 )

@@ -56,6 +56,17 @@ DECISION_CLAIMS: dict[str, tuple[str, float]] = {
     "c3_winrate": ("3/6: WinRate(TIF) - full > 0", 0.0),
 }
 WINRATE_CLAIMS = {"c6_winrate": "lossdiff-irm", "c3_winrate": "tif"}
+# the values each claim statistic can take: a t-interval over a few seeds can reach past them (a
+# correlation's to -1.2 at three seeds), so every interval is cut to its statistic's range, which keeps
+# its coverage (the mean lies inside the range)
+CLAIM_RANGES: dict[str, tuple[float, float]] = {
+    "c4_lossdiff": (-1.0, 1.0), "c4_irm": (-1.0, 1.0), "c4_order": (-2.0, 2.0), "c5_fusion": (-1.0, 1.0),
+    "auroc_if": (0.0, 1.0), "auroc_lossdiff": (0.0, 1.0), "auroc_irm": (0.0, 1.0),
+    "c6_winrate": (-1.0, 1.0), "c3_winrate": (-1.0, 1.0),
+}
+# the verdicts: with two seeds or more, from the interval; from one seed, only the direction of the
+# point estimate ("above" / "below" the null), since one seed cannot show training noise
+VERDICTS = ("fails", "below", "unclear", "above", "holds")
 
 
 def decision_settings(p, decisions: dict | None = None) -> list[dict]:
@@ -131,13 +142,30 @@ def _settings_order(settings: list[dict]) -> list[dict]:
     return sorted(settings, key=lambda s: (s["setting"] != "default", not s["parameter"].startswith("world.")))
 
 
-def _verdict(est: float, lo: float, hi: float, null: float) -> str:
-    """holds / fails / unclear from an interval (from the point estimate when there is none)."""
+def statistic_verdict(est: float, lo: float, hi: float, null: float, n_seeds: int) -> str:
+    """holds / fails / unclear from an interval over two seeds or more; from one seed (or without an
+    interval) only a direction, above / below the null: not a verdict."""
     if not np.isfinite(est):
         return "n/a"
-    if not (np.isfinite(lo) and np.isfinite(hi)):
-        return "holds" if est > null else "fails"
+    if n_seeds < 2 or not (np.isfinite(lo) and np.isfinite(hi)):
+        return "above" if est > null else "below"
     return "holds" if lo > null else "fails" if hi < null else "unclear"
+
+
+def _in_range(key: str, lo: float, hi: float) -> tuple[float, float]:
+    a, b = CLAIM_RANGES[key]
+    return (float(np.clip(lo, a, b)) if np.isfinite(lo) else lo), (float(np.clip(hi, a, b)) if np.isfinite(hi) else hi)
+
+
+def _mark_unmoved(rows: list[dict], values: dict) -> None:
+    """Set each row's `moved`: False when its setting gives the default's per-seed values exactly (the
+    same seeds, the same floats): that setting cannot move the statistic (band centre and a
+    correlation, say), so its cell is the default's by construction and is no evidence either way."""
+    for r in rows:
+        base = values.get((r["claim"], "default"))
+        mine = values[r["claim"], r["setting"]]
+        r["moved"] = not (r["setting"] != "default" and base is not None and mine[0] == base[0]
+                          and np.array_equal(mine[1], base[1]))
 
 
 def rank_decisions(claims: pd.DataFrame) -> pd.DataFrame:
@@ -164,16 +192,18 @@ def rank_decisions(claims: pd.DataFrame) -> pd.DataFrame:
 def decision_claims(stats: pd.DataFrame, per_prompt: pd.DataFrame | None = None, n_bootstrap: int = 10000,
                     seed: int = 0) -> pd.DataFrame:
     """One row per (claim, setting): estimate (mean over seeds), lo, hi, per_seed (JSON), n_seeds,
-    null, verdict (holds / fails / unclear).
+    null, verdict (`statistic_verdict`: holds / fails / unclear; above / below from one seed) and moved
+    (False: the setting gives the default's per-seed values exactly, `_mark_unmoved`).
 
     `stats`: one row per (setting, seed) with columns setting, decision, seed and
     decision_statistics' keys; the score-based claims get a t-interval over the seeds (none with one
-    seed: the verdict then reads the point estimate). `per_prompt`: rows with setting, seed, rule,
+    seed), cut to the statistic's range (`CLAIM_RANGES`). `per_prompt`: rows with setting, seed, rule,
     prompt_idx, verdict for full, tif-* and lossdiff-irm-*; the WinRate claims get the paired
     hierarchical bootstrap over seeds then prompts (paired_rule_difference)."""
     import json
 
     rows = []
+    values = {}  # (claim, setting) -> (seeds, per-seed values): what _mark_unmoved compares
     decision_of = dict(zip(stats.setting, stats.decision))
     for setting, g in stats.groupby("setting", sort=False):
         g = g.sort_values("seed")
@@ -181,11 +211,14 @@ def decision_claims(stats: pd.DataFrame, per_prompt: pd.DataFrame | None = None,
         for key in next(iter(per)):
             vals = [x[key] for x in per]
             est, lo, hi = t_interval(vals)
+            lo, hi = _in_range(key, lo, hi)
             null = DECISION_CLAIMS[key][1]
+            n = int(np.isfinite(vals).sum())
+            values[key, setting] = (tuple(g.seed), np.asarray(vals, dtype=float))
             rows.append({"claim": key, "label": DECISION_CLAIMS[key][0], "setting": setting,
                          "decision": decision_of[setting], "estimate": est, "lo": lo, "hi": hi,
                          "per_seed": json.dumps({str(s): round(float(v), 4) for s, v in zip(g.seed, vals)}),
-                         "n_seeds": int(np.isfinite(vals).sum()), "null": null, "verdict": _verdict(est, lo, hi, null)})
+                         "n_seeds": n, "null": null, "verdict": statistic_verdict(est, lo, hi, null, n)})
     if per_prompt is not None and len(per_prompt):
         for setting, g in per_prompt.groupby("setting", sort=False):
             rules = set(g.rule)
@@ -194,33 +227,48 @@ def decision_claims(stats: pd.DataFrame, per_prompt: pd.DataFrame | None = None,
                 if label is None or "full" not in rules:
                     continue
                 d = paired_rule_difference(g, label, "full", "verdict", n_bootstrap, seed)
+                lo, hi = _in_range(key, d["lo"], d["hi"])
                 per_seed = (g[g.rule == label].groupby("seed").verdict.mean()
                             - g[g.rule == "full"].groupby("seed").verdict.mean())
+                # the per-prompt verdicts themselves: equal to the default's only when the setting
+                # trained and judged the same models
+                kept = g[g.rule.isin([label, "full"])].sort_values(["rule", "seed", "prompt_idx"])
+                values[key, setting] = (tuple(per_seed.index), kept.verdict.to_numpy(dtype=float))
                 rows.append({"claim": key, "label": DECISION_CLAIMS[key][0], "setting": setting,
-                             "decision": decision_of.get(setting, setting), "estimate": d["diff"], "lo": d["lo"],
-                             "hi": d["hi"], "per_seed": json.dumps({str(s): round(float(v), 4)
-                                                                    for s, v in per_seed.items()}),
-                             "n_seeds": d["n_seeds"], "null": 0.0, "verdict": _verdict(d["diff"], d["lo"], d["hi"], 0.0)})
+                             "decision": decision_of.get(setting, setting), "estimate": d["diff"], "lo": lo,
+                             "hi": hi, "per_seed": json.dumps({str(s): round(float(v), 4)
+                                                               for s, v in per_seed.items()}),
+                             "n_seeds": d["n_seeds"], "null": 0.0,
+                             "verdict": statistic_verdict(d["diff"], lo, hi, 0.0, d["n_seeds"])})
+    _mark_unmoved(rows, values)
     return pd.DataFrame(rows)
 
 
 def decision_robustness(claims: pd.DataFrame) -> pd.DataFrame:
     """Per claim: its verdict at the default, the settings whose verdict differs, and a status:
-    "robust" (every setting tried gives the default's verdict, holds or fails; "unclear under every
-    setting" when that verdict is unclear), "hinges on <decision>" (only that
+    "robust" (every setting tried gives the default's verdict, holds or fails; "<verdict> under every
+    setting" when that verdict is unclear, or a one-seed direction), "hinges on <decision>" (only that
     decision's settings change it), "hinges on several decisions: ..." otherwise, "default only (not
-    varied)" when no other setting measured it. Also
-    holds_under: the settings under which it holds, and n_settings."""
+    varied)" when no other setting measured it, "no setting tried can move it" when every other one
+    gave the default's values. Settings that cannot move the
+    statistic (`moved` False: the default's values exactly) are no evidence and are left out of all of
+    this; `cannot_move` names them. Also holds_under: the settings under which it holds, and
+    n_settings (the default and the settings that can move it)."""
     rows = []
+    if "moved" not in claims:
+        claims = claims.assign(moved=True)
     for claim, g in claims.groupby("claim", sort=False):
         base = g[g.setting == "default"]
         if base.empty:
             continue
         v0 = base.verdict.iloc[0]
+        fixed = g[~g.moved.astype(bool)]
+        g = g[g.moved.astype(bool)]
         other = g[g.setting != "default"]
         differ = other[other.verdict != v0]
         decisions = list(dict.fromkeys(differ.decision))
-        status = ("default only (not varied)" if other.empty
+        status = ("no setting tried can move it" if other.empty and len(fixed)
+                  else "default only (not varied)" if other.empty
                   else ("robust" if v0 in ("holds", "fails") else f"{v0} under every setting") if not decisions
                   else f"hinges on {decisions[0]}" if len(decisions) == 1
                   else "hinges on several decisions: " + ", ".join(decisions))
@@ -228,7 +276,7 @@ def decision_robustness(claims: pd.DataFrame) -> pd.DataFrame:
         rows.append({"claim": claim, "label": g.label.iloc[0], "default_verdict": v0,
                      "default_estimate": float(base.estimate.iloc[0]), "n_settings": len(g), "status": status,
                      "differs_under": ", ".join(f"{s} ({v})" for s, v in zip(differ.setting, differ.verdict)),
-                     "holds_under": ", ".join(holds)})
+                     "holds_under": ", ".join(holds), "cannot_move": ", ".join(fixed.setting)})
     return pd.DataFrame(rows)
 
 
