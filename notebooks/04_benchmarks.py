@@ -124,7 +124,7 @@ p = nb.p
 # %%
 if variants is None:
     variants = [f"{p.model.family}/dpo", f"{p.model.family}/slic"]
-rules = list(rules or E.BENCH_RULES)
+rules = list(rules or E.bench_rules())
 if other_rules is None:
     other_rules = ["full", "random", "lossdiff-irm", "rm-margin", "annotation-gap"] if nb.scale == "full" else rules
 other_rules = list(other_rules)

@@ -30,9 +30,35 @@ def resolve(node: ast.ImportFrom, here: str, is_pkg: bool) -> str:
     return ".".join(base + ([node.module] if node.module else []))
 
 
+def _private(attr: str) -> bool:
+    return attr.startswith("_") and not attr.startswith("__")
+
+
+def _module_expr(node, aliases: dict) -> str | None:
+    """The tifkit module an expression names: an imported alias, a dotted chain `tifkit.x.y`, or
+    `importlib.import_module("tifkit.x")`."""
+    if isinstance(node, ast.Name):
+        return aliases.get(node.id)
+    if isinstance(node, ast.Attribute):
+        parts = []
+        while isinstance(node, ast.Attribute):
+            parts.append(node.attr)
+            node = node.value
+        if isinstance(node, ast.Name) and node.id == "tifkit":
+            dotted = ".".join(["tifkit", *reversed(parts)])
+            return dotted if dotted in modules() else None
+    if (isinstance(node, ast.Call) and isinstance(node.func, (ast.Attribute, ast.Name))
+            and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module"
+            and node.args and isinstance(node.args[0], ast.Constant) and str(node.args[0].value).startswith("tifkit")):
+        return str(node.args[0].value)
+    return None
+
+
 def private_crossings(name: str, path: Path) -> list[str]:
     """'line: what' for every underscore name this module takes from another tifkit module: by
-    `from tifkit.x import _y`, or as `x._y` on a tifkit module it imported."""
+    `from tifkit.x import _y`, as `x._y` on a tifkit module it imported (under any name, or spelled
+    `tifkit.x._y` after `import tifkit.x`), by `getattr(x, "_y")`, or on
+    `importlib.import_module("tifkit.x")`."""
     tree = ast.parse(path.read_text())
     found, aliases = [], {}
     for node in ast.walk(tree):
@@ -52,9 +78,16 @@ def private_crossings(name: str, path: Path) -> list[str]:
                 if a.name.startswith("tifkit") and a.asname:
                     aliases[a.asname] = a.name
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
-                and node.attr.startswith("_") and not node.attr.startswith("__") and aliases[node.value.id] != name):
-            found.append(f"{node.lineno}: {aliases[node.value.id]}.{node.attr}")
+        if isinstance(node, ast.Attribute) and _private(node.attr):
+            mod = _module_expr(node.value, aliases)
+            if mod and mod != name:
+                found.append(f"{node.lineno}: {mod}.{node.attr}")
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr"
+              and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant)
+              and isinstance(node.args[1].value, str) and _private(node.args[1].value)):
+            mod = _module_expr(node.args[0], aliases)
+            if mod and mod != name:
+                found.append(f"{node.lineno}: getattr({mod}, {node.args[1].value!r})")
     return found
 
 
@@ -69,6 +102,12 @@ def test_the_walker_sees_a_private_import(tmp_path):
     fake.write_text("from tifkit.pipeline import _load_base, say\nfrom tifkit import batch\nbatch._label('x', 1)\n")
     hits = private_crossings("tifkit.fake", fake)
     assert hits == ["1: from tifkit.pipeline import _load_base", "3: tifkit.batch._label"]
+    # the other spellings of the same crossing
+    fake.write_text("import importlib\nimport tifkit.batch\nfrom tifkit import io as tio\n"
+                    "tifkit.batch._rule_rows\ngetattr(tio, '_old_name')\nimportlib.import_module('tifkit.batch')._x\n"
+                    "getattr(tio, 'atomic_path')\nobj._private\n")
+    assert private_crossings("tifkit.fake", fake) == [
+        "4: tifkit.batch._rule_rows", "5: getattr(tifkit.io, '_old_name')", "6: tifkit.batch._x"]
 
 
 def test_experiments_do_not_import_the_notebook_layer():

@@ -212,3 +212,32 @@ def test_a_new_rule_in_the_batch_tables_and_a_figure(shortest, tmp_path):
     assert want in bars
     plots.save(fig, tmp_path / "bars.png")
     assert (tmp_path / "bars.png").stat().st_size > 0
+
+
+def test_a_new_rule_reaches_the_experiments(shortest, monkeypatch):
+    """The experiments read the registry when they run: a rule registered after import is in the
+    benchmark's rules, trains in the batch's cache folder (its stage label) and reads the score table
+    only when the registry says it needs scores (the stages that would train are replaced here)."""
+    from tifkit import batch
+    from tifkit import experiments as E
+    from tifkit.experiments import subsets
+
+    everything = rules.register_rule("everything", lambda tab, params, k: np.ones(len(tab), dtype=bool),
+                                     label="every pair", uses_budget=False)
+    try:
+        assert "shortest" in E.bench_rules() and "everything" in E.bench_rules()
+        assert "everything" in batch.NO_SCORES and "shortest" not in batch.NO_SCORES  # read when asked
+        t = table(50)
+        ctx = types.SimpleNamespace(train=t, p=load_params(ROOT / "params/tiny.yaml"))
+        seen = {}
+        monkeypatch.setattr(subsets, "prepare", lambda p, seed: ctx)
+        monkeypatch.setattr(subsets, "score_stage", lambda c: seen.setdefault("scored", []).append(1) or "scores")
+        monkeypatch.setattr(subsets.pd, "read_parquet", lambda path: t)
+        monkeypatch.setattr(subsets, "continue_stage", lambda c, label, mask: seen.setdefault(label, int(mask.sum())))
+        for name, keep in (("shortest", 0.2), ("everything", 0.2)):
+            out = subsets._subset_task(ctx.p, 0, name, ("rule", name, keep), evaluate=False)
+            assert out["summary"].n.iloc[0] == {"shortest": 10, "everything": 50}[name]
+        assert seen["shortest-0.2"] == 10 and seen["everything"] == 50  # the labels of rules.stage_label
+        assert len(seen["scored"]) == 1  # only the rule that reads score columns loaded the table
+    finally:
+        rules.unregister_rule("everything")

@@ -317,7 +317,7 @@ def _oracle(table: pd.DataFrame, p: SelectParams, k: int) -> Picked:
     return Picked(~table["gt_flipped"].to_numpy(dtype=bool))
 
 
-# Registration order is the benchmark's order (experiments.BENCH_RULES); overlap_rank orders the score
+# Registration order is the benchmark's order (experiments.bench_rules()); overlap_rank orders the score
 # report's "overlap with TIF" rows. Colours: one hue per rule (irm brown, annotation-gap teal).
 # replace=True: reloading this module (e.g. IPython's autoreload) redefines them in place.
 _builtin = partial(register_rule, replace=True)

@@ -25,7 +25,7 @@ tifkit.pipeline.train_on / continue_stage (the batch's seeds and caches), worker
 tifkit.workers.quiet_pool_map (the kit's one pool); nothing here imports the notebook layer.
 """
 from tifkit.experiments.core import (  # noqa: F401
-    BENCH_RULES, score_tables, validation_metrics, GroupTraining, train_on_groups, evaluate_models, group_experiment, rules_experiment, scoring_cost,
+    bench_rules, score_tables, validation_metrics, GroupTraining, train_on_groups, evaluate_models, group_experiment, rules_experiment, scoring_cost,
 )
 from tifkit.experiments.subsets import (  # noqa: F401
     group_specs, band_label, band_specs, band_selection, band_mask, spec_mask, subset_experiment, band_sweep,

@@ -7,7 +7,7 @@ import pandas as pd
 
 from tifkit import TifkitError
 
-from tifkit.batch import NO_SCORES, rule_rows, start_seed, summarize
+from tifkit.batch import needs_scores, rule_rows, start_seed, summarize
 from tifkit.pipeline import prepare, score_stage
 from tifkit.stats import hierarchical_interval, paired_rules
 from tifkit.workers import quiet_params, quiet_pool_map, worker_count
@@ -23,7 +23,7 @@ def variant_start_task(p, seed: int, rules: list[str]) -> pd.DataFrame:
 def variant_rule_task(p, seed: int, rule: str) -> pd.DataFrame:
     """Worker task: one more rule of a (variant, seed) whose stages are done."""
     ctx = prepare(p, seed)
-    return rule_rows(ctx, rule, None if rule in NO_SCORES else pd.read_parquet(score_stage(ctx)))
+    return rule_rows(ctx, rule, pd.read_parquet(score_stage(ctx)) if needs_scores(rule) else None)
 
 
 def run_variants(variants: dict, seeds, rules, workers: int | None = None) -> pd.DataFrame:

@@ -20,9 +20,11 @@ from tifkit.report import group_summary, if_groups
 from tifkit.rules import rule_names
 
 
-# Every rule the benchmark trains (oracle: the world's ground truth, an upper reference): the rule
-# registry's rules (tifkit.rules) in registration order, as registered when this module is imported.
-BENCH_RULES = rule_names()
+def bench_rules() -> list[str]:
+    """Every rule the benchmark trains (oracle: the world's ground truth, an upper reference): the rule
+    registry's rules (tifkit.rules) in registration order, read when called, so a rule registered
+    after import is among them."""
+    return list(rule_names())
 
 
 def score_tables(p, seeds) -> dict[int, pd.DataFrame]:

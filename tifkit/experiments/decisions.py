@@ -11,6 +11,7 @@ from tifkit import TifkitError
 from tifkit.config import SelectParams
 from tifkit.io import content_hash
 from tifkit.report import report_value, score_report
+from tifkit.rules import stage_label
 from tifkit.select import select
 from tifkit.stats import t_interval
 
@@ -316,7 +317,7 @@ def decision_sweep(p, seeds, decisions: dict | None = None, winrate_top: int = 3
     per_prompt = pd.DataFrame()
     if winrate_top > 0:
         keep = p.select.keep
-        labels = {"full": "full", "tif": f"tif-{keep:g}", "lossdiff-irm": f"lossdiff-irm-{keep:g}"}
+        labels = {rule: stage_label(rule, keep) for rule in ("full", "tif", "lossdiff-irm")}  # the batch's names
         wtasks, same = {}, {}  # same: (setting, seed, label) -> the task that trains the identical model
         for name in chosen:
             q = params[name]
@@ -325,8 +326,7 @@ def decision_sweep(p, seeds, decisions: dict | None = None, winrate_top: int = 3
             for seed in seeds:
                 table = pd.read_parquet(paths[name, seed])
                 for rule, label in labels.items():
-                    ids = (table.pair_id.astype(str) if rule == "full" else table.pair_id.astype(str)[
-                        select(table, dataclasses.replace(q.select, rule=rule)).mask])
+                    ids = table.pair_id.astype(str)[select(table, dataclasses.replace(q.select, rule=rule)).mask]
                     ids = tuple(sorted(ids))
                     model = (trained, seed, label, content_hash(ids))
                     same[name, seed, label] = model

@@ -12,6 +12,7 @@ from tifkit.config import SelectParams
 from tifkit.experiments.core import evaluate_models, train_on_groups
 from tifkit.pipeline import continue_stage, prepare, say, score_stage, selection_mask, sft_stage, warmup_stage
 from tifkit.report import GROUP_NAMES, group_summary, if_groups
+from tifkit.rules import get_rule, stage_label
 from tifkit.select import select
 from tifkit.workers import quiet_params, quiet_pool_map, worker_count
 
@@ -77,16 +78,21 @@ def spec_mask(ctx, table: pd.DataFrame | None, spec: tuple) -> np.ndarray:
     raise TifkitError(f"Unknown subset kind {kind!r}; use 'if-group', 'band' or 'rule'.")
 
 
+def _needs_scores(spec: tuple) -> bool:
+    """Whether a subset needs the seed's score table: IF groups and bands do; a rule does when the
+    rule registry says it reads score columns (full data, oracle and random read none)."""
+    return spec[0] != "rule" or get_rule(spec[1]).needs_scores
+
+
 def _subset_task(p, seed: int, name: str, spec: tuple, evaluate: bool) -> dict:
     """One subset of one seed (in a worker or in this process): train it from the warm-up model
     (with D_val curves, except "rule" subsets, which use the pipeline's cached continuation, shared
     with the batch), evaluate it against SFT. Returns {"curves", "summary", "wins", "per_prompt"}."""
     ctx = prepare(p, seed)
-    needs_scores = spec[0] != "rule" or spec[1] not in ("full", "oracle", "random")
-    table = pd.read_parquet(score_stage(ctx)) if needs_scores else None
+    table = pd.read_parquet(score_stage(ctx)) if _needs_scores(spec) else None
     mask = np.asarray(spec_mask(ctx, table, spec), dtype=bool)
     if spec[0] == "rule":
-        label = spec[1] if spec[1] in ("full", "oracle") else f"{spec[1]}-{float(spec[2]):g}"
+        label = stage_label(spec[1], spec[2])  # the batch's name for this model: the same cache
         dirs, labels, curves = {name: continue_stage(ctx, label, mask)}, {name: label}, pd.DataFrame()
     else:
         run = train_on_groups(ctx, {name: mask})
@@ -123,7 +129,8 @@ def subset_experiment(p, seeds, specs: dict[str, tuple], evaluate: bool = True, 
     - "summary": per subset its size, IF range, mean LossDiff/IRM and share of mislabelled pairs
       (group_summary), and for bands their width, centre and percentile edges lo_pct/hi_pct;
     - "winrates": evaluate_models rows (name, winrate with interval, rewards, verdicts);
-    - "per_prompt": seed, rule (= subset name), prompt_idx, verdict, for report.rule_difference.
+    - "per_prompt": seed, rule (= subset name), prompt_idx, verdict, for paired comparisons
+      (tifkit.experiments.paired_rule_difference, through tifkit.stats).
     """
     if not specs:
         raise TifkitError("subset_experiment got no subsets; pass group_specs(), band_specs() or rule specs.")
@@ -132,7 +139,7 @@ def subset_experiment(p, seeds, specs: dict[str, tuple], evaluate: bool = True, 
         ctx = prepare(p, s)
         sft_stage(ctx)
         warmup_stage(ctx)
-        if any(sp[0] != "rule" or sp[1] not in ("full", "oracle", "random") for sp in specs.values()):
+        if any(_needs_scores(sp) for sp in specs.values()):
             score_stage(ctx)
     tasks = {(s, name): (_subset_task, (quiet_params(p), s, name, spec, evaluate)) for s in seeds for name, spec in specs.items()}
     workers = worker_count(p, len(tasks), workers)
