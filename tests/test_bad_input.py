@@ -139,6 +139,21 @@ def test_cli_mistakes_are_one_sentence_before_any_work(tmp_path, capsys, plain_m
     ]
     for argv, expect in cases:
         assert expect in _error(capsys, argv), argv
+    # outputs named by "." or "/": the folder the shell is in, or the root, never swapped out
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / "mine.txt").write_text("mine")
+    cwd = os.getcwd()
+    os.chdir(here)
+    try:
+        assert "is the folder you are in" in _error(capsys, ["select", *own, "-o", "."])
+        assert "is the folder you are in" in _error(capsys, ["export-tiny", ".", *root])
+        assert "is the file system's root" in _error(capsys, ["export-tiny", "/", *root])
+        assert "it is a control for `tifkit evaluate --rule oracle`" in _error(
+            capsys, ["select", *root, "--rule", "oracle", "-o", "k.jsonl"])
+    finally:
+        os.chdir(cwd)
+    assert sorted(p.name for p in here.iterdir()) == ["mine.txt"]
     assert not list((tmp_path / "runs").rglob("*.safetensors"))  # nothing was trained
 
 

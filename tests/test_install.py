@@ -223,6 +223,9 @@ def test_colab_install_cell_in_a_fresh_environment_keeps_its_packages_and_runs_n
         for k, v in saved.items():
             os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
     assert not [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    from test_notebooks import output_noise
+
+    assert not output_noise(nb), output_noise(nb)  # as a Colab user sees it: no warnings, no echoed paths
     summary = json.loads((work / "runs" / "nb-ci" / "figures" / "00_tiny_summary.json").read_text())
     assert summary["scale"] == "ci" and summary["conclusion"]
     assert sorted(p.name for p in work.iterdir()) == ["00_quickstart.ipynb", "runs"]

@@ -119,6 +119,7 @@ def test_papermill_runner_injects_parameters(tmp_path, capfd):
     nb = nbformat.read(out, as_version=4)
     assert out.name == "03_fusion.ipynb"
     assert not [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not output_noise(nb), output_noise(nb)
     summary = json.loads((tmp_path / "fig" / "03_tiny_summary.json").read_text())
     assert summary["notebook"] == "03_fusion" and summary["scale"] == "ci" and summary["claim5"]
     assert "CI scale" in summary["claim5"]
@@ -130,6 +131,28 @@ def test_papermill_runner_injects_parameters(tmp_path, capfd):
     err = capfd.readouterr().err
     if runner.kernel_config():
         assert "[IPKernelApp]" not in err and "without encryption" not in err, err[-2000:]
+
+
+def output_noise(nb) -> list[str]:
+    """What a reader should not see in an executed notebook: echoed paths (a figure helper's return
+    value), warnings (library FutureWarnings, TqdmWarning) and training-log floods (more than 20 lines
+    in one output)."""
+    bad = []
+    for c in nb.cells:
+        for o in c.get("outputs", []) if c.cell_type == "code" else []:
+            text = o.get("text") or o.get("data", {}).get("text/plain") or ""
+            text = "".join(text) if isinstance(text, list) else text
+            if "PosixPath(" in text or "Warning" in text or text.count("\n") > 20 and o.get("name") == "stderr":
+                bad.append(text[:300])
+    return bad
+
+
+def test_the_noise_check_sees_noise():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(outputs=[
+        nbformat.v4.new_output("execute_result", data={"text/plain": "PosixPath('figures/x.png')"}),
+        nbformat.v4.new_output("stream", name="stderr", text="FutureWarning: x is deprecated"),
+        nbformat.v4.new_output("stream", name="stdout", text="a table\n" * 30)])])
+    assert len(output_noise(nb)) == 2
 
 
 def test_kernels_use_ipc_sockets_only_where_their_paths_fit(monkeypatch):

@@ -152,7 +152,7 @@ def test_real_family_path_offline(tmp_path, capsys, lora):
     assert main(["run", str(f)]) == 0
     out = capsys.readouterr().out
     assert "prompts: WinRate of DPO vs SFT" in out and "on 12 prompts" in out
-    (run_dir,) = (tmp_path / "runs").glob("qwen3-0.6b-s0-*")
+    (run_dir,) = (tmp_path / "runs").glob("qwen3-0.6b-*-s0-*")  # the name carries the local files' fingerprint
     res = _json.loads((run_dir / "smoke.json").read_text())
     assert res["sets"]["prompts"]["counts"]["win"] + res["sets"]["prompts"]["counts"]["tie"] + \
         res["sets"]["prompts"]["counts"]["loss"] == 12

@@ -469,3 +469,37 @@ def test_export_tiny_replaces_its_own_export_atomically(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["runs", "tiny-sft"]
     said = capsys.readouterr()
     assert "Its context is 64 tokens" in said.out + said.err  # the limit is stated where the model is made
+
+
+def test_a_data_file_or_model_changed_in_place_is_a_new_run(tmp_path, monkeypatch):
+    """The pipeline keys a run folder by the parameters, paths included; the commands put a fingerprint
+    of the local files' content in the run's name, so an edited file never meets its old scores, and
+    one file reached by a relative and an absolute path is one run."""
+    import dataclasses
+
+    from tifkit.cli import build_parser, _params
+    from tifkit.datareport import own_params
+
+    data = tmp_path / "pairs.jsonl"
+    rows = [{"prompt": f"q{i}", "chosen": "yes", "rejected": "no"} for i in range(4)]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    args = lambda d: build_parser().parse_args(["score", "--data", d, "--model", "model"])  # noqa: E731
+    first = _params(args("pairs.jsonl"))
+    assert first.data.path == str(data) and first.model.name_or_path == str(model)
+    assert _params(args(str(data))) == first  # relative and absolute: the same run
+    assert first.run.name.startswith("pairs-") and len(first.run.name) == len("pairs-") + 8
+    data.write_text(data.read_text().replace('"yes", "rejected": "no"', '"no", "rejected": "yes"', 1))
+    edited = _params(args("pairs.jsonl"))
+    assert edited.run.name != first.run.name and dataclasses.replace(edited, run=first.run) == first
+    assert own_params(edited) == edited  # applied once only
+    os.utime(model / "config.json", ns=(1, 1))  # a model folder rewritten in place
+    assert _params(args("pairs.jsonl")).run.name != edited.run.name
+    # the built-in world and hub ids: no fingerprint, run folders as before
+    world = build_parser().parse_args(["score"])
+    assert _params(world).run.name == "tiny"
+    hub = _params(build_parser().parse_args(["score", "--data", "pairs.jsonl", "--model", "org/some-hub-model"]))
+    assert hub.run.name.startswith("pairs-") and hub.run.name not in (first.run.name, edited.run.name)

@@ -40,20 +40,13 @@ CHAT_TEMPLATE = ("{{ bos_token }}{% for m in messages %}{{ m['content'] }}"
 
 
 def _params(args):
-    """The params file with --set, then --data / --model (applied as given: no YAML parsing of paths)."""
-    import dataclasses
-    from pathlib import Path
+    """The params file with --set, then --data / --model as every command and `tifkit report` apply
+    them (datareport.own_params: absolute local paths, no YAML parsing of paths, and a run name that
+    names the local files' content)."""
+    from tifkit.datareport import own_params
 
     p = load_params(args.params or DEFAULT_PARAMS, args.set)
-    if getattr(args, "data", None):
-        from tifkit.data import source_for_path
-
-        data = dataclasses.replace(p.data, path=args.data, source=source_for_path(args.data))
-        run = p.run if p.run.name != "tiny" else dataclasses.replace(p.run, name=Path(args.data).stem or "data")
-        p = dataclasses.replace(p, data=data, run=run)
-    if getattr(args, "model", None):
-        p = dataclasses.replace(p, model=dataclasses.replace(p.model, name_or_path=args.model))
-    return p
+    return own_params(p, getattr(args, "data", None), getattr(args, "model", None))
 
 
 def _check_keep(keep) -> None:
@@ -68,18 +61,34 @@ def _check_rule(rule: str, ground_truth: bool = False, extra: tuple[str, ...] = 
         return rule
     known = tuple(dict.fromkeys((*rule_names(None if ground_truth else False), *extra)))
     spec = find_rule(rule)
+    if spec is not None and spec.ground_truth and spec.name not in known:
+        raise TifkitError(f"--rule {spec.name} reads the built-in world's ground truth: it is a control for "
+                          f"`tifkit evaluate --rule {spec.name}`, not a selection to write out; use one of "
+                          f"{', '.join(known)}.")
     if spec is None or spec.name not in known:
         raise TifkitError(f"--rule {rule!r} is not a selection rule; use one of {', '.join(known)}.")
     return spec.name
 
 
-def _check_output(out: str, inputs: tuple = (), force: bool = False) -> None:
-    """-o names a format, and writing it destroys none of the user's files (see data.check_output)."""
+def out_path(out: str, flag: str = "-o"):
+    """An output path as written to: absolute, `~` expanded, and a folder with a name of its own (`.`
+    becomes the current folder's name, whose files are then protected like any other folder's)."""
     from pathlib import Path
 
+    path = Path(out).expanduser().resolve()
+    if not path.name:
+        raise TifkitError(f"{flag} {out} is the file system's root; give a file or folder name.")
+    if path == Path.cwd().resolve():  # a folder output is swapped in whole: never the one the shell is in
+        example = "tiny-sft/" if flag == "export-tiny" else "kept/"
+        raise TifkitError(f"{flag} {out} is the folder you are in; give a new folder name (e.g. {flag} {example}).")
+    return path
+
+
+def _check_output(out: str, inputs: tuple = (), force: bool = False) -> None:
+    """-o names a format, and writing it destroys none of the user's files (see data.check_output)."""
     from tifkit.data import check_output
 
-    path = Path(out)
+    path = out_path(out)
     if path.suffix and path.suffix.lower() not in OUTPUT_SUFFIXES and not path.is_dir():
         raise TifkitError(f"-o {out}: {path.suffix!r} is not an output format; name the file .jsonl, .json or .parquet, "
                           "or give a folder name without an extension (a datasets folder).")
@@ -159,6 +168,7 @@ def cmd_select(args) -> int:
     _check_keep(args.keep)
     p = _params(args)
     args.rule = _check_rule(args.rule or p.select.rule)  # no --rule: the params file's select.rule
+    args.output = str(out_path(args.output))
     _check_output(args.output, (p.data.path,), args.force)
     from tifkit.data import resolve_source
 
@@ -231,7 +241,7 @@ def cmd_export_tiny(args) -> int:
     import tempfile
     from pathlib import Path
 
-    out = Path(args.out_dir).expanduser()
+    out = out_path(args.out_dir, "export-tiny")
     recover_folder(out)
     if out.exists() and not out.is_dir():
         raise TifkitError(f"{out} is an existing file; give export-tiny a new or empty folder name.")
@@ -295,8 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a parameter, e.g. --set train.lr=1e-4 (repeatable)")
         if own_data:
-            sp.add_argument("--data", metavar="FILE", help="your preference pairs: FILE.jsonl or FILE.parquet "
-                            "(sets data.path; the extension sets data.source)")
+            sp.add_argument("--data", metavar="FILE", help="your preference pairs: FILE.jsonl, FILE.json, either "
+                            "gzip-compressed (.gz), FILE.parquet or a saved datasets folder (sets data.path; the "
+                            "extension sets data.source)")
             sp.add_argument("--model", metavar="PATH_OR_ID", help="an SFT'd causal-LM checkpoint (sets model.name_or_path)")
         sp.set_defaults(fn=fn)
         return sp
@@ -305,7 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("score", cmd_score, "per-pair score table")
     sp = add("select", cmd_select, "select pairs with a rule and write a TRL-loadable dataset")
     sp.add_argument("--rule", default=None, help="a selection rule (default: the params file's select.rule)")
-    sp.add_argument("--keep", type=float, default=None)
+    sp.add_argument("--keep", type=float, default=None,
+                    help="the fraction of pairs to keep, in (0, 1] (default: the params file's select.keep)")
     sp.add_argument("-o", "--output", required=True,
                     help="OUT.jsonl, OUT.json (one array), OUT.parquet or a folder (a new one, or one tifkit wrote)")
     sp.add_argument("--force", action="store_true", help="replace an existing -o file (never the input data)")

@@ -25,8 +25,8 @@ Public steps (what the experiments and the batch build on; each cached and resum
                                             the one training path (stages, continuations, IF groups)
     continue_stage(ctx, label, mask)        two epochs from warm-up on a selection
     score_key(ctx) / core_scores(ctx)       the score cache key (one formula) and the core score table
-                                            (IRM, LossDiff, IF, TIF; no reward-model margin)
-    score_stage(ctx)                        the full score table (core + rm_margin, the run's TIF band)
+                                            (IRM, LossDiff, IF; no TIF flags, no reward-model margin)
+    score_stage(ctx)                        the full score table (core + rm_margin + the run's TIF flags)
     selection_mask / evaluate_stage / evaluate_sets
 """
 from __future__ import annotations
@@ -464,9 +464,10 @@ def score_key(ctx: Context) -> str:
 
 
 def core_scores(ctx: Context) -> Path:
-    """The core score table ``scores/core-<score_key>.parquet``: IRM, LossDiff, IF, TIF through
-    scores.run_scoring (resumable, shardable), after the SFT, warm-up and validation stages; no
-    reward-model margin (score_stage adds it, with the run's TIF band). Cached."""
+    """The core score table ``scores/core-<score_key>.parquet``: IRM, LossDiff and IF through
+    scores.run_scoring (resumable, shardable), after the SFT, warm-up and validation stages; no TIF
+    flags and no reward-model margin (score_stage adds both: the TIF flags by select.with_tif with the
+    run's select parameters). Cached."""
     p = ctx.p
     key = score_key(ctx)
     out = ctx.run_dir / "scores" / f"core-{key}.parquet"

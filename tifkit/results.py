@@ -7,7 +7,7 @@ carry the commit and source hash in columns, the PNGs in text chunks.
 
 ``python -m tifkit.results`` rewrites the blocks between ``<!-- results:<block>:start -->`` and
 ``<!-- results:<block>:end -->`` in README.md and docs/*.md from those files (``--check`` only reports
-blocks that would change, exit status 1). tests/test_results.py fails when a committed result file's
+blocks that would change, exit status 1). tests/test_batch.py fails when a committed result file's
 source hash no longer matches the code, unless figures/STALE.md names the file and says why.
 
 A manifest's `source_hash` covers the module that made it (its ``source_roots``: ``tifkit.batch``,

@@ -132,7 +132,8 @@ def claim_statistics(s: dict) -> dict[str, float]:
 
 def core_table_task(p, seed: int) -> str:
     """Worker task: a run's SFT, warm-up and validation models and its core score table (IRM,
-    LossDiff, IF, TIF; no reward-model margin, which this sweep does not use and which would train
+    LossDiff, IF; the TIF flags are computed from it where needed, with each setting's select
+    parameters; no reward-model margin, which this sweep does not use and which would train
     a reward model per run folder): tifkit.pipeline.core_scores, the file score_stage builds on."""
     return str(core_scores(prepare(p, seed)))
 
