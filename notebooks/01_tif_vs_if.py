@@ -243,7 +243,12 @@ group_wins[["name", "winrate", "winrate_lo", "winrate_hi", "reward", "reward_sft
 # necessarily the one that wins on the test prompts.
 
 # %%
-claim2 = C.conclude_groups(curves, group_wins)
+# the WinRate checks of claim 2 as paired differences (medium minus each end on the same seeds and
+# prompts, the hierarchical interval), so that a difference inside the training noise is not a finding
+group_pp = runs["per_prompt"]
+group_diffs = ({end: E.paired_rule_difference(group_pp, "medium", end, n_bootstrap=p.run.n_bootstrap, seed=p.eval.seed)
+                for end in ("small", "large")} if {"small", "medium", "large"} <= set(group_pp.rule) else None)
+claim2 = C.conclude_groups(curves, group_wins, differences=group_diffs)
 display(Markdown(claim2))
 
 # %% [markdown]

@@ -185,6 +185,16 @@ def test_conclusions_follow_the_numbers():
     assert C.conclude_groups(curves).startswith("On this one seed, claim 2 points the paper's way.")
     wins = pd.DataFrame({"name": ["small", "medium", "large"], "winrate": [0.4, 0.5, 0.6]})
     assert "Claim 2 reproduces in part" in C.conclude_groups(two, wins)
+    # paired differences over seeds decide the WinRate checks: a higher mean inside its interval is not one
+    wins = pd.DataFrame({"name": ["small", "medium", "large"], "winrate": [0.4, 0.7, 0.6]})
+    loose = {"small": {"diff": 0.3, "lo": 0.1, "hi": 0.5, "n_better": 2, "n_seeds": 2},
+             "large": {"diff": 0.1, "lo": -0.05, "hi": 0.25, "n_better": 1, "n_seeds": 2}}
+    by_means, paired = C.conclude_groups(two, wins), C.conclude_groups(two, wins, differences=loose)
+    assert by_means.startswith("Claim 2 reproduces.") and "Holds:" in by_means
+    assert paired.startswith("Claim 2 reproduces in part") and "vs large +0.100 [-0.050, +0.250], 1 of 2" in paired
+    assert "Does not hold: large-IF's model wins less often than medium's on the test prompts (interval above 0)" in paired
+    tight = {**loose, "large": {"diff": 0.1, "lo": 0.02, "hi": 0.2, "n_better": 2, "n_seeds": 2}}
+    assert C.conclude_groups(two, wins, differences=tight).startswith("Claim 2 reproduces.")
 
 
 def test_rule_difference_and_benchmark_table():

@@ -371,8 +371,10 @@ def main(argv=None) -> int:
     except TifkitError as e:
         return _fail(str(e))
     except KeyboardInterrupt:
+        # a loop that finished earlier in the command (every chunk scored) is not where it stopped
         where = (f" from {PROGRESS['done']} of {PROGRESS['total']} {PROGRESS['what']}"
-                 if PROGRESS.get("total") else " (finished stages and chunks are kept)")
+                 if PROGRESS.get("total") and PROGRESS["done"] < PROGRESS["total"]
+                 else " (finished stages and chunks are kept)")
         return _fail(f"interrupted; rerun the same command to resume{where}.", 130)
     except MemoryError:
         return _fail("out of memory: lower the batch sizes (sft.batch_size, train.batch_size, score.batch_size, "

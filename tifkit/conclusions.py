@@ -161,14 +161,21 @@ def conclude_overlap(sweep: pd.DataFrame, n_seeds: int | None = None) -> str:
     return one_seed_note(f"{verdict}. {nums}.{paper}", n_seeds)
 
 
-def conclude_groups(curves: pd.DataFrame, winrates: pd.DataFrame | None = None, tol: float = 0.0) -> str:
+def conclude_groups(curves: pd.DataFrame, winrates: pd.DataFrame | None = None, tol: float = 0.0,
+                    differences: dict | None = None) -> str:
     """Claim 2 from the D_val curves (mean over seeds) and, when given, the groups' WinRates.
 
     Checked: (a) medium ends with a lower validation loss than small and large; (b) medium ends
     with a larger margin than small and large; (c) small raises the validation loss above the
     warm-up model's; (d) large overfits: its validation loss ends above its minimum (by more than
     `tol`), or its WinRate on the test prompts is below medium's although its validation loss is
-    lower (it fits the validation proxy, not the task)."""
+    lower (it fits the validation proxy, not the task).
+
+    `differences`: {"small": d, "large": d} with d = experiments.paired_rule_difference(per_prompt,
+    "medium", end) (WinRate of medium minus the end's, paired on the same seeds and prompts, the
+    hierarchical interval). With them, over two seeds or more, the WinRate checks hold only when the
+    interval lies above 0, and the sentence gives each difference with its interval and tally; without
+    them (or from one seed) the mean WinRates decide."""
     mean = curves.groupby(["group", "step"], sort=False)[["val_loss", "val_margin"]].mean().reset_index()
     need = {"small", "medium", "large"}
     if not need <= set(mean.group):
@@ -193,11 +200,24 @@ def conclude_groups(curves: pd.DataFrame, winrates: pd.DataFrame | None = None, 
     if winrates is not None and len(winrates):
         w = winrates.set_index("name")
         if need <= set(w.index):
-            d_win = w.loc["large", "winrate"] < w.loc["medium", "winrate"]
             lines.append(f"WinRate vs SFT: small {w.loc['small', 'winrate']:.3f}, medium {w.loc['medium', 'winrate']:.3f}, "
                          f"large {w.loc['large', 'winrate']:.3f}.")
-            checks.append(("large-IF's model wins less often than medium's on the test prompts", d_win))
-            checks.append(("medium's model wins most often", w.loc["medium", "winrate"] >= w.winrate.max()))
+            paired = differences if differences and {"small", "large"} <= set(differences) and min(
+                int(d["n_seeds"]) for d in differences.values()) >= 2 else None
+            if paired:
+                ahead = {end: paired[end]["lo"] > 0 for end in ("small", "large")}
+                d_win = ahead["large"]
+                lines.append("Medium minus each end, paired on the same seeds and prompts (95% interval over seeds "
+                             "and prompts; seeds where medium wins more often): " + "; ".join(
+                                 f"vs {end} {d['diff']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}], {d['n_better']} of "
+                                 f"{d['n_seeds']}" for end, d in ((e, paired[e]) for e in ("small", "large"))) + ".")
+                checks.append(("large-IF's model wins less often than medium's on the test prompts (interval above 0)",
+                               d_win))
+                checks.append(("medium's model wins more often than both ends (intervals above 0)", all(ahead.values())))
+            else:
+                d_win = w.loc["large", "winrate"] < w.loc["medium", "winrate"]
+                checks.append(("large-IF's model wins less often than medium's on the test prompts", d_win))
+                checks.append(("medium's model wins most often", w.loc["medium", "winrate"] >= w.winrate.max()))
     held = [t for t, ok in checks if ok]
     failed = [t for t, ok in checks if not ok]
     core = a and c and (d_curve or bool(d_win))

@@ -179,10 +179,11 @@ class NotebookRun:
 
 
 def start(name: str, scale: str | None = None, params_file: str = "tiny.yaml", overrides=(), seeds=None,
-          run_root: str | None = None, figures_dir: str | None = None) -> NotebookRun:
+          run_root: str | None = None, figures_dir: str | None = None, own_data: bool = False) -> NotebookRun:
     """The set-up cell of every notebook: quiet offline libraries, parameters at the chosen scale,
     seeds, the figure folder (default: ``<run.root>/figures``; the papermill batch passes figures/),
-    and a banner that says what scale the numbers below are at."""
+    and a banner that says what scale the numbers below are at (and the built-in world's size, unless
+    `own_data`: the notebook then names the user's file and model itself)."""
     notebook_setup()
     scale = resolve_scale(scale)
     p = notebook_params(params_file, scale, overrides, run_root)
@@ -201,8 +202,9 @@ def start(name: str, scale: str | None = None, params_file: str = "tiny.yaml", o
             "full": "every seed of run.study_seeds (run.seeds when unset)"}[scale]
     print(f"scale={scale} ({what})")
     print(f"params={params_file}  family={p.model.family}  seeds={run.seeds}  run root={p.run.root}")
-    print(f"world: {p.world.n_train} training pairs, {p.world.n_val} validation pairs, {p.world.n_test} test "
-          f"prompts; {p.train.objective.upper()}, beta={p.train.beta}, keep={p.select.keep}")
+    data = ("data: your pairs and model (named below)" if own_data else
+            f"world: {p.world.n_train} training pairs, {p.world.n_val} validation pairs, {p.world.n_test} test prompts")
+    print(f"{data}; {p.train.objective.upper()}, beta={p.train.beta}, keep={p.select.keep}")
     return run
 
 
