@@ -74,6 +74,8 @@ if "google.colab" in sys.modules:
                    check=True)
 
 # %%
+import json
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -85,6 +87,7 @@ from scipy import stats
 from tifkit import conclusions as C
 from tifkit import experiments as E
 from tifkit import notebooks as N
+from tifkit.stats import seeds_needed
 
 extra = [] if N.resolve_scale(scale) == "ci" or not sweep_n_train else [f"world.n_train={int(sweep_n_train)}"]
 nb = N.start("06_open_decisions", scale, params_file, list(overrides) + extra, seeds, run_root, figures_dir)
@@ -372,12 +375,28 @@ display(Markdown("\n".join(f"- {x}." for x in cannot_lines) if cannot_lines else
 
 # %%
 rob = sweep["robustness"].set_index("claim")
+
+
+def power_note(key):
+    """The seeds 80% power needs at the default's observed effect and seed-to-seed spread (a paired
+    t-test over the per-seed values against the null: tifkit.stats.seeds_needed)."""
+    row = claims[(claims.claim == key) & (claims.setting == "default")]
+    if row.empty:
+        return ""
+    r = row.iloc[0]
+    n = seeds_needed(np.array(list(json.loads(r.per_seed).values()), dtype=float) - r.null)
+    if n is None:
+        return ""
+    return (f"; 80% power at the default's effect and spread needs {n if n <= 10000 else 'more than 10000'} seeds "
+            f"(this sweep has {r.n_seeds})")
+
+
 lines = []
 for key, r in rob.iterrows():
     lines.append(f"- **{r.label}**: {r.default_verdict} at the default ({r.default_estimate:+.2f}); "
                  f"{r.status}" + (f" (differs under {r.differs_under})" if r.differs_under else
                                   "" if r.n_settings == 1 else f" across all {r.n_settings} settings that can move it")
-                 + (f"; cannot move it: {r.cannot_move}" if r.cannot_move else "") + ".")
+                 + (f"; cannot move it: {r.cannot_move}" if r.cannot_move else "") + power_note(key) + ".")
 status = rob.status
 same = status.eq("robust") | status.str.endswith("under every setting")  # the default's verdict everywhere
 unclear_all = status.eq("unclear under every setting")

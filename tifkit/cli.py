@@ -166,6 +166,8 @@ def cmd_select(args) -> int:
     import pandas as pd
 
     _check_keep(args.keep)
+    if args.rule:  # a mistyped --rule answers before the model stack loads
+        _check_rule(args.rule)
     p = _params(args)
     args.rule = _check_rule(args.rule or p.select.rule)  # no --rule: the params file's select.rule
     args.output = str(out_path(args.output))
