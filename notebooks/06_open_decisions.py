@@ -276,6 +276,10 @@ sns.heatmap(code, annot=annot, fmt="", cmap=verdict_cmap, vmin=-0.5, vmax=len(E.
             annot_kws={"fontsize": 7}, cbar_kws={"label": "verdict", "ticks": list(range(len(E.VERDICTS)))},
             yticklabels=[E.DECISION_CLAIMS[k][0] for k in rows], linewidths=0.5, linecolor="white")
 ax.collections[0].colorbar.set_ticklabels([f"{v} ({mark[v]})" for v in E.VERDICTS])
+for i, key in enumerate(rows):  # seaborn writes no annotation on an empty cell: mark "cannot move" by hand
+    for j, setting in enumerate(order):
+        if moved.loc[key, setting] is False or moved.loc[key, setting] == False:  # noqa: E712
+            ax.text(j + 0.5, i + 0.5, "=", ha="center", va="center", fontsize=10, color="#666666")
 ax.set(xlabel="setting (one parameter changed from the default)", ylabel="claim statistic",
        title=f"Claims under each open decision: mean over {len(run_seeds)} seed(s); "
              f"= cannot move it ({nb.scale} scale)")

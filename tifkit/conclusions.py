@@ -398,7 +398,9 @@ DECISION_MECHANISMS = {
                    "measured at"),
     "score.reduction": ("averaging log-probabilities over tokens divides each response's log-ratio by its length, "
                         "so the long, verbose responses that the biased annotator favours no longer dominate IRM "
-                        "and LossDiff"),
+                        "and LossDiff; IF changes too, since the per-pair gradient it dots with the validation "
+                        "gradient is then that of the length-averaged loss, which changes how much the long "
+                        "(often mislabelled) pairs weigh"),
     "world.systematic": ("with random flips instead of length-biased ones the mislabelled pairs no longer share a "
                          "pattern (long prompts, verbose answers) that a score can pick up, and the data are another "
                          "world with its own SFT model"),
