@@ -4,9 +4,12 @@ in TIFKIT_PROCLOG, then this script on the folder. For `make test` (docs/PERFORM
 where its time goes"):
 
     rm -rf runs/proclog
-    TIFKIT_PROCLOG=$PWD/runs/proclog PYTHONPATH=bench/interpreters TIFKIT_NOTEBOOK_SCALE=ci \\
+    TIFKIT_PROCLOG=$PWD/runs/proclog PYTHONPATH=$PWD/bench/interpreters TIFKIT_NOTEBOOK_SCALE=ci \\
         .venv/bin/python -m pytest -n logical --dist worksteal --nbmake tests notebooks
     .venv/bin/python bench/interpreters.py runs/proclog
+
+Both paths absolute: kernels and subprocesses start in other folders (a relative PYTHONPATH would
+not find the recorder there, and they would go uncounted).
 
 Kinds: the pytest controller, its xdist workers, notebook kernels, spawned pool workers (multiprocessing
 names them SpawnProcess-N), `python -m tifkit` subprocesses, accelerate's launcher, other. A process
@@ -22,7 +25,9 @@ from collections import defaultdict
 from pathlib import Path
 
 
-def kind(rec: dict) -> str:
+def kind(rec: dict, controllers: set = frozenset()) -> str:
+    """The kind of one recorded interpreter; `controllers`: the pids of the pytest controllers (the
+    parents of xdist's workers, which execnet starts as `python -c`)."""
     first = Path(rec["argv"][0]) if rec["argv"] else Path()
     if rec["name"].startswith(("SpawnProcess", "ForkProcess", "ForkServerProcess")):
         return "pool worker"
@@ -30,8 +35,8 @@ def kind(rec: dict) -> str:
         return "notebook kernel"
     if first.parent.name == "pytest" or first.name in ("pytest", "py.test"):
         return "pytest controller"
-    if rec["argv"] == ["-c"]:  # execnet starts xdist's workers with -c; small ones are helpers
-        return "xdist worker" if len(rec["files"]) > 1000 else "other"
+    if rec["argv"] == ["-c"]:
+        return "xdist worker" if rec["ppid"] in controllers else "python -c"
     if first.parent.name == "tifkit":
         return "tifkit command"
     if first.name == "accelerate":
@@ -41,9 +46,10 @@ def kind(rec: dict) -> str:
 
 def main(folder: str) -> None:
     recs = [json.loads(p.read_text()) for p in sorted(Path(folder).glob("*.json"))]
+    controllers = {r["pid"] for r in recs if kind(r) == "pytest controller"}
     by = defaultdict(list)
     for r in recs:
-        by[kind(r)].append(r)
+        by[kind(r, controllers)].append(r)
     print(f"{len(recs)} interpreters, {sum(r['cpu'] for r in recs):.0f} CPU s")
     print(f"{'kind':<20} {'n':>3} {'CPU s':>7} {'median CPU s':>13} {'median files':>13}")
     for k, rs in sorted(by.items(), key=lambda kv: -sum(r["cpu"] for r in kv[1])):
