@@ -139,7 +139,7 @@ def test_one_workers_module_and_public_reexports():
 DEFERRED = {
     # --help and argument errors answer without pandas or torch: each command imports its own layer
     "tifkit.cli": {"tifkit.batch", "tifkit.data", "tifkit.datareport", "tifkit.evaluate", "tifkit.notebooks",
-                   "tifkit.pipeline", "tifkit.select"},
+                   "tifkit.pipeline", "tifkit.select", "tifkit.userfiles"},
     # judging and the intervals load without torch; only generation needs logprobs (torch)
     "tifkit.evaluate": {"tifkit.logprobs"},
     # reward imports transformers' model classes (seconds); only the reward-model judge and stage need it
@@ -261,7 +261,7 @@ def test_light_entry_points_stay_light():
 # rows below it. Short names; experiments/* are studies.
 LAYERS = {
     "ground": {"__init__", "config", "rules", "io", "stats", "losses", "workers"},
-    "inputs": {"world", "data", "models", "tokenizer"},
+    "inputs": {"world", "data", "models", "tokenizer", "userfiles"},
     "method": {"scores", "memory", "influence", "logprobs", "shapes", "train", "reward", "select", "evaluate", "judges"},
     "analysis": {"report", "conclusions", "plots", "results"},
     "stages": {"pipeline"},

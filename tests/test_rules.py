@@ -183,6 +183,12 @@ def test_a_new_rule_runs_through_tifkit_select(shortest, tmp_path, monkeypatch, 
     assert sorted(r["pair_id"] for r in kept) == sorted(t.pair_id[want])
     # the column the registry says the rule reads is written beside each kept pair
     assert [r["chosen_tokens"] for r in kept] == [int(t.chosen_tokens[t.pair_id == r["pair_id"]].iloc[0]) for r in kept]
+    # without --rule: the params file's select.rule (here set on the command line)
+    again = tmp_path / "again.jsonl"
+    assert main(["select", str(ROOT / "params/tiny.yaml"), "--set", "select.rule=shortest", "--keep", "0.2",
+                 "-o", str(again)]) == 0
+    assert "rule shortest: kept 10 of 50 pairs" in capsys.readouterr().out
+    assert again.read_text() == out.read_text()
     # and the other rules' report lists it beside them when another rule is selected (here by the
     # paper's spelling of LossDiff-IRM)
     assert main(["select", str(ROOT / "params/tiny.yaml"), "--rule", "LossDiff-IRM", "--keep", "0.2",

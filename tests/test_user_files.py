@@ -473,12 +473,14 @@ def test_export_tiny_replaces_its_own_export_atomically(tmp_path, capsys):
 
 def test_a_data_file_or_model_changed_in_place_is_a_new_run(tmp_path, monkeypatch):
     """The pipeline keys a run folder by the parameters, paths included; the commands put a fingerprint
-    of the local files' content in the run's name, so an edited file never meets its old scores, and
-    one file reached by a relative and an absolute path is one run."""
+    of the local files' content in the run's name (tifkit.userfiles), so an edited file never meets its
+    old scores, and one file reached by a relative and an absolute path is one run."""
     import dataclasses
 
-    from tifkit.cli import build_parser, _params
-    from tifkit.datareport import own_params
+    from tifkit import userfiles
+    from tifkit.cli import _params, build_parser
+    from tifkit.data import save_pairs
+    from tifkit.userfiles import own_params
 
     data = tmp_path / "pairs.jsonl"
     rows = [{"prompt": f"q{i}", "chosen": "yes", "rejected": "no"} for i in range(4)]
@@ -487,7 +489,7 @@ def test_a_data_file_or_model_changed_in_place_is_a_new_run(tmp_path, monkeypatc
     model.mkdir()
     (model / "config.json").write_text("{}")
     monkeypatch.chdir(tmp_path)
-    args = lambda d: build_parser().parse_args(["score", "--data", d, "--model", "model"])  # noqa: E731
+    args = lambda d, m="model": build_parser().parse_args(["score", "--data", d, "--model", m])  # noqa: E731
     first = _params(args("pairs.jsonl"))
     assert first.data.path == str(data) and first.model.name_or_path == str(model)
     assert _params(args(str(data))) == first  # relative and absolute: the same run
@@ -496,10 +498,45 @@ def test_a_data_file_or_model_changed_in_place_is_a_new_run(tmp_path, monkeypatc
     edited = _params(args("pairs.jsonl"))
     assert edited.run.name != first.run.name and dataclasses.replace(edited, run=first.run) == first
     assert own_params(edited) == edited  # applied once only
-    os.utime(model / "config.json", ns=(1, 1))  # a model folder rewritten in place
-    assert _params(args("pairs.jsonl")).run.name != edited.run.name
+    # a small model file: its bytes count, not its time (a re-export of the same model is the same run)
+    os.utime(model / "config.json", ns=(1, 1))
+    assert _params(args("pairs.jsonl")) == edited
+    (model / "config.json").write_text('{"hidden_size": 8}')
+    retrained = _params(args("pairs.jsonl"))
+    assert retrained.run.name != edited.run.name
+    # a file above the content limit (a checkpoint shard): its size and modification time count
+    monkeypatch.setattr(userfiles, "CONTENT_LIMIT", 0)
+    before = _params(args("pairs.jsonl")).run.name
+    os.utime(model / "config.json", ns=(2, 2))
+    assert _params(args("pairs.jsonl")).run.name != before
+    monkeypatch.setattr(userfiles, "CONTENT_LIMIT", 64 << 20)
+    # a saved datasets folder as --data: its files count too
+    folder = tmp_path / "pairs_ds"
+    save_pairs(pd.DataFrame({"pair_id": ["a", "b"], "prompt": ["p", "q"], "chosen": ["x", "y"],
+                             "rejected": ["u", "v"]}), str(folder))
+    ds = _params(args("pairs_ds"))
+    assert ds.run.name.startswith("pairs_ds-") and ds.run.name != "pairs_ds"
+    (folder / "extra.txt").write_text("changed")
+    assert _params(args("pairs_ds")).run.name != ds.run.name
     # the built-in world and hub ids: no fingerprint, run folders as before
-    world = build_parser().parse_args(["score"])
-    assert _params(world).run.name == "tiny"
-    hub = _params(build_parser().parse_args(["score", "--data", "pairs.jsonl", "--model", "org/some-hub-model"]))
+    assert _params(build_parser().parse_args(["score"])).run.name == "tiny"
+    hub = _params(args("pairs.jsonl", "org/some-hub-model"))
     assert hub.run.name.startswith("pairs-") and hub.run.name not in (first.run.name, edited.run.name)
+
+
+def test_ctrl_c_after_a_finished_loop_does_not_name_its_last_chunk(capsys, monkeypatch):
+    """A loop that finished earlier in the command (every chunk scored, then the reward model trains
+    when Ctrl-C comes) is not where a rerun resumes."""
+    from tifkit import cli, io
+
+    monkeypatch.setattr(io, "PROGRESS", {"what": "chunks", "done": 4, "total": 4})
+    monkeypatch.setattr(cli, "PROGRESS", io.PROGRESS)
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_score", interrupted)
+    err = _sentence(capsys, ["score"], code=130)
+    assert err == "tifkit: error: interrupted; rerun the same command to resume (finished stages and chunks are kept)."
+    io.PROGRESS.update(done=2)
+    assert _sentence(capsys, ["score"], code=130).endswith("resume from 2 of 4 chunks.")

@@ -29,7 +29,7 @@ from tifkit import TifkitError
 from tifkit.config import load_params
 from tifkit.io import PROGRESS, is_tifkit_output, publish_folder, recover_folder, stage_lock, sweep_temps, tmp_prefix
 from tifkit.rules import find_rule, get_rule, rule_names, stage_label
-# deferred: tifkit.batch, .data, .datareport, .evaluate, .notebooks, .pipeline, .select (pandas, torch), each in the command
+# deferred: tifkit.batch, .data, .datareport, .evaluate, .notebooks, .pipeline, .select, .userfiles (pandas, torch), each in the command
 # that needs it, so that --help and argument errors answer without loading them
 
 
@@ -41,9 +41,9 @@ CHAT_TEMPLATE = ("{{ bos_token }}{% for m in messages %}{{ m['content'] }}"
 
 def _params(args):
     """The params file with --set, then --data / --model as every command and `tifkit report` apply
-    them (datareport.own_params: absolute local paths, no YAML parsing of paths, and a run name that
+    them (userfiles.own_params: absolute local paths, no YAML parsing of paths, and a run name that
     names the local files' content)."""
-    from tifkit.datareport import own_params
+    from tifkit.userfiles import own_params
 
     p = load_params(args.params or DEFAULT_PARAMS, args.set)
     return own_params(p, getattr(args, "data", None), getattr(args, "model", None))
@@ -54,39 +54,28 @@ def _check_keep(keep) -> None:
         raise TifkitError(f"--keep {keep:g} is not a fraction in (0, 1]; e.g. --keep 0.64 keeps 64% of the pairs.")
 
 
-def _check_rule(rule: str, ground_truth: bool = False, extra: tuple[str, ...] = ()) -> str:
+def _check_rule(rule: str, ground_truth: bool = False, extra: tuple[str, ...] = (), what: str = "--rule") -> str:
     """The registered name of `--rule` (aliases such as LossDiff-IRM work, case ignored), from the rule
-    registry; `ground_truth` also allows the controls that read the world's ground truth (oracle)."""
+    registry; `ground_truth` also allows the controls that read the world's ground truth (oracle).
+    `what`: where the name came from, for the error (the option, or the params file's select.rule)."""
     if rule in extra:
         return rule
     known = tuple(dict.fromkeys((*rule_names(None if ground_truth else False), *extra)))
     spec = find_rule(rule)
     if spec is not None and spec.ground_truth and spec.name not in known:
-        raise TifkitError(f"--rule {spec.name} reads the built-in world's ground truth: it is a control for "
+        raise TifkitError(f"{what} {spec.name} reads the built-in world's ground truth: it is a control for "
                           f"`tifkit evaluate --rule {spec.name}`, not a selection to write out; use one of "
                           f"{', '.join(known)}.")
     if spec is None or spec.name not in known:
-        raise TifkitError(f"--rule {rule!r} is not a selection rule; use one of {', '.join(known)}.")
+        raise TifkitError(f"{what} {rule!r} is not a selection rule; use one of {', '.join(known)}.")
     return spec.name
-
-
-def out_path(out: str, flag: str = "-o"):
-    """An output path as written to: absolute, `~` expanded, and a folder with a name of its own (`.`
-    becomes the current folder's name, whose files are then protected like any other folder's)."""
-    from pathlib import Path
-
-    path = Path(out).expanduser().resolve()
-    if not path.name:
-        raise TifkitError(f"{flag} {out} is the file system's root; give a file or folder name.")
-    if path == Path.cwd().resolve():  # a folder output is swapped in whole: never the one the shell is in
-        example = "tiny-sft/" if flag == "export-tiny" else "kept/"
-        raise TifkitError(f"{flag} {out} is the folder you are in; give a new folder name (e.g. {flag} {example}).")
-    return path
 
 
 def _check_output(out: str, inputs: tuple = (), force: bool = False) -> None:
     """-o names a format, and writing it destroys none of the user's files (see data.check_output)."""
     from tifkit.data import check_output
+
+    from tifkit.userfiles import out_path
 
     path = out_path(out)
     if path.suffix and path.suffix.lower() not in OUTPUT_SUFFIXES and not path.is_dir():
@@ -113,7 +102,8 @@ def _rule_columns(res, table) -> list[str]:
     col = res.details.get("column")
     if isinstance(col, str) and col not in cols:
         cols.append(col)
-    cols += list(get_rule(res.rule).needs)  # what the registry says the rule reads (annotation scores, say)
+    if not isinstance(col, str):  # no column named instead: what the registry says the rule reads
+        cols += list(get_rule(res.rule).needs)
     return [c for c in dict.fromkeys(cols) if c in table.columns]
 
 
@@ -169,8 +159,7 @@ def cmd_select(args) -> int:
     if args.rule:  # a mistyped --rule answers before the model stack loads
         _check_rule(args.rule)
     p = _params(args)
-    args.rule = _check_rule(args.rule or p.select.rule)  # no --rule: the params file's select.rule
-    args.output = str(out_path(args.output))
+    args.rule = _check_rule(args.rule or p.select.rule, what="--rule" if args.rule else "select.rule")
     _check_output(args.output, (p.data.path,), args.force)
     from tifkit.data import resolve_source
 
@@ -242,6 +231,8 @@ def cmd_export_tiny(args) -> int:
     import shutil
     import tempfile
     from pathlib import Path
+
+    from tifkit.userfiles import out_path
 
     out = out_path(args.out_dir, "export-tiny")
     recover_folder(out)

@@ -29,60 +29,21 @@ import pandas as pd
 
 from tifkit import TifkitError
 from tifkit.config import load_params
-from tifkit.data import check_output, load_pairs, preflight, source_for_path
+from tifkit.data import check_output, load_pairs, preflight
 from tifkit.influence import SCORING_DTYPES
-from tifkit.io import atomic_write_text, content_hash, file_sha256, publish_folder, recover_folder, sweep_temps, tmp_prefix
+from tifkit.io import atomic_write_text, publish_folder, recover_folder, sweep_temps, tmp_prefix
 from tifkit.memory import estimate_scoring_memory
 from tifkit.notebooks import NOTEBOOK_DIR, kernel_config
 from tifkit.pipeline import context_length, prepare, score_key, score_stage, sft_stage
 from tifkit.rules import get_rule, rule_names
 from tifkit.select import select
 from tifkit.shapes import lora_params
+from tifkit.userfiles import absolute, out_path, own_params  # noqa: F401 (own_params: notebook 07 reads it here)
 
 NOTEBOOK = "07_your_data"
 SCORE_COLUMNS = ("if", "lossdiff", "irm")  # the distributions the report draws
 # the rule whose band each distribution shows (its own single-score band rule)
 BAND_RULE = {"if": "tif", "lossdiff": "lossdiff", "irm": "irm"}
-
-
-def own_params(p, data: str | None = None, model: str | None = None):
-    """`p` with --data / --model applied (no YAML parsing of paths), as every command and the report
-    apply them: local paths become absolute (one file reached by two spellings is one run, and a
-    notebook kernel started elsewhere finds it), and the run's name carries `fingerprint`, so that a
-    data file or model folder changed in place is a new run, never the cached stages of its old
-    content."""
-    if data:
-        data = _absolute(data)
-        run = p.run if p.run.name != "tiny" else dataclasses.replace(p.run, name=Path(data).stem or "data")
-        p = dataclasses.replace(p, data=dataclasses.replace(p.data, path=data, source=source_for_path(data)),
-                                run=run)
-    if model:
-        p = dataclasses.replace(p, model=dataclasses.replace(p.model, name_or_path=_absolute(model)))
-    fp = fingerprint(p)
-    if not fp or p.run.name.endswith(f"-{fp}"):  # none, or applied already
-        return p
-    return dataclasses.replace(p, run=dataclasses.replace(p.run, name=f"{p.run.name}-{fp}"))
-
-
-def fingerprint(p) -> str:
-    """Eight hex digits naming what the run's local inputs hold now: the sha256 of a local data file's
-    bytes and, for a local model folder, each file's name, size and modification time (hashing a
-    checkpoint's bytes would take minutes). Empty for the built-in world and hub models: their
-    parameters already name their content. The pipeline keys a run folder by the parameters, paths
-    included, so without this an edited file would meet the stages and scores of its old content."""
-    parts = []
-    if p.data.source != "world" and p.data.path and Path(p.data.path).expanduser().is_file():
-        parts.append(file_sha256(Path(p.data.path).expanduser()))
-    folder = Path(p.model.name_or_path).expanduser() if p.model.name_or_path else None
-    if folder is not None and folder.is_dir():
-        parts.append(sorted((str(f.relative_to(folder)), f.stat().st_size, f.stat().st_mtime_ns)
-                            for f in folder.rglob("*") if f.is_file()))
-    return content_hash(parts, n=8) if parts else ""
-
-
-def _absolute(path: str) -> str:
-    local = Path(path).expanduser()
-    return str(local.resolve()) if local.exists() else str(path)
 
 
 # ------------------------------------------------------------------------------------- scoring, timed
@@ -236,9 +197,7 @@ def run_report(params_file: str, sets=(), data: str | None = None, model: str | 
     p = own_params(load_params(params_file, list(sets)), data, model)
     seed = p.run.seed if seed is None else seed
     p = dataclasses.replace(p, run=dataclasses.replace(p.run, root=str(Path(p.run.root).expanduser().resolve())))
-    dest = (Path(out).expanduser().resolve() if out else default_out(p, seed))
-    if not dest.name:
-        raise TifkitError(f"-o {out} is the file system's root; give a folder name.")
+    dest = out_path(out) if out else default_out(p, seed)
     if dest.suffix.lower() in (".jsonl", ".json", ".parquet", ".html", ".ipynb"):
         raise TifkitError(f"-o {out}: the report is a folder (report.ipynb and report.html); give a folder name "
                           "without an extension.")
@@ -258,7 +217,7 @@ def run_report(params_file: str, sets=(), data: str | None = None, model: str | 
     try:
         nb_out = tmp / "report.ipynb"
         sets = [s for s in sets if s.split("=", 1)[0].strip() != "run.root"]  # run_root carries it, resolved
-        params = {"scale": "default", "params_file": str(_absolute(params_file)), "overrides": sets,
+        params = {"scale": "default", "params_file": str(absolute(params_file)), "overrides": sets,
                   "seeds": [seed], "run_root": p.run.root, "figures_dir": str(tmp / "figures"),
                   "data": p.data.path if p.data.source != "world" else None,
                   "model": p.model.name_or_path}

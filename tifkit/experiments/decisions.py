@@ -146,11 +146,11 @@ def _settings_order(settings: list[dict]) -> list[dict]:
 
 def statistic_verdict(est: float, lo: float, hi: float, null: float, n_seeds: int) -> str:
     """holds / fails / unclear from an interval over two seeds or more; from one seed (or without an
-    interval) only a direction, above / below the null: not a verdict."""
+    interval) only a direction, above / below the null (unclear on it): not a verdict."""
     if not np.isfinite(est):
         return "n/a"
     if n_seeds < 2 or not (np.isfinite(lo) and np.isfinite(hi)):
-        return "above" if est > null else "below"
+        return "above" if est > null else "below" if est < null else "unclear"
     return "holds" if lo > null else "fails" if hi < null else "unclear"
 
 
@@ -167,7 +167,7 @@ def _mark_unmoved(rows: list[dict], values: dict) -> None:
         base = values.get((r["claim"], "default"))
         mine = values[r["claim"], r["setting"]]
         r["moved"] = not (r["setting"] != "default" and base is not None and mine[0] == base[0]
-                          and np.array_equal(mine[1], base[1]))
+                          and np.array_equal(mine[1], base[1], equal_nan=True))
 
 
 def rank_decisions(claims: pd.DataFrame) -> pd.DataFrame:
