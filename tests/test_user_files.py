@@ -445,6 +445,11 @@ def test_export_tiny_replaces_its_own_export_atomically(tmp_path, capsys):
     args = ["export-tiny", str(out), "--set", f"run.root={tmp_path / 'runs'}", *TOY]
     assert main(args) == 0
     assert (out / ".tifkit-output").is_file() and (out / "reward" / "config.json").is_file()
+    umask = os.umask(0)
+    os.umask(umask)
+    modes = {str(f.relative_to(out)): f.stat().st_mode & 0o777 for f in out.rglob("*")}
+    assert "model.safetensors" in modes and "reward/model.safetensors" in modes
+    assert {m for f, m in modes.items()} <= {0o666 & ~umask, 0o777 & ~umask}, modes  # as the user's own files
     code = textwrap.dedent('''
         import os, sys
         import tifkit.io as tio
@@ -518,6 +523,9 @@ def test_a_data_file_or_model_changed_in_place_is_a_new_run(tmp_path, monkeypatc
     assert ds.run.name.startswith("pairs_ds-") and ds.run.name != "pairs_ds"
     (folder / "extra.txt").write_text("changed")
     assert _params(args("pairs_ds")).run.name != ds.run.name
+    gz = tmp_path / "more.jsonl.gz"
+    gz.write_bytes(gzip.compress(data.read_bytes()))
+    assert _params(args("more.jsonl.gz")).run.name.startswith("more-")  # the format's suffixes left out
     # the built-in world and hub ids: no fingerprint, run folders as before
     assert _params(build_parser().parse_args(["score"])).run.name == "tiny"
     hub = _params(args("pairs.jsonl", "org/some-hub-model"))

@@ -232,7 +232,7 @@ def cmd_export_tiny(args) -> int:
     import tempfile
     from pathlib import Path
 
-    from tifkit.userfiles import out_path
+    from tifkit.userfiles import out_path, plain_permissions
 
     out = out_path(args.out_dir, "export-tiny")
     recover_folder(out)
@@ -263,6 +263,7 @@ def cmd_export_tiny(args) -> int:
             tok.save_pretrained(tmp)
             if rm_dir is not None:
                 shutil.copytree(rm_dir, tmp / "reward", ignore=shutil.ignore_patterns("*.parquet", "stage.json"))
+            plain_permissions(tmp)  # the weights come out 0600 from their writers: readable like any file of the user's
             publish_folder(tmp, out, "export-tiny")
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

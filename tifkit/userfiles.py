@@ -13,6 +13,7 @@ This module imports no model code (no torch), so that the commands answer argume
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 from tifkit import TifkitError
@@ -36,7 +37,7 @@ def own_params(p, data: str | None = None, model: str | None = None):
     after the data file when the params file leaves the default name, and `fingerprint` appended."""
     if data:
         data = absolute(data)
-        run = p.run if p.run.name != "tiny" else dataclasses.replace(p.run, name=Path(data).stem or "data")
+        run = p.run if p.run.name != "tiny" else dataclasses.replace(p.run, name=_stem(data))
         p = dataclasses.replace(p, data=dataclasses.replace(p.data, path=data, source=source_for_path(data)),
                                 run=run)
     if model:
@@ -45,6 +46,15 @@ def own_params(p, data: str | None = None, model: str | None = None):
     if not fp or p.run.name.endswith(f"-{fp}"):  # none, or applied already
         return p
     return dataclasses.replace(p, run=dataclasses.replace(p.run, name=f"{p.run.name}-{fp}"))
+
+
+def _stem(path: str) -> str:
+    """A data file's name without its format's suffixes (pairs.jsonl.gz -> pairs)."""
+    name = Path(path).name
+    for suffix in (".gz", ".jsonl", ".json", ".parquet"):
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            name = name[: -len(suffix)]
+    return name or "data"
 
 
 def _files(path: Path) -> list:
@@ -81,3 +91,13 @@ def out_path(out: str, flag: str = "-o") -> Path:
         example = "tiny-sft/" if flag == "export-tiny" else "kept/"
         raise TifkitError(f"{flag} {out} is the folder you are in; give a new folder name (e.g. {flag} {example}).")
     return path
+
+
+def plain_permissions(folder: str | os.PathLike) -> None:
+    """Give every file and folder under `folder` the permissions a plain write under the user's umask
+    would (libraries writing through private temp files leave some at 0600, unreadable to the
+    user's group on a shared machine)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [Path(folder), *Path(folder).rglob("*")]:
+        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
