@@ -200,6 +200,7 @@ def test_own_data_route_as_the_readme_shows_it(toy, tmp_path, capsys):
         out = capsys.readouterr().out
         table = pd.read_parquet(out.strip().splitlines()[-1])
         assert "1 identical_responses, 1 too_long" in out and "held out as D_val" in out
+        assert "Only 4 validation pair(s): IF and LossDiff measure" in out  # a D_val this small is named
         assert len(table) == 76 and table[["irm", "lossdiff", "if"]].notna().all().all()  # 80 clean, 4 D_val
         kept = tmp_path / f"kept-{Path(data).stem}.jsonl"
         assert main(["select", *own, "--rule", "lossdiff-irm", "--keep", "0.64", "-o", str(kept)]) == 0

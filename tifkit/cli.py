@@ -86,6 +86,21 @@ def _check_output(out: str, inputs: tuple = (), force: bool = False) -> None:
 
 # a selection that keeps fewer pairs than this is refused (nothing to train on)
 MIN_KEPT = 8
+# fewer validation pairs than this on the user's data get a warning: IF and LossDiff then measure the
+# effect of a pair on the loss of a handful of pairs
+MIN_VAL = 8
+
+
+def _say_data(ctx, say) -> None:
+    """What cleaning and the D_val split did to the user's data, and a warning for a tiny D_val."""
+    if not ctx.data_note:
+        return
+    note = ctx.data_note
+    if 0 < len(ctx.val) < MIN_VAL:
+        note += (f". Only {len(ctx.val)} validation pair(s): IF and LossDiff measure each pair's effect on the loss "
+                 f"of these few; hold out more with data.val_size (a fraction, or a count such as "
+                 f"--set data.val_size={MIN_VAL * 4})")
+    say(note)
 
 
 def _check_kept(n_kept: int, n: int, keep: float, rule: str) -> None:
@@ -144,8 +159,7 @@ def cmd_score(args) -> int:
 
     ctx = prepare(p, args.seed)
     path = score_stage(ctx)
-    if ctx.data_note:
-        say(ctx.data_note)
+    _say_data(ctx, say)
     print(path)
     return 0
 
@@ -197,8 +211,7 @@ def cmd_select(args) -> int:
     out = save_pairs(kept, args.output)
     text = report(res, others)
     print(text)
-    if ctx.data_note:
-        say(ctx.data_note)
+    _say_data(ctx, say)
     say(f"kept {int(res.mask.sum())} of {len(res.mask)} pairs -> {out}")
     print(out)
     return 0

@@ -366,7 +366,7 @@ def _write_runtimes(path: Path, rows) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tifkit.notebooks", description="Run the notebooks with papermill.")
+    ap = argparse.ArgumentParser(prog="tifkit notebooks", description="Run the notebooks with papermill.")
     ap.add_argument("names", nargs="*", help="notebooks by name or number (default: all)")
     ap.add_argument("--scale", choices=list(SCALES), default="full",
                     help="default: one seed at the real size; ci: toy; full: every seed (default of this runner)")
