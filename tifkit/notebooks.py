@@ -30,6 +30,7 @@ from tifkit.config import load_params
 from tifkit.io import atomic_write_text
 from tifkit.models import TINY_FAMILIES
 from tifkit.plots import save, style
+from tifkit.results import REPO as REPO_DIR
 from tifkit.results import batch_difference as committed_difference
 from tifkit.workers import quiet_libraries
 
@@ -168,6 +169,19 @@ class NotebookRun:
         if self.scale != "full" or not self.default_params:
             return None
         return committed_difference(a, b, self.p.run.name)
+
+    def batch_diagnostics(self):
+        """The default batch's committed score diagnostics (``figures/<run name>_score_diagnostics.csv``:
+        per score statistic its mean, sd and seed count over the batch's seeds) as an aggregated score
+        report (tifkit.report.aggregate's columns: value, value_std, n_runs), or None unless this run is
+        at full scale on the default parameters and the file is there."""
+        import pandas as pd
+
+        path = Path(REPO_DIR) / "figures" / f"{self.p.run.name}_score_diagnostics.csv"
+        if self.scale != "full" or not self.default_params or not path.exists():
+            return None
+        d = pd.read_csv(path).rename(columns={"mean": "value", "std": "value_std", "count": "n_runs"})
+        return d[["section", "name", "statistic", "value", "value_std", "n_runs"]]
 
     def finish(self, **numbers) -> None:
         """Write the notebook's key numbers and conclusions as ``<nn>_<run name>_summary.json`` (and say
