@@ -102,6 +102,20 @@ def test_a_notebook_reads_the_batch_only_at_full_scale_on_the_default_parameters
     assert runner.start("01_x", "ci", "tiny.yaml", [], figures_dir=str(tmp_path)).batch_difference(
         "tif", "top-if") is None
     assert not runner.start("01_x", "full", "tiny-qwen.yaml", [], figures_dir=str(tmp_path)).default_params
+    # the batch's score diagnostics as an aggregated score report: claim 4 at the batch's seeds (notebook 02),
+    # each correlation's mean and seed count as the committed CSV holds them (an independent read here)
+    import pandas as pd
+
+    from tifkit import conclusions as C
+    from tifkit.report import report_value
+
+    diag = full.batch_diagnostics()
+    csv = pd.read_csv(RS.REPO / "figures" / f"{full.p.run.name}_score_diagnostics.csv")
+    row = csv[(csv.section == "correlation") & (csv.name == "irm") & csv.statistic.str.startswith("pearson")].iloc[0]
+    assert report_value(diag, "correlation", "irm", "pearson") == row["mean"]
+    assert int(diag.n_runs.max()) == int(csv["count"].max()) >= 2
+    assert f"means over {int(csv['count'].max())} seeds" in C.conclude_correlation(diag)
+    assert runner.start("02_x", "ci", "tiny.yaml", [], figures_dir=str(tmp_path)).batch_diagnostics() is None
 
 
 @pytest.mark.slow
