@@ -269,7 +269,7 @@ verdicts = claims.pivot(index="claim", columns="setting", values="verdict").rein
 moved = claims.pivot(index="claim", columns="setting", values="moved").reindex(index=rows, columns=order)
 code = verdicts.map(lambda v: E.VERDICTS.index(v) if v in E.VERDICTS else np.nan).astype(float).where(moved != False)  # noqa: E712
 annot = (est.loc[rows].map(lambda v: "" if pd.isna(v) else f"{v:+.2f}")
-         + verdicts.map(lambda v: "" if pd.isna(v) else "\n" + mark[v])).where(moved != False, "=")  # noqa: E712
+          + verdicts.map(lambda v: "" if pd.isna(v) else "\n" + mark[v]))
 fig, ax = plt.subplots(figsize=(1.0 * len(order) + 4, 0.55 * len(rows) + 2.5))
 verdict_cmap = ListedColormap(["#d6604d", "#f4c2b4", "#e0e0e0", "#b9d7ea", "#4393c3"])  # in E.VERDICTS' order
 sns.heatmap(code, annot=annot, fmt="", cmap=verdict_cmap, vmin=-0.5, vmax=len(E.VERDICTS) - 0.5, ax=ax,
@@ -278,7 +278,7 @@ sns.heatmap(code, annot=annot, fmt="", cmap=verdict_cmap, vmin=-0.5, vmax=len(E.
 ax.collections[0].colorbar.set_ticklabels([f"{v} ({mark[v]})" for v in E.VERDICTS])
 for i, key in enumerate(rows):  # seaborn writes no annotation on an empty cell: mark "cannot move" by hand
     for j, setting in enumerate(order):
-        if moved.loc[key, setting] is False or moved.loc[key, setting] == False:  # noqa: E712
+        if moved.loc[key, setting] == False:  # noqa: E712 (NaN: not measured, no mark)
             ax.text(j + 0.5, i + 0.5, "=", ha="center", va="center", fontsize=10, color="#666666")
 ax.set(xlabel="setting (one parameter changed from the default)", ylabel="claim statistic",
        title=f"Claims under each open decision: mean over {len(run_seeds)} seed(s); "

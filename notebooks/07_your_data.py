@@ -82,9 +82,10 @@ from tifkit.memory import available_memory, check_memory
 from tifkit.models import resolve_device
 from tifkit.rules import label
 from tifkit.select import overlap_matrix
+from tifkit.userfiles import own_params
 
 nb = N.start("07_your_data", scale, params_file, overrides, seeds, run_root, figures_dir, own_data=data is not None)
-p = R.own_params(nb.p, data, model)
+p = own_params(nb.p, data, model)
 rep = R.collect(p, nb.seeds[0])  # prepares the run and scores it (cached: instant after `tifkit report`)
 t = rep.table
 print(f"pairs from: {rep.source}\nmodel: {rep.model}\nscore table: {rep.score_path}")

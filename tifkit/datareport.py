@@ -38,7 +38,7 @@ from tifkit.pipeline import context_length, prepare, score_key, score_stage, sft
 from tifkit.rules import get_rule, rule_names
 from tifkit.select import select
 from tifkit.shapes import lora_params
-from tifkit.userfiles import absolute, out_path, own_params  # noqa: F401 (own_params: notebook 07 reads it here)
+from tifkit.userfiles import absolute, out_path, own_params
 
 NOTEBOOK = "07_your_data"
 SCORE_COLUMNS = ("if", "lossdiff", "irm")  # the distributions the report draws

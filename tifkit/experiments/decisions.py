@@ -155,8 +155,8 @@ def statistic_verdict(est: float, lo: float, hi: float, null: float, n_seeds: in
 
 
 def _in_range(key: str, lo: float, hi: float) -> tuple[float, float]:
-    a, b = CLAIM_RANGES[key]
-    return (float(np.clip(lo, a, b)) if np.isfinite(lo) else lo), (float(np.clip(hi, a, b)) if np.isfinite(hi) else hi)
+    """An interval cut to CLAIM_RANGES[key] (a missing edge, NaN, stays NaN)."""
+    return float(np.clip(lo, *CLAIM_RANGES[key])), float(np.clip(hi, *CLAIM_RANGES[key]))
 
 
 def _mark_unmoved(rows: list[dict], values: dict) -> None:

@@ -8,11 +8,12 @@ import pandas as pd
 
 from tifkit import TifkitError
 
+from tifkit.batch import needs_scores
 from tifkit.config import SelectParams
 from tifkit.experiments.core import evaluate_models, train_on_groups
 from tifkit.pipeline import continue_stage, prepare, say, score_stage, selection_mask, sft_stage, warmup_stage
 from tifkit.report import GROUP_NAMES, group_summary, if_groups
-from tifkit.rules import get_rule, stage_label
+from tifkit.rules import stage_label
 from tifkit.select import select
 from tifkit.workers import quiet_params, quiet_pool_map, worker_count
 
@@ -79,9 +80,9 @@ def spec_mask(ctx, table: pd.DataFrame | None, spec: tuple) -> np.ndarray:
 
 
 def _needs_scores(spec: tuple) -> bool:
-    """Whether a subset needs the seed's score table: IF groups and bands do; a rule does when the
-    rule registry says it reads score columns (full data, oracle and random read none)."""
-    return spec[0] != "rule" or get_rule(spec[1]).needs_scores
+    """Whether a subset needs the seed's score table: IF groups and bands do; a rule as the batch
+    decides it (batch.needs_scores, from the rule registry)."""
+    return spec[0] != "rule" or needs_scores(spec[1])
 
 
 def _subset_task(p, seed: int, name: str, spec: tuple, evaluate: bool) -> dict:
