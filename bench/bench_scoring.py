@@ -54,6 +54,7 @@ from tifkit.influence import (  # noqa: E402
 )
 from tifkit import TifkitError  # noqa: E402
 from tifkit.io import atomic_write_text  # noqa: E402
+from tifkit.losses import Objective  # noqa: E402
 from tifkit.logprobs import (  # noqa: E402
     collate_sequences,
     length_sorted_batches,
@@ -65,6 +66,7 @@ from tifkit.logprobs import (  # noqa: E402
 from tifkit.tokenizer import build_char_tokenizer  # noqa: E402
 
 BETA = 0.1
+OBJ = Objective("sigmoid", BETA, "val_loss")  # DPO at BETA, the paper's IF
 CONFIGS = {  # name: hidden, layers, train pairs, val pairs, pairs timed in the IF loop, forward repeats
     "tiny": (64, 2, 1024, 64, 128, 3),
     "bigger": (256, 4, 512, 64, 48, 2),
@@ -150,17 +152,17 @@ def bench_config(name, spec, tok, device, if_batch) -> dict:
     # 2. influence: batched hooks vs one backward per pair (same g_val, same ref log-probs)
     rtr = pair_logprobs(ref, train, batch_size=32, show_progress=False)
     rva = pair_logprobs(ref, val, batch_size=32, show_progress=False)
-    g_val = T("gval", lambda: validation_gradient(model, val, rva, BETA, batch_size=if_batch))
+    g_val = T("gval", lambda: validation_gradient(model, val, rva, OBJ, batch_size=if_batch))
     flat_val = torch.cat([g.reshape(-1) for g in g_val])
     sub = list(range(min(n_loop, n_train)))
     head = train.subset(sub)
     head_ref = (rtr[0][sub], rtr[1][sub])
 
     def batched(tok_, ref_):
-        return batched_influence(model, tok_, ref_, g_val, BETA, None, "sum", if_batch, False, False)
+        return batched_influence(model, tok_, ref_, g_val, OBJ, "sum", if_batch, False, False)
 
     def loop(tok_, ref_):
-        return np.array([float(flat_pair_gradient(model, tok_, ref_, i, BETA) @ flat_val) for i in range(len(tok_))])
+        return np.array([float(flat_pair_gradient(model, tok_, ref_, i, OBJ) @ flat_val) for i in range(len(tok_))])
 
     batched(head, head_ref), loop(head.subset([0, 1]), (head_ref[0][:2], head_ref[1][:2]))  # warm up
     for _ in range(2):  # interleaved, same pairs, best of two
@@ -168,7 +170,7 @@ def bench_config(name, spec, tok, device, if_batch) -> dict:
         slow_head = T("loop_head", lambda: loop(head, head_ref))
     T("batched_all", lambda: batched(train, rtr))
     err = float(np.abs(fast_head - slow_head).max() / np.abs(slow_head).max())
-    T("if_end2end", lambda: influence_scores(model, ref, train, val, beta=BETA, batch_size=if_batch, show_progress=False))
+    T("if_end2end", lambda: influence_scores(model, ref, train, val, OBJ, batch_size=if_batch, show_progress=False))
 
     b = T.best
     res = {
@@ -328,13 +330,13 @@ def bench_real(name, spec, device, cpu_mode: bool) -> dict:
     ref_va = tuple(x + rng.normal(0, 2.0, len(x)) for x in ref_va)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    g_val = T("gval", lambda: validation_gradient(model, val, ref_va, BETA, batch_size=ib))
-    target = ValidationTarget(model, g_val)
+    g_val = T("gval", lambda: validation_gradient(model, val, ref_va, OBJ, batch_size=ib))
+    target = ValidationTarget(model, g_val, OBJ)
     head = train.subset(range(min(len(train), 2 * ib)))
-    target.scores(head, (ref_tr[0][: len(head)], ref_tr[1][: len(head)]), BETA, batch_size=ib, verify=True, **kw)
+    target.scores(head, (ref_tr[0][: len(head)], ref_tr[1][: len(head)]), batch_size=ib, verify=True, **kw)
     IF = None
     for _ in range(2):
-        IF = T("if", lambda: target.scores(train, ref_tr, BETA, batch_size=ib, verify=False, **kw))
+        IF = T("if", lambda: target.scores(train, ref_tr, batch_size=ib, verify=False, **kw))
     peak_if = torch.cuda.max_memory_allocated() if cuda else float("nan")
     assert np.isfinite(IF).all()
     emb = embedding_params(model)

@@ -61,9 +61,8 @@ def split_if(ctx, table: pd.DataFrame) -> dict:
     for label, mask in (("h_v > 0", h_v > 0), ("h_v < 0", h_v < 0)):
         idx = np.flatnonzero(mask)
         sub = val_tok.subset(idx)
-        g = validation_gradient(policy, sub, (rv[0][idx], rv[1][idx]), obj, None, p.score.reduction,
-                                p.score.batch_size)
-        IF = batched_influence(policy, train_tok, rt, g, obj, None, p.score.reduction, p.score.batch_size,
+        g = validation_gradient(policy, sub, (rv[0][idx], rv[1][idx]), obj, p.score.reduction, p.score.batch_size)
+        IF = batched_influence(policy, train_tok, rt, g, obj, p.score.reduction, p.score.batch_size,
                                verify=False, show_progress=False)
         out[label] = (float(np.corrcoef(table["irm"], IF)[0, 1]), len(idx))
     return out

@@ -19,6 +19,7 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)
 from tifkit.influence import ValidationTarget, trainable_parameters, validation_gradient  # noqa: E402
+from tifkit.losses import Objective  # noqa: E402
 from tifkit.memory import estimate_scoring_memory  # noqa: E402
 from tifkit.shapes import build_shape, shape_config, synthetic_pairs  # noqa: E402
 
@@ -32,8 +33,9 @@ c, r = tr.sequence_lengths(); T = int(max(c.max(), r.max()))
 est = estimate_scoring_memory(cfg, n, ntr, torch.bfloat16, B, T, n_models=1)
 rt = (np.zeros(B) - 50, np.zeros(B) - 50); rv = rt
 base = rss()
-g = validation_gradient(m, va, rv, 0.1, batch_size=B)
-ValidationTarget(m, g).scores(tr, rt, 0.1, batch_size=B, verify=False, show_progress=False)
+obj = Objective(beta=0.1)
+g = validation_gradient(m, va, rv, obj, batch_size=B)
+ValidationTarget(m, g, obj).scores(tr, rt, batch_size=B, verify=False, show_progress=False)
 peak = rss()
 w = sum(p.numel() * p.element_size() for p in m.parameters())
 print(f"{name} L={L} lora={lora} B={B} T={T}: measured extra peak {(peak - base) / 2**30:.2f} GiB (+ weights {w / 2**30:.2f}); "

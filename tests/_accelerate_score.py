@@ -33,6 +33,7 @@ def main() -> None:
     import pandas as pd
 
     import tifkit.scores as scores
+    from tifkit.losses import Objective
     from tifkit.models import ModelParams
 
     if args.chunk_delay > 0:
@@ -44,9 +45,10 @@ def main() -> None:
 
         scores._write_chunk = slow_write
     params = scores.ScoreParams(chunk_size=args.chunk_size, batch_size=args.batch_size, influence=args.influence)
+    objective = Objective(args.loss_type, args.beta, params.if_measure)
     out = scores.run_scoring(
         {k: Path(args.models) / k for k in ("policy", "ref", "val")},
-        pd.read_parquet(args.train), pd.read_parquet(args.val), params, beta=args.beta, loss_type=args.loss_type,
+        pd.read_parquet(args.train), pd.read_parquet(args.val), params, objective,
         out_path=args.out, work_dir=args.work, model_params=ModelParams(device="cpu"), show_progress=False,
     )
     print(f"wrote {out}", flush=True)

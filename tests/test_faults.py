@@ -21,6 +21,7 @@ import torch
 
 from tifkit import TifkitError
 from tifkit.io import STAGE_FILE, CorruptCache, read_verified, save_stage, stage_complete, sweep_temps
+from tifkit.losses import Objective
 from tifkit.models import ModelParams, build_tiny_model
 from tifkit.scores import ScoreParams, run_scoring
 from tifkit.tokenizer import build_char_tokenizer
@@ -77,7 +78,7 @@ def setup(tmp_path_factory):
 
 def run_here(setup, work: Path) -> Path:
     dirs = {k: setup["root"] / "models" / k for k in ("policy", "ref", "val")}
-    return run_scoring(dirs, setup["train"], setup["val"], PARAMS, BETA, "sigmoid", work / "scores.parquet",
+    return run_scoring(dirs, setup["train"], setup["val"], PARAMS, Objective("sigmoid", BETA, "val_loss"), work / "scores.parquet",
                        work / "work", CPU, show_progress=False)
 
 
@@ -234,6 +235,7 @@ KILLER = textwrap.dedent("""
     import os, signal, sys
     import pandas as pd
     import tifkit.io as tio
+    from tifkit.losses import Objective
     from tifkit.models import ModelParams
     from tifkit.scores import ScoreParams, run_scoring
     root, work, point = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -252,7 +254,7 @@ KILLER = textwrap.dedent("""
     tio.os.replace = replace
     dirs = {k: os.path.join(root, "models", k) for k in ("policy", "ref", "val")}
     run_scoring(dirs, pd.read_parquet(os.path.join(root, "train.parquet")), pd.read_parquet(os.path.join(root, "val.parquet")),
-                ScoreParams(chunk_size=12, batch_size=8), 0.5, "sigmoid", os.path.join(work, "scores.parquet"),
+                ScoreParams(chunk_size=12, batch_size=8), Objective("sigmoid", 0.5, "val_loss"), os.path.join(work, "scores.parquet"),
                 os.path.join(work, "work"), ModelParams(device="cpu"), show_progress=False)
 """)
 

@@ -27,10 +27,12 @@ from tifkit.influence import (
     validation_gradient,
 )
 from tifkit.logprobs import pair_logprobs, tokenize_pairs
+from tifkit.losses import Objective
 from tifkit.tokenizer import build_char_tokenizer
 
 torch.set_num_threads(1)
 BETA = 0.5
+OBJ = Objective("sigmoid", BETA, "val_loss")  # DPO at BETA, the paper's IF
 # Llama's RMSNorm rounds its input to float32 even in a float64 model, so padded (batched) and
 # unpadded (loop) runs of the same pair agree to ~1e-6 relative there, and to ~1e-12 elsewhere.
 RTOL = {"llama": 1e-5, "llama_tied": 1e-5, "lora": 1e-5, "gpt2": 1e-8, "neox": 1e-8}
@@ -157,7 +159,7 @@ def test_loop_equals_independent_autograd(tok, data, measure):
     train, val = data
     policy, ref = policy_and_ref("llama", tok)
     rtr, rva = ref_logps(ref, train, val)
-    got = influence_loop(policy, train, rtr, val, rva, BETA, show_progress=False, measure=measure)
+    got = influence_loop(policy, train, rtr, val, rva, OBJ.with_measure(measure), show_progress=False)
     policy.eval()
     m_tr, m_val = MEASURE_SIDES[measure]
     g_val = sum(naive_grad(policy, val, j, rva, m_val) for j in range(len(val))) / len(val)
@@ -173,7 +175,7 @@ def test_loop_equals_finite_differences(tok, data, measure):
     policy, ref = policy_and_ref("neox", tok)
     policy.eval()
     rtr, rva = ref_logps(ref, train, val)
-    got = influence_loop(policy, train, rtr, val, rva, BETA, show_progress=False, measure=measure)
+    got = influence_loop(policy, train, rtr, val, rva, OBJ.with_measure(measure), show_progress=False)
     params = list(policy.parameters())
     m_tr, m_val = MEASURE_SIDES[measure]
 
@@ -207,8 +209,8 @@ def test_batched_equals_loop(tok, data, family):
     policy, ref = policy_and_ref(family, tok)
     flags = [p.requires_grad for p in policy.parameters()]
     rtr, rva = ref_logps(ref, train, val)
-    loop = influence_loop(policy, train, rtr, val, rva, BETA, show_progress=False)
-    fast = influence_scores(policy, (rtr, rva), train, val, beta=BETA, batch_size=5, show_progress=False)
+    loop = influence_loop(policy, train, rtr, val, rva, OBJ, show_progress=False)
+    fast = influence_scores(policy, (rtr, rva), train, val, objective=OBJ, batch_size=5, show_progress=False)
     np.testing.assert_allclose(fast, loop, rtol=RTOL[family], atol=RTOL[family] * 1e-2 * np.abs(loop).max())
     assert policy.training and [p.requires_grad for p in policy.parameters()] == flags  # state restored
     if family == "lora":
@@ -220,15 +222,15 @@ def test_chunks_against_one_validation_gradient(tok, data):
     train, val = data
     policy, ref = policy_and_ref("gpt2", tok)
     rtr, rva = ref_logps(ref, train, val)
-    full = influence_scores(policy, (rtr, rva), train, val, beta=BETA, batch_size=4, show_progress=False)
-    g_val = validation_gradient(policy, val, rva, BETA)
+    full = influence_scores(policy, (rtr, rva), train, val, objective=OBJ, batch_size=4, show_progress=False)
+    g_val = validation_gradient(policy, val, rva, OBJ)
     parts = []
     for idx in (np.arange(0, 7), np.arange(7, 16)):
-        parts.append(batched_influence(policy, train.subset(idx), (rtr[0][idx], rtr[1][idx]), g_val, BETA,
+        parts.append(batched_influence(policy, train.subset(idx), (rtr[0][idx], rtr[1][idx]), g_val, OBJ,
                                        batch_size=3, show_progress=False))
     np.testing.assert_allclose(np.concatenate(parts), full, rtol=1e-9, atol=1e-12)
     with pytest.raises(TifkitError):
-        batched_influence(policy, train, rtr, g_val[:-1], BETA, show_progress=False)
+        batched_influence(policy, train, rtr, g_val[:-1], OBJ, show_progress=False)
 
 
 @pytest.mark.parametrize("loss_type,reduction", [("hinge", "sum"), ("sigmoid", "mean")])
@@ -238,8 +240,8 @@ def test_batched_equals_loop_other_losses(tok, data, loss_type, reduction):
     rtr, rva = ref_logps(ref, train, val, reduction)
     if loss_type == "hinge":  # keep some pairs inside the margin so the hinge has gradient
         rtr = (rtr[0] - 1.0, rtr[1])
-    loop = influence_loop(policy, train, rtr, val, rva, BETA, loss_type, reduction, show_progress=False)
-    fast = influence_scores(policy, (rtr, rva), train, val, beta=BETA, loss_type=loss_type, reduction=reduction,
+    loop = influence_loop(policy, train, rtr, val, rva, Objective(loss_type, BETA), reduction, show_progress=False)
+    fast = influence_scores(policy, (rtr, rva), train, val, objective=Objective(loss_type, BETA), reduction=reduction,
                             batch_size=4, show_progress=False)
     assert np.abs(loop).max() > 0
     np.testing.assert_allclose(fast, loop, rtol=1e-5, atol=1e-7 * np.abs(loop).max())
@@ -249,9 +251,9 @@ def test_float32_and_dtype_option(tok, data):
     """Default float32 scoring agrees with float64 to float32 accuracy; dtype=float64 scores a float64 copy."""
     train, val = data
     policy, ref = policy_and_ref("llama", tok, dtype=torch.float32)
-    exact = influence_scores(policy, ref, train, val, beta=BETA, method="loop", dtype=torch.float64, show_progress=False)
+    exact = influence_scores(policy, ref, train, val, objective=OBJ, method="loop", dtype=torch.float64, show_progress=False)
     assert next(policy.parameters()).dtype == torch.float32  # the caller's model is untouched
-    fast32 = influence_scores(policy, ref, train, val, beta=BETA, batch_size=8, show_progress=False)
+    fast32 = influence_scores(policy, ref, train, val, objective=OBJ, batch_size=8, show_progress=False)
     np.testing.assert_allclose(fast32, exact, rtol=1e-3, atol=1e-4 * np.abs(exact).max())
 
 
@@ -263,22 +265,22 @@ def test_projection_within_jl_bound(tok, data, kind):
     policy, ref = policy_and_ref("neox", tok)
     rtr, rva = ref_logps(ref, train, val)
     k = 256
-    exact = influence_loop(policy, train, rtr, val, rva, BETA, show_progress=False)
-    proj = influence_scores(policy, (rtr, rva), train, val, beta=BETA, method="projected", project_dim=k, seed=3,
+    exact = influence_loop(policy, train, rtr, val, rva, OBJ, show_progress=False)
+    proj = influence_scores(policy, (rtr, rva), train, val, objective=OBJ, method="projected", project_dim=k, seed=3,
                             projection=kind, batch_size=8, show_progress=False)
-    g_val = torch.cat([g.reshape(-1) for g in validation_gradient(policy, val, rva, BETA)])
-    g_norm = np.array([float(flat_pair_gradient(policy, train, rtr, i, BETA).norm()) for i in range(len(train))])
+    g_val = torch.cat([g.reshape(-1) for g in validation_gradient(policy, val, rva, OBJ)])
+    g_norm = np.array([float(flat_pair_gradient(policy, train, rtr, i, OBJ).norm()) for i in range(len(train))])
     sd = np.sqrt((g_norm**2 * float(g_val.norm()) ** 2 + exact**2) / k)
     z = (proj - exact) / sd
     assert np.all(np.abs(z) < 5), z
     assert np.mean(z**2) < 2.5
     assert np.corrcoef(proj, exact)[0, 1] > 0.6
-    again = influence_scores(policy, (rtr, rva), train, val, beta=BETA, method="projected", project_dim=k, seed=3,
+    again = influence_scores(policy, (rtr, rva), train, val, objective=OBJ, method="projected", project_dim=k, seed=3,
                              projection=kind, batch_size=3, show_progress=False)
     np.testing.assert_allclose(again, proj, rtol=1e-9, atol=1e-12)  # same seed, same P, whatever the batching
     # norms: |Pg|^2 / |g|^2 has mean 1 and sd <= sqrt(2/k) = 0.09; a mis-scaled P fails this
     P = RandomProjection(trainable_parameters(policy), k, seed=3, kind=kind)
-    Z = projected_pair_gradients(policy, train, rtr, BETA, P, batch_size=8, show_progress=False)
+    Z = projected_pair_gradients(policy, train, rtr, OBJ, P, batch_size=8, show_progress=False)
     ratios = (Z**2).sum(1) / g_norm**2
     assert np.all(np.abs(ratios - 1) < 5 * np.sqrt(2 / k)), ratios
     assert abs(ratios.mean() - 1) < 0.2
@@ -291,9 +293,9 @@ def test_projected_gradients_are_projections_of_exact_gradients(tok, data):
     rtr, _ = ref_logps(ref, train, val)
     named = trainable_parameters(policy)
     P = RandomProjection(named, 32, seed=0)
-    Z = projected_pair_gradients(policy, train, rtr, BETA, P, batch_size=6, show_progress=False)
+    Z = projected_pair_gradients(policy, train, rtr, OBJ, P, batch_size=6, show_progress=False)
     for i in (0, 7):
-        g = flat_pair_gradient(policy, train, rtr, i, BETA)
+        g = flat_pair_gradient(policy, train, rtr, i, OBJ)
         parts, off = [], 0
         for _, p in named:
             parts.append(g[off: off + p.numel()].view_as(p))
@@ -306,8 +308,8 @@ def test_lossdiff_is_first_order_if(tok, data):
     train, val = data
     policy, ref = policy_and_ref("llama", tok)
     rtr, rva = ref_logps(ref, train, val)
-    IF = influence_scores(policy, (rtr, rva), train, val, beta=BETA, batch_size=8, show_progress=False)
-    g_val = validation_gradient(policy, val, rva, BETA)
+    IF = influence_scores(policy, (rtr, rva), train, val, objective=OBJ, batch_size=8, show_progress=False)
+    g_val = validation_gradient(policy, val, rva, OBJ)
     eta = 1e-3 / float(torch.sqrt(sum((g**2).sum() for g in g_val)))
 
     def losses():
@@ -344,9 +346,9 @@ def test_verify_catches_a_missed_gradient(tok, data):
     policy, ref = _ToyLM(len(tok)).double(), _ToyLM(len(tok)).double()
     rtr, rva = ref_logps(ref, train, val)
     with pytest.raises(TifkitError, match="embed.weight"):
-        influence_scores(policy, (rtr, rva), train, val, beta=BETA, show_progress=False)
+        influence_scores(policy, (rtr, rva), train, val, objective=OBJ, show_progress=False)
     # the loop does not rely on module structure
-    assert np.isfinite(influence_scores(policy, (rtr, rva), train, val, beta=BETA, method="loop", show_progress=False)).all()
+    assert np.isfinite(influence_scores(policy, (rtr, rva), train, val, objective=OBJ, method="loop", show_progress=False)).all()
 
 
 def test_bad_arguments(tok, data):
@@ -360,7 +362,20 @@ def test_bad_arguments(tok, data):
     with pytest.raises(TifkitError):
         influence_scores(policy, (rtr, (rva[0][:2], rva[1][:2])), train, val)
     with pytest.raises(TifkitError, match="if_measure"):
-        influence_scores(policy, (rtr, rva), train, val, measure="val_cosine")
+        Objective("sigmoid", BETA, "val_cosine")
+
+
+def test_only_an_objective_names_the_loss(tok, data):
+    """A bare beta (or loss_type / measure strings) is no longer accepted: a TypeError naming the parameter."""
+    train, val = data
+    policy, ref = policy_and_ref("gpt2", tok)
+    rtr, rva = ref_logps(ref, train, val)
+    with pytest.raises(TypeError, match="`objective` takes a tifkit.losses.Objective"):
+        influence_scores(policy, (rtr, rva), train, val, BETA)
+    with pytest.raises(TypeError, match="tifkit.losses.Objective"):
+        validation_gradient(policy, val, rva, BETA)
+    with pytest.raises(TypeError):
+        influence_scores(policy, (rtr, rva), train, val, beta=BETA, loss_type="sigmoid")  # removed parameters
 
 
 @pytest.mark.parametrize("family,measure", [("gpt2", "val_margin"), ("llama", "unweighted"), ("lora", "val_margin")])
@@ -369,11 +384,11 @@ def test_batched_equals_loop_per_measure(tok, data, family, measure):
     train, val = data
     policy, ref = policy_and_ref(family, tok)
     rtr, rva = ref_logps(ref, train, val)
-    loop = influence_loop(policy, train, rtr, val, rva, BETA, show_progress=False, measure=measure)
-    fast = influence_scores(policy, (rtr, rva), train, val, beta=BETA, batch_size=5, show_progress=False,
-                            measure=measure)
+    loop = influence_loop(policy, train, rtr, val, rva, OBJ.with_measure(measure), show_progress=False)
+    fast = influence_scores(policy, (rtr, rva), train, val, OBJ.with_measure(measure), batch_size=5,
+                            show_progress=False)
     np.testing.assert_allclose(fast, loop, rtol=RTOL[family], atol=RTOL[family] * 1e-2 * np.abs(loop).max())
-    default = influence_loop(policy, train, rtr, val, rva, BETA, show_progress=False)
+    default = influence_loop(policy, train, rtr, val, rva, OBJ, show_progress=False)
     assert np.abs(default - loop).max() > 1e-3 * np.abs(loop).max()  # the measurement changes the scores
 
 
@@ -383,16 +398,16 @@ def test_measures_differ_by_the_sigmoid_weights(tok, data):
     train, val = data
     policy, ref = policy_and_ref("llama", tok)
     rtr, rva = ref_logps(ref, train, val)
-    kw = dict(beta=BETA, batch_size=8, show_progress=False)
-    vm = influence_scores(policy, (rtr, rva), train, val, measure="val_margin", **kw)
-    un = influence_scores(policy, (rtr, rva), train, val, measure="unweighted", **kw)
+    kw = dict(batch_size=8, show_progress=False)
+    vm = influence_scores(policy, (rtr, rva), train, val, OBJ.with_measure("val_margin"), **kw)
+    un = influence_scores(policy, (rtr, rva), train, val, OBJ.with_measure("unweighted"), **kw)
     pw, pl = pair_logprobs(policy, train, show_progress=False)
     h = BETA * ((pw - rtr[0]) - (pl - rtr[1]))
     np.testing.assert_allclose(vm, un / (1 + np.exp(h)), rtol=1e-6, atol=1e-9 * np.abs(vm).max())
     one = val.subset([2])
     r1 = (rva[0][[2]], rva[1][[2]])
-    vl1 = influence_scores(policy, (rtr, r1), train, one, measure="val_loss", **kw)
-    vm1 = influence_scores(policy, (rtr, r1), train, one, measure="val_margin", **kw)
+    vl1 = influence_scores(policy, (rtr, r1), train, one, OBJ.with_measure("val_loss"), **kw)
+    vm1 = influence_scores(policy, (rtr, r1), train, one, OBJ.with_measure("val_margin"), **kw)
     qw, ql = pair_logprobs(policy, one, show_progress=False)
     hv = BETA * ((qw - r1[0]) - (ql - r1[1]))[0]
     # (Llama rounds its norm inputs to float32: RTOL["llama"])

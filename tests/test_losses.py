@@ -8,7 +8,7 @@ import torch
 
 from tifkit import TifkitError
 from tifkit.config import Params, ScoreParams, TrainParams
-from tifkit.losses import (LOSS_TYPES, MEASURES, Objective, as_objective, objective_from_params, pair_loss,
+from tifkit.losses import (LOSS_TYPES, MEASURES, Objective, objective_from_params, pair_loss, require_objective,
                            train_objective)
 
 BETA = 0.3
@@ -108,15 +108,16 @@ def dataclasses_frozen_error():
     return dataclasses.FrozenInstanceError
 
 
-def test_as_objective_older_forms():
-    assert as_objective(0.1) == Objective("sigmoid", 0.1, "val_loss")
-    assert as_objective(0.1, "hinge", "val_margin") == Objective("hinge", 0.1, "val_margin")
-    # the linear loss -h, asked for by name: both sides are -h ("unweighted")
-    assert as_objective(0.1, "margin").sides == ("margin", "margin")
+def test_only_an_objective_is_accepted():
+    """The older forms (a bare beta, loss_type / measure strings) are gone: anything but an Objective
+    is a TypeError naming the parameter."""
     o = Objective("hinge", 0.5, "val_margin")
-    assert as_objective(o) is o and as_objective(o, measure="val_loss").measure == "val_loss"
-    with pytest.raises(TifkitError, match="Objective"):
-        as_objective("sigmoid")
+    assert require_objective(o) is o
+    # the linear loss -h on both sides is the "unweighted" measurement
+    assert Objective("sigmoid", 0.1, "unweighted").sides == ("margin", "margin")
+    for bad in (0.1, "sigmoid", None):
+        with pytest.raises(TypeError, match="`beta_or_objective` takes a tifkit.losses.Objective"):
+            require_objective(bad, "beta_or_objective")
     assert set(MEASURES) == {m for _, m in SIDES}
 
 
@@ -124,7 +125,9 @@ def test_scores_refuse_an_objective_that_disagrees_with_if_measure():
     from tifkit.scores import scoring_objective
 
     sp = ScoreParams(if_measure="val_margin")
-    assert scoring_objective(sp, 0.2, "hinge") == Objective("hinge", 0.2, "val_margin")
-    assert scoring_objective(sp, None, beta=0.2).measure == "val_margin"
+    o = Objective("hinge", 0.2, "val_margin")
+    assert scoring_objective(sp, o) is o
+    with pytest.raises(TypeError, match="`objective` takes a tifkit.losses.Objective"):
+        scoring_objective(sp, 0.2)
     with pytest.raises(TifkitError, match="score.if_measure"):
         scoring_objective(sp, Objective("sigmoid", 0.2, "val_loss"))

@@ -21,6 +21,7 @@ from tifkit.config import ScoreParams, SelectParams, load_params
 from tifkit.influence import cast_for_scoring, influence_loop, influence_scores
 from tifkit.memory import check_memory, estimate_for_models, estimate_scoring_memory
 from tifkit.logprobs import pair_logprobs
+from tifkit.losses import Objective
 from tifkit.models import resolve_device, tiny_config
 from tifkit.select import select
 from tifkit.shapes import SHAPES, build_shape, count_params, perturbed_copy, shape_config, synthetic_pairs
@@ -28,6 +29,7 @@ from tifkit.shapes import SHAPES, build_shape, count_params, perturbed_copy, sha
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
 BETA = 0.1
+OBJ = Objective("sigmoid", BETA, "val_loss")  # DPO at BETA, the paper's IF
 
 
 def _params_by_hand(c) -> int:
@@ -74,10 +76,10 @@ def test_reduced_depth_real_shape_bf16_if(name):
     policy = perturbed_copy(ref, 0.05, seed=1)
     train, val = synthetic_pairs(6, 256, 0, scale=0.03), synthetic_pairs(3, 256, 1, scale=0.03)
     exact = influence_loop(policy, train, pair_logprobs(ref, train, show_progress=False), val,
-                           pair_logprobs(ref, val, show_progress=False), BETA, show_progress=False)
+                           pair_logprobs(ref, val, show_progress=False), OBJ, show_progress=False)
     p16, r16 = cast_for_scoring(policy, "bfloat16"), cast_for_scoring(ref, "bfloat16")
     assert next(p16.parameters()).dtype == torch.bfloat16 and next(policy.parameters()).dtype == torch.float32
-    got = influence_scores(p16, r16, train, val, beta=BETA, batch_size=3, show_progress=False)
+    got = influence_scores(p16, r16, train, val, objective=OBJ, batch_size=3, show_progress=False)
     assert np.corrcoef(got, exact)[0, 1] > 0.99
     assert np.abs(got - exact).max() < 0.1 * np.abs(exact).max()
 
@@ -92,9 +94,9 @@ def test_bf16_if_ranks_pairs_like_fp32():
                                                        max_positions=256)).eval()
     policy = perturbed_copy(ref, 0.1, seed=1)
     train, val = synthetic_pairs(256, 300, 0, scale=0.05), synthetic_pairs(32, 300, 1, scale=0.05)
-    f32 = influence_scores(policy, ref, train, val, beta=BETA, batch_size=32, show_progress=False)
+    f32 = influence_scores(policy, ref, train, val, objective=OBJ, batch_size=32, show_progress=False)
     b16 = influence_scores(cast_for_scoring(policy, "bfloat16"), cast_for_scoring(ref, "bfloat16"), train, val,
-                           beta=BETA, batch_size=32, show_progress=False)
+                           objective=OBJ, batch_size=32, show_progress=False)
     assert spearmanr(f32, b16).correlation > 0.99
     tif = lambda x: select(pd.DataFrame({"if": x}), SelectParams(rule="tif", keep=0.64)).mask  # noqa: E731
     m32, m16 = tif(f32), tif(b16)
@@ -135,11 +137,11 @@ def test_memory_estimate_and_budget_error(capsys):
                                  "prompt": ["sort abc:"] * k, "chosen": ["abc"] * k,
                                  "rejected": ["".join(rng.choice(list("abc"), 3)) for _ in range(k)]})
     with pytest.raises(TifkitError, match="needs about .* GiB but has budget 1e-05 GiB"):
-        score_table(*models, tok, df(6), df(3), ScoreParams(batch_size=4, memory_budget_gb=1e-5), beta=BETA,
+        score_table(*models, tok, df(6), df(3), ScoreParams(batch_size=4, memory_budget_gb=1e-5), objective=OBJ,
                     show_progress=True)
     assert "memory estimate for scoring" in capsys.readouterr().out
     table = score_table(*models, tok, df(6), df(3), ScoreParams(batch_size=4, memory_budget_gb=1.0, dtype="bfloat16"),
-                        beta=BETA, show_progress=False)
+                        objective=OBJ, show_progress=False)
     assert len(table) == 6 and np.isfinite(table["if"]).all()
     assert next(models[0].parameters()).dtype == torch.float32  # score.dtype casts copies
 
@@ -209,10 +211,10 @@ def test_gpu_if_matches_the_loop():
     policy = perturbed_copy(ref, 0.05, seed=1)
     train, val = synthetic_pairs(8, 128256, 0, scale=0.2), synthetic_pairs(4, 128256, 1, scale=0.2)
     rtr, rva = pair_logprobs(ref, train, show_progress=False), pair_logprobs(ref, val, show_progress=False)
-    loop = influence_loop(policy, train, rtr, val, rva, BETA, show_progress=False)
-    fast = influence_scores(policy, (rtr, rva), train, val, beta=BETA, batch_size=4, show_progress=False)
+    loop = influence_loop(policy, train, rtr, val, rva, OBJ, show_progress=False)
+    fast = influence_scores(policy, (rtr, rva), train, val, objective=OBJ, batch_size=4, show_progress=False)
     np.testing.assert_allclose(fast, loop, rtol=1e-3, atol=1e-3 * np.abs(loop).max())
-    b16 = influence_scores(cast_for_scoring(policy, "bfloat16"), (rtr, rva), train, val, beta=BETA, batch_size=4,
+    b16 = influence_scores(cast_for_scoring(policy, "bfloat16"), (rtr, rva), train, val, objective=OBJ, batch_size=4,
                            show_progress=False)
     assert np.corrcoef(b16, loop)[0, 1] > 0.99
 
@@ -234,7 +236,7 @@ def test_gpu_memory_estimate_bounds_the_peak():
     rtr, rva = pair_logprobs(model, train, show_progress=False), pair_logprobs(model, val, show_progress=False)
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
-    g = validation_gradient(model, val, rva, BETA, batch_size=4)
-    ValidationTarget(model, g).scores(train, rtr, BETA, batch_size=4, verify=False, show_progress=False)
+    g = validation_gradient(model, val, rva, OBJ, batch_size=4)
+    ValidationTarget(model, g, OBJ).scores(train, rtr, batch_size=4, verify=False, show_progress=False)
     peak = torch.cuda.max_memory_allocated()
     assert 0.3 * est.total < peak <= est.total, (peak / 2**30, est.describe())

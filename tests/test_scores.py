@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from tifkit import TifkitError
 from tifkit.influence import influence_scores
 from tifkit.logprobs import pair_logprobs, tokenize_pairs
+from tifkit.losses import Objective
 from tifkit.models import ModelParams, build_tiny_model
 from tifkit.scores import ScoreParams, run_scoring, score_table
 from tifkit.select import SelectParams, select
@@ -35,6 +36,7 @@ torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
 HELPER = ROOT / "tests" / "_accelerate_score.py"
 BETA = 0.5
+OBJ = Objective("sigmoid", BETA, "val_loss")  # DPO at BETA, measured as ScoreParams' default if_measure
 PARAMS = ScoreParams(chunk_size=16, batch_size=8)  # 60 pairs -> 4 chunks (16, 16, 16, 12)
 CPU = ModelParams(device="cpu")
 
@@ -74,7 +76,7 @@ def sha(path) -> str:
 
 def run_here(setup, out, work, params=PARAMS):
     dirs = {k: setup["root"] / "models" / k for k in ("policy", "ref", "val")}
-    return run_scoring(dirs, setup["train"], setup["val"], params, BETA, "sigmoid", out, work, CPU, show_progress=False)
+    return run_scoring(dirs, setup["train"], setup["val"], params, OBJ, out, work, CPU, show_progress=False)
 
 
 def helper_args(setup, out, work):
@@ -114,7 +116,7 @@ SCORE_DTYPES = {
 def test_columns_dtypes_and_pass_through(setup, tmp_path):
     train = setup["train"]
     t = score_table(setup["policy"], setup["ref"], setup["val_model"], setup["tok"], train, setup["val"], PARAMS,
-                    BETA, cache_dir=tmp_path, show_progress=False, select_params=SelectParams(keep=0.64))
+                    OBJ, cache_dir=tmp_path, show_progress=False, select_params=SelectParams(keep=0.64))
     gt = [c for c in train.columns if c.startswith("gt_")]
     assert list(t.columns) == ["pair_id", *SCORE_DTYPES, "score_chosen", "score_rejected", *gt]
     assert {c: str(t[c].dtype) for c in SCORE_DTYPES} == SCORE_DTYPES
@@ -133,11 +135,11 @@ def test_columns_dtypes_and_pass_through(setup, tmp_path):
     assert list(tmp_path.glob("logps-*.npz"))
     # IF agrees with influence_scores on the whole set (g_val once, chunked batches)
     tr, va = tokenize_pairs(setup["tok"], train), tokenize_pairs(setup["tok"], setup["val"])
-    want = influence_scores(setup["policy"], setup["ref"], tr, va, beta=BETA, batch_size=8, show_progress=False)
+    want = influence_scores(setup["policy"], setup["ref"], tr, va, OBJ, batch_size=8, show_progress=False)
     np.testing.assert_allclose(t["if"], want, rtol=1e-4, atol=1e-6 * np.abs(want).max())
     # no gt_ column is read: dropping them leaves every score unchanged
     t2 = score_table(setup["policy"], setup["ref"], setup["val_model"], setup["tok"], train.drop(columns=gt),
-                     setup["val"], PARAMS, BETA, cache_dir=tmp_path, show_progress=False)
+                     setup["val"], PARAMS, OBJ, cache_dir=tmp_path, show_progress=False)
     # ... and without select parameters no `tif` column is made (the select layer derives it, once)
     assert "tif" not in t2.columns
     pd.testing.assert_frame_equal(t2, t.drop(columns=[*gt, "tif"]))
@@ -147,7 +149,7 @@ def test_columns_dtypes_and_pass_through(setup, tmp_path):
 def test_irm_lossdiff_match_independent_arithmetic(setup, loss_type):
     params = ScoreParams(chunk_size=16, batch_size=8, influence="none")
     t = score_table(setup["policy"], setup["ref"], setup["val_model"], setup["tok"], setup["train"], None, params,
-                    BETA, loss_type=loss_type, show_progress=False)
+                    Objective(loss_type, BETA), show_progress=False)
     assert "if" not in t.columns and "tif" not in t.columns
     tok = tokenize_pairs(setup["tok"], setup["train"])
     pc, pr = pair_logprobs(setup["policy"], tok, batch_size=64, show_progress=False)
@@ -195,7 +197,7 @@ def test_lossdiff_is_lr_times_if_for_a_gradient_step(setup):
         for q, g in zip(theta_val.parameters(), policy.parameters()):
             q.sub_(lr * g.grad)
     policy.zero_grad()
-    t = score_table(policy, ref, theta_val, setup["tok"], setup["train"], setup["val"], PARAMS, BETA, show_progress=False)
+    t = score_table(policy, ref, theta_val, setup["tok"], setup["train"], setup["val"], PARAMS, OBJ, show_progress=False)
     ld, lif = t.lossdiff.to_numpy(), lr * t["if"].to_numpy()
     assert np.corrcoef(ld, lif)[0, 1] > 0.999  # 0.999999 here
     slope = (ld @ lif) / (lif @ lif)
@@ -204,23 +206,23 @@ def test_lossdiff_is_lr_times_if_for_a_gradient_step(setup):
 
 def test_influence_methods_agree(setup):
     args = (setup["policy"], setup["ref"], setup["val_model"], setup["tok"], setup["train"], setup["val"])
-    batched = score_table(*args, PARAMS, BETA, show_progress=False)["if"].to_numpy()
-    loop = score_table(*args, ScoreParams(chunk_size=16, influence="loop"), BETA, show_progress=False)["if"].to_numpy()
+    batched = score_table(*args, PARAMS, OBJ, show_progress=False)["if"].to_numpy()
+    loop = score_table(*args, ScoreParams(chunk_size=16, influence="loop"), OBJ, show_progress=False)["if"].to_numpy()
     np.testing.assert_allclose(loop, batched, rtol=1e-4, atol=1e-5 * np.abs(batched).max())
     proj = ScoreParams(chunk_size=16, influence="projected", project_dim=2048, project_seed=3)
-    p1 = score_table(*args, proj, BETA, show_progress=False)["if"].to_numpy()
+    p1 = score_table(*args, proj, OBJ, show_progress=False)["if"].to_numpy()
     assert np.corrcoef(p1, batched)[0, 1] > 0.9
-    np.testing.assert_array_equal(p1, score_table(*args, proj, BETA, show_progress=False)["if"].to_numpy())
+    np.testing.assert_array_equal(p1, score_table(*args, proj, OBJ, show_progress=False)["if"].to_numpy())
 
 
 def test_bad_inputs_raise_one_clear_error(setup):
     args = (setup["policy"], setup["ref"], setup["val_model"], setup["tok"])
     with pytest.raises(TifkitError, match="pair_id"):
-        score_table(*args, setup["train"].drop(columns=["pair_id"]), setup["val"], PARAMS, BETA, show_progress=False)
+        score_table(*args, setup["train"].drop(columns=["pair_id"]), setup["val"], PARAMS, OBJ, show_progress=False)
     with pytest.raises(TifkitError, match="project_dim"):
-        score_table(*args, setup["train"], setup["val"], ScoreParams(influence="projected"), BETA, show_progress=False)
-    with pytest.raises(TifkitError, match="loss_type"):
-        score_table(*args, setup["train"], setup["val"], PARAMS, BETA, loss_type="ipo", show_progress=False)
+        score_table(*args, setup["train"], setup["val"], ScoreParams(influence="projected"), OBJ, show_progress=False)
+    with pytest.raises(TypeError, match="`objective` takes a tifkit.losses.Objective"):
+        score_table(*args, setup["train"], setup["val"], PARAMS, BETA, show_progress=False)  # a bare beta
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -243,7 +245,7 @@ def test_runner_is_byte_identical_and_matches_score_table(setup, reference_run, 
     from tifkit.models import load_model
 
     m = {k: load_model(str(setup["root"] / "models" / k), CPU)[0] for k in ("policy", "ref", "val")}
-    t = score_table(m["policy"], m["ref"], m["val"], setup["tok"], setup["train"], setup["val"], PARAMS, BETA,
+    t = score_table(m["policy"], m["ref"], m["val"], setup["tok"], setup["train"], setup["val"], PARAMS, OBJ,
                     show_progress=False)
     pd.testing.assert_frame_equal(pd.read_parquet(out), t, check_exact=True)
 

@@ -8,8 +8,8 @@ validation loss. The loss is DPO's `-log sigmoid(h)` ("sigmoid") or SLiC's `max(
 with h(d) = beta * (logratio(y_w|x) - logratio(y_l|x)) and logratio = log pi_theta - log pi_ref.
 
 The loss, beta and what IF measures come as one value, a `tifkit.losses.Objective` (build it with
-`losses.objective_from_params(params)`); every public function here takes it where it used to take
-beta (a bare beta with the older `loss_type` / `measure` strings is still accepted).
+`losses.objective_from_params(params)`, or `Objective(loss_type, beta, measure)`); every public
+function here takes it, and nothing else names the loss (anything but an Objective is a TypeError).
 What is measured on the validation side, and which loss is differentiated on the training side,
 is the Objective's `measure` (influence libraries separate the training loss from the measurement).
 With the margin loss m(d) = -h(d) (a linear "loss": its gradient is -grad h, with no weight):
@@ -77,10 +77,10 @@ from tifkit.losses import (  # noqa: F401
     LossType,
     Measure,
     Objective,
-    as_objective,
     implicit_reward_margin,
     measure_losses,
     pair_loss,
+    require_objective,
 )
 
 Method = Literal["batched", "loop", "projected"]
@@ -151,25 +151,22 @@ def validation_gradient(
     model: nn.Module,
     val_tok: TokenizedPairs,
     ref_logps_val,
-    objective: Objective | float,
-    loss_type: LossType | None = None,
+    objective: Objective,
     reduction: Reduction = "sum",
     batch_size: int = 16,
     show_progress: bool = False,
-    measure: Measure | None = None,
 ) -> list[torch.Tensor]:
     """g_val = mean over validation pairs of grad objective.measurement(theta; v), one tensor per
     trainable parameter (the loss for measure="val_loss", the margin loss -h(v) otherwise; module
-    docstring). `objective` is a tifkit.losses.Objective, or a beta with the older `loss_type` /
-    `measure` strings.
+    docstring). `objective` is a tifkit.losses.Objective.
 
     Batched (ordinary backward of the mean loss); returned detached, in the parameters' dtype, or in
     float32 for a bfloat16 / float16 model (accumulated in float32 across batches).
     """
+    obj = require_objective(objective)
     n = len(val_tok)
     if n == 0:
         raise TifkitError("The validation set is empty; IF needs at least one validation pair.")
-    obj = as_objective(objective, loss_type, measure)
     rw, rl = _as_ref_pair(ref_logps_val, n, "the validation pairs")
     names, params = zip(*trainable_parameters(model))
     pad_id, device = pad_token_id_of(model), model_device(model)
@@ -188,12 +185,11 @@ def validation_gradient(
 # ----------------------------------------------------------------------------------------------------
 # Exact slow reference: one backward per pair
 # ----------------------------------------------------------------------------------------------------
-def flat_pair_gradient(model, tok: TokenizedPairs, ref_logps, index: int, objective: Objective | float,
-                       loss_type: str | None = None, reduction: Reduction = "sum") -> torch.Tensor:
-    """The full gradient of one pair's training-side loss (`objective.training_side`) over the
-    trainable parameters, flattened (name order). With a bare beta, `loss_type` may also be "margin"
-    (the loss -h of IF's margin measurements)."""
-    return _flat_gradient(model, tok, ref_logps, index, as_objective(objective, loss_type).training_side, reduction)
+def flat_pair_gradient(model, tok: TokenizedPairs, ref_logps, index: int, objective: Objective,
+                       reduction: Reduction = "sum") -> torch.Tensor:
+    """The full gradient of one pair's training-side loss (`objective.training_side`: the margin loss
+    -h under measure="unweighted") over the trainable parameters, flattened (name order)."""
+    return _flat_gradient(model, tok, ref_logps, index, require_objective(objective).training_side, reduction)
 
 
 def _flat_gradient(model, tok, ref_logps, index, loss_fn, reduction) -> torch.Tensor:
@@ -211,22 +207,20 @@ def influence_loop(
     ref_logps_train,
     tokenized_val: TokenizedPairs,
     ref_logps_val,
-    objective: Objective | float,
-    loss_type: LossType | None = None,
+    objective: Objective,
     reduction: Reduction = "sum",
     show_progress: bool = True,
-    measure: Measure | None = None,
 ) -> np.ndarray:
     """IF by the definition, one pair at a time (the reference the fast paths are tested against).
 
     g_val is the mean of the validation pairs' flattened gradients (one backward each), and
     IF(d) = flat_grad(d) . g_val (dot product in float64). `ref_logps_*` are (chosen, rejected) arrays.
-    `objective` (an Objective, or a beta with `loss_type` / `measure`) gives both sides' losses.
+    `objective` (a tifkit.losses.Objective) gives both sides' losses.
     """
+    obj = require_objective(objective)
     n_val = len(tokenized_val)
     if n_val == 0:
         raise TifkitError("The validation set is empty; IF needs at least one validation pair.")
-    obj = as_objective(objective, loss_type, measure)
     g_val = None
     for i in progress(range(n_val), n_val, "validation gradient (loop)", show_progress):
         g = _flat_gradient(model, tokenized_val, ref_logps_val, i, obj.measurement, reduction).double()
@@ -606,8 +600,7 @@ def batched_influence(
     train_tok: TokenizedPairs,
     ref_logps_train,
     g_val: Sequence[torch.Tensor],
-    objective: Objective | float,
-    loss_type: str | None = None,
+    objective: Objective,
     reduction: Reduction = "sum",
     batch_size: int = 16,
     verify: bool = True,
@@ -616,13 +609,14 @@ def batched_influence(
     """IF of every training pair against a given g_val (as `validation_gradient` returns it, one
     tensor per `trainable_parameters(model)`), by the batched hooks. For scoring D_tr in chunks
     against one validation gradient; `influence_scores(method="batched")` is this after g_val.
-    `objective`'s training side is differentiated (a bare beta takes `loss_type`, "margin" included)."""
+    `objective`'s training side (a tifkit.losses.Objective) is differentiated."""
+    obj = require_objective(objective)
     named = trainable_parameters(model)
     if len(g_val) != len(named) or any(g.shape != p.shape for (_, p), g in zip(named, g_val)):
         raise TifkitError("g_val does not match the model's trainable parameters; compute it with validation_gradient(model, ...).")
     targets = {id(p): g for (_, p), g in zip(named, g_val)}
-    return _batched_influence(model, train_tok, ref_logps_train, targets, as_objective(objective, loss_type), reduction,
-                              batch_size, verify, show_progress)
+    return _batched_influence(model, train_tok, ref_logps_train, targets, obj, reduction, batch_size, verify,
+                              show_progress)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -681,20 +675,19 @@ def projected_pair_gradients(
     model: nn.Module,
     tok: TokenizedPairs,
     ref_logps,
-    objective: Objective | float,
+    objective: Objective,
     projection: RandomProjection,
-    loss_type: str | None = None,
     reduction: Reduction = "sum",
     batch_size: int = 16,
     show_progress: bool = True,
 ) -> np.ndarray:
-    """P . grad loss(theta; d) for every pair d (the training side of `objective`; a bare beta takes
-    `loss_type`, "margin" included), shape (N, k), float64, input order.
+    """P . grad loss(theta; d) for every pair d (the training side of `objective`, a
+    tifkit.losses.Objective), shape (N, k), float64, input order.
 
     Per-pair gradients are formed one batch and one layer at a time (R x numel) by the same hooks
     as the batched path, projected, and summed over layers; the full per-pair gradient never exists.
     """
-    loss_fn = as_objective(objective, loss_type).training_side
+    loss_fn = require_objective(objective).training_side
     n = len(tok)
     rw, rl = _as_ref_pair(ref_logps, n, "these pairs")
     params = [p for _, p in trainable_parameters(model)]
@@ -758,25 +751,20 @@ class ValidationTarget:
     """IF against one validation gradient, for any number of training-pair sets (e.g. chunks).
 
     Built once from g_val (as `validation_gradient` returns it) and the Objective g_val was computed
-    with; `scores(tok, ref_logps)` gives < grad training-side loss(theta; d), g_val > for the pairs of
-    `tok` by `method`: "batched" (hooks, exact), "loop" (one backward per pair, exact) or "projected"
-    (JL projection to `project_dim`, `seed`, whose projected g_val is computed here once).
-    Older form: `measure` here and a beta (with `loss_type`) in `scores`.
+    with (`objective`, whose training side `scores` differentiates); `scores(tok, ref_logps)` gives
+    < grad training-side loss(theta; d), g_val > for the pairs of `tok` by `method`: "batched" (hooks,
+    exact), "loop" (one backward per pair, exact) or "projected" (JL projection to `project_dim`,
+    `seed`, whose projected g_val is computed here once).
     """
 
-    def __init__(self, model: nn.Module, g_val: Sequence[torch.Tensor], method: Method = "batched",
-                 project_dim: int | None = None, seed: int = 0,
-                 projection: Literal["rademacher", "gaussian"] = "rademacher", measure: Measure | None = None,
-                 objective: Objective | None = None):
+    def __init__(self, model: nn.Module, g_val: Sequence[torch.Tensor], objective: Objective,
+                 method: Method = "batched", project_dim: int | None = None, seed: int = 0,
+                 projection: Literal["rademacher", "gaussian"] = "rademacher"):
+        self.objective = require_objective(objective)
         if method not in ("batched", "loop", "projected"):
             raise TifkitError(f"Unknown influence method {method!r}; use 'batched', 'loop' or 'projected'.")
         if (method == "projected") != (project_dim is not None):
             raise TifkitError("Set project_dim together with method='projected' (and only then).")
-        if objective is not None and measure is not None:
-            objective = objective.with_measure(measure)
-        self.objective = objective
-        self.measure = objective.measure if objective is not None else (measure or "val_loss")
-        measure_losses("sigmoid", self.measure)  # raises on an unknown measurement
         self.model, self.g_val, self.method = model, g_val, method
         if method == "loop":
             self.g_flat = torch.cat([g.reshape(-1) for g in g_val]).double()
@@ -784,21 +772,17 @@ class ValidationTarget:
             self.P = RandomProjection(trainable_parameters(model), project_dim, seed=seed, kind=projection)
             self.z_val = project_vector(self.P, model, g_val)
 
-    def scores(self, tok: TokenizedPairs, ref_logps, objective: Objective | float | None = None,
-               loss_type: LossType | None = None, reduction: Reduction = "sum", batch_size: int = 16,
+    def scores(self, tok: TokenizedPairs, ref_logps, reduction: Reduction = "sum", batch_size: int = 16,
                verify: bool = True, show_progress: bool = True) -> np.ndarray:
-        """IF of the pairs of `tok` (`objective` defaults to the one given at construction)."""
-        if objective is None and self.objective is None:
-            raise TifkitError("ValidationTarget.scores needs the Objective (or beta) g_val was computed with.")
-        obj = as_objective(self.objective if objective is None else objective, loss_type, self.measure)
-        m = self.model
+        """IF of the pairs of `tok` under the Objective given at construction."""
+        obj, m = self.objective, self.model
         if self.method == "batched":
-            return batched_influence(m, tok, ref_logps, self.g_val, obj, None, reduction, batch_size, verify,
+            return batched_influence(m, tok, ref_logps, self.g_val, obj, reduction, batch_size, verify,
                                      show_progress)
         if self.method == "loop":
             return np.array([float(_flat_gradient(m, tok, ref_logps, i, obj.training_side, reduction).double()
                                    @ self.g_flat) for i in range(len(tok))])
-        Z = projected_pair_gradients(m, tok, ref_logps, obj, self.P, None, reduction, batch_size, show_progress)
+        Z = projected_pair_gradients(m, tok, ref_logps, obj, self.P, reduction, batch_size, show_progress)
         return Z @ self.z_val
 
 
@@ -807,8 +791,7 @@ def influence_scores(
     ref,
     train_tok: TokenizedPairs,
     val_tok: TokenizedPairs,
-    beta: float = 0.1,
-    loss_type: LossType | None = None,
+    objective: Objective = Objective(),
     method: Method = "batched",
     batch_size: int = 16,
     reduction: Reduction = "sum",
@@ -819,8 +802,6 @@ def influence_scores(
     ref_cache_dir: str | None = None,
     verify: bool = True,
     show_progress: bool = True,
-    measure: Measure | None = None,
-    objective: Objective | None = None,
 ) -> np.ndarray:
     """IF(d) = < grad loss(theta; d), g_val > for every training pair, float64, in input order.
 
@@ -830,8 +811,8 @@ def influence_scores(
             {"train": (w, l), "val": (w, l)}.
         train_tok, val_tok: `tokenize_pairs` output for D_tr and D_val.
         objective: a tifkit.losses.Objective (loss, beta and measurement as one value, e.g.
-            `objective_from_params(params)`); when None, it is built from `beta`, `loss_type`
-            ("sigmoid" = DPO, default, "hinge" = SLiC) and `measure` (the older form).
+            `objective_from_params(params)`); default `Objective()`: DPO ("sigmoid"), beta 0.1,
+            measure "val_loss" (the paper's IF; "val_margin" and "unweighted": module docstring).
         method: "batched" (default, exact, one forward+backward per batch), "loop" (exact, one
             backward per pair, slow reference), "projected" (JL projection to `project_dim`, `seed`).
         batch_size: pairs per batch (each pair is two sequences).
@@ -840,9 +821,8 @@ def influence_scores(
         ref_cache_dir: cache the reference log-probs there (see `cached_pair_logprobs`).
         verify: batched path only: on the first batch, compare every parameter's summed hook
             contribution with autograd's gradient and raise if a part of the gradient is missed.
-        measure: "val_loss" (default: the paper's IF), "val_margin" or "unweighted" (module docstring).
     """
-    obj = as_objective(beta if objective is None else objective, loss_type, measure)  # raises on a bad one
+    obj = require_objective(objective)
     if method not in ("batched", "loop", "projected"):
         raise TifkitError(f"Unknown influence method {method!r}; use 'batched', 'loop' or 'projected'.")
     if (method == "projected") != (project_dim is not None):
@@ -851,10 +831,10 @@ def influence_scores(
         model = copy.deepcopy(model).to(dtype)
     ref_train, ref_val = _resolve_ref(ref, train_tok, val_tok, 2 * batch_size, reduction, ref_cache_dir, show_progress, dtype)
     if method == "loop":  # the slow reference forms g_val by its own loop too
-        return influence_loop(model, train_tok, ref_train, val_tok, ref_val, obj, None, reduction, show_progress)
-    g_val = validation_gradient(model, val_tok, ref_val, obj, None, reduction, batch_size, show_progress)
-    target = ValidationTarget(model, g_val, method, project_dim, seed, projection, objective=obj)
-    return target.scores(train_tok, ref_train, None, None, reduction, batch_size, verify, show_progress)
+        return influence_loop(model, train_tok, ref_train, val_tok, ref_val, obj, reduction, show_progress)
+    g_val = validation_gradient(model, val_tok, ref_val, obj, reduction, batch_size, show_progress)
+    target = ValidationTarget(model, g_val, obj, method, project_dim, seed, projection)
+    return target.scores(train_tok, ref_train, reduction, batch_size, verify, show_progress)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -153,17 +153,10 @@ def objective_from_params(p, measure: str | None = None) -> Objective:
     return train_objective(p.train, p.score.if_measure if measure is None else measure)
 
 
-def as_objective(objective, loss_type: str | None = None, measure: str | None = None) -> Objective:
-    """An Objective from an Objective, or from a bare beta (float) with the older `loss_type` and
-    `measure` strings (the compatibility form of tifkit.influence's and tifkit.scores' public
-    functions, whose `beta` argument now takes an Objective). Given strings override the Objective's;
-    loss_type="margin" (the linear loss -h) means measure="unweighted"."""
-    if loss_type == MARGIN:  # the older way to ask for the linear loss -h: "unweighted" (-h on both sides)
-        loss_type, measure = None, "unweighted"
-    if isinstance(objective, Objective):
-        changes = {k: v for k, v in (("loss_type", loss_type), ("measure", measure)) if v is not None}
-        return dataclasses.replace(objective, **changes) if changes else objective
-    if isinstance(objective, bool) or not isinstance(objective, (int, float, np.floating, np.integer)):
-        raise TifkitError(f"Expected an Objective (tifkit.losses) or a beta, got {type(objective).__name__}; build one "
-                          "with tifkit.losses.objective_from_params(params).")
-    return Objective(loss_type or "sigmoid", objective, measure or "val_loss")
+def require_objective(value, parameter: str = "objective") -> Objective:
+    """`value` itself when it is an Objective; otherwise a TypeError naming `parameter` (the IF and
+    scoring functions take the Objective, never a bare beta or loss_type / measure strings)."""
+    if not isinstance(value, Objective):
+        raise TypeError(f"`{parameter}` takes a tifkit.losses.Objective, not {type(value).__name__}: pass one, e.g. "
+                        "tifkit.losses.objective_from_params(params) or Objective(loss_type, beta, measure).")
+    return value

@@ -15,7 +15,7 @@ Columns (METHOD.md "Scores"; logp_* are sums over response tokens unless `reduct
     irm                                  float64  h_theta(d) = beta*((pc - rc) - (pr - rr))
     loss_policy, loss_val                float64  loss(theta; d), loss(theta_val; d): DPO
                                          -log sigmoid(h) (loss_type "sigmoid") or SLiC max(0, 1-h) ("hinge")
-    lossdiff                             float64  loss_policy - loss_val
+    lossdiff                             float64  loss_policy - loss_val   (`pair_lossdiff`, the one formula)
     if                                   float64  <grad loss(theta; d), g_val>   (absent if influence="none";
                                                   which losses each side uses: score.if_measure, influence.py)
     tif                                  bool     what select.py's "tif" rule keeps under the run's select
@@ -39,7 +39,7 @@ Sharding and resume (`run_scoring`). Under `accelerate launch` process r of N sc
 c with c % N == r; a plain `python` call is one process. Each finished chunk is written atomically
 to `work_dir/chunk-00003.parquet` (pair_id plus the computed columns) with a key in the file's
 metadata: a hash of the three models' weights, the chunk's and D_val's token ids, the parameters,
-the objective's beta and loss_type, and a checksum of its values. A rerun skips a chunk whose file carries the right
+the Objective's beta and loss_type, and a checksum of its values. A rerun skips a chunk whose file carries the right
 key and pair_ids and passes its checksum, and recomputes any other with a warning (a kill leaves no half
 file: files are renamed into place; a damaged one is recomputed). Every computed chunk
 appends a line to `work_dir/chunks.log`. After a barrier, process 0 reads the chunk files in order,
@@ -73,7 +73,7 @@ from tifkit.config import ScoreParams  # noqa: F401  (parameter section; lives i
 from tifkit.influence import ValidationTarget, cast_for_scoring, validation_gradient
 from tifkit.io import CorruptCache, content_hash, note_progress, read_verified, write_table
 from tifkit.logprobs import TokenizedPairs, cached_pair_logprobs, model_content_hash, pair_logprobs, tokenize_pairs
-from tifkit.losses import Objective, as_objective
+from tifkit.losses import Objective, require_objective
 from tifkit.memory import check_memory, estimate_for_models, resident_bytes
 from tifkit.models import ModelParams, load_model
 from tifkit.select import with_tif
@@ -99,21 +99,26 @@ def _check(params: ScoreParams, train_df: pd.DataFrame, val_df: pd.DataFrame | N
         raise TifkitError("IF needs validation pairs: give val_df, or set score.influence: none.")
 
 
-def scoring_objective(params: ScoreParams, objective, loss_type: str | None = None, beta=None) -> Objective:
-    """The Objective a score table is computed with: `objective` (a tifkit.losses.Objective), or the
-    older bare beta (`objective` or `beta=`) with `loss_type`, measured as score.if_measure says.
-    Raises when an Objective's measurement disagrees with score.if_measure."""
-    if objective is None:
-        objective = beta
-    if objective is None:
-        raise TifkitError("Scoring needs the objective: pass tifkit.losses.objective_from_params(params) (or a beta).")
-    if isinstance(objective, Objective):
-        obj = as_objective(objective, loss_type)
-        if obj.measure != params.if_measure:
-            raise TifkitError(f"The objective measures {obj.measure!r} but score.if_measure is {params.if_measure!r}; "
-                              "make them agree (tifkit.losses.objective_from_params does).")
-        return obj
-    return as_objective(objective, loss_type, params.if_measure)
+def scoring_objective(params: ScoreParams, objective: Objective) -> Objective:
+    """The Objective a score table is computed with: `objective` (a tifkit.losses.Objective, e.g.
+    `objective_from_params(p)`), checked against the score section. Raises TypeError for anything
+    but an Objective, and TifkitError when its measurement disagrees with score.if_measure."""
+    obj = require_objective(objective)
+    if obj.measure != params.if_measure:
+        raise TifkitError(f"The objective measures {obj.measure!r} but score.if_measure is {params.if_measure!r}; "
+                          "make them agree (tifkit.losses.objective_from_params does).")
+    return obj
+
+
+def pair_lossdiff(objective: Objective, policy_logps, val_logps, ref_logps):
+    """LossDiff per pair, the one formula every module uses: (loss_policy, loss_val, lossdiff) with
+    loss_policy = objective.pair_loss under the warm-up policy theta, loss_val the same under the
+    validation model theta_val, and lossdiff = loss_policy - loss_val. Each *_logps is a (chosen,
+    rejected) pair of arrays of log-probs (numpy float64 or torch tensors; returns the same kind)."""
+    (pc, pr), (vc, vr), (rc, rr) = policy_logps, val_logps, ref_logps
+    loss_policy = objective.pair_loss(pc, pr, rc, rr)
+    loss_val = objective.pair_loss(vc, vr, rc, rr)
+    return loss_policy, loss_val, loss_policy - loss_val
 
 
 def _longest(*toks) -> int:
@@ -145,10 +150,9 @@ class _Scorer:
         if self.method == "none":
             return
         ref_val = self.ref_logps(val_tok)
-        g_val = validation_gradient(policy, val_tok, ref_val, objective, None, params.reduction, params.batch_size,
+        g_val = validation_gradient(policy, val_tok, ref_val, objective, params.reduction, params.batch_size,
                                     show_progress)
-        self.target = ValidationTarget(policy, g_val, self.method, params.project_dim, params.project_seed,
-                                       objective=objective)
+        self.target = ValidationTarget(policy, g_val, objective, self.method, params.project_dim, params.project_seed)
 
     def ref_logps(self, tok: TokenizedPairs):
         kw = dict(batch_size=self.p.batch_size, reduction=self.p.reduction, show_progress=False)
@@ -168,15 +172,14 @@ class _Scorer:
         rc, rr = self.ref_logps(tok)
         vc, vr = pair_logprobs(self.val_model, tok, **kw)
         obj = self.objective
-        loss_policy = obj.pair_loss(pc, pr, rc, rr)
-        loss_val = obj.pair_loss(vc, vr, rc, rr)
+        loss_policy, loss_val, lossdiff = pair_lossdiff(obj, (pc, pr), (vc, vr), (rc, rr))
         cols = {
             "pair_id": pd.Series(tok.pair_ids, dtype=str),
             "logp_policy_chosen": pc, "logp_policy_rejected": pr,
             "logp_ref_chosen": rc, "logp_ref_rejected": rr,
             "logp_val_chosen": vc, "logp_val_rejected": vr,
             "irm": obj.irm(pc, pr, rc, rr),
-            "loss_policy": loss_policy, "loss_val": loss_val, "lossdiff": loss_policy - loss_val,
+            "loss_policy": loss_policy, "loss_val": loss_val, "lossdiff": lossdiff,
         }
         if self.method != "none":
             cols["if"] = np.asarray(self.influence(tok, (rc, rr), chunk_index), dtype=np.float64)
@@ -197,17 +200,16 @@ def _finish(scored: pd.DataFrame, train_df: pd.DataFrame, select_params=None) ->
 
 
 def score_table(policy, ref, val_model, tokenizer, train_df: pd.DataFrame, val_df: pd.DataFrame | None,
-                params: ScoreParams, objective: Objective | float | None = None, loss_type: str | None = None,
-                cache_dir=None, show_progress: bool = True, select_params=None, *, beta: float | None = None
-                ) -> pd.DataFrame:
+                params: ScoreParams, objective: Objective, cache_dir=None, show_progress: bool = True,
+                select_params=None) -> pd.DataFrame:
     """The score table (see the module docstring) of `train_df` for warm-up policy `policy`, reference
     `ref` and validation model `val_model`; `val_df` gives D_val for IF (unused with influence="none").
-    `objective` is the run's tifkit.losses.Objective (`objective_from_params(p)`), or the older bare
-    beta (also as `beta=`) with `loss_type`. Reference log-probs are cached in `cache_dir` when given."""
+    `objective` is the run's tifkit.losses.Objective (`objective_from_params(p)`; its measure must be
+    score.if_measure). Reference log-probs are cached in `cache_dir` when given."""
     from tqdm.auto import tqdm
 
     _check(params, train_df, val_df)
-    obj = scoring_objective(params, objective, loss_type, beta)
+    obj = scoring_objective(params, objective)
     train_tok = tokenize_pairs(tokenizer, train_df, params.max_length)
     val_tok = tokenize_pairs(tokenizer, val_df, params.max_length) if params.influence != "none" else None
     scorer = _Scorer(policy, ref, val_model, val_tok, params, obj, cache_dir, show_progress,
@@ -259,12 +261,12 @@ def verify_table(path) -> pd.DataFrame:
 
 
 def run_scoring(model_dirs: dict, train_df: pd.DataFrame, val_df: pd.DataFrame | None, params: ScoreParams,
-                objective: Objective | float | None = None, loss_type: str | None = None, out_path="scores.parquet",
-                work_dir="score-work", model_params=None, show_progress: bool = True, loader=None, select_params=None,
-                *, beta: float | None = None) -> Path:
+                objective: Objective, out_path="scores.parquet", work_dir="score-work", model_params=None,
+                show_progress: bool = True, loader=None, select_params=None) -> Path:
     """Score `train_df` with the checkpoints `model_dirs` = {"policy", "ref", "val": folder} and write
     the table to `out_path` (Parquet). Resumable and shardable through `work_dir` (module docstring);
     run it under `accelerate launch` for several processes. Returns `out_path` on every process.
+    `objective` is the run's tifkit.losses.Objective (`objective_from_params(p)`), as in `score_table`.
 
     `loader(name, folder) -> (model, tokenizer)` loads each checkpoint (default: `models.load_model`);
     the pipeline passes one that puts LoRA adapters on the SFT base, so that IF runs over the
@@ -274,7 +276,7 @@ def run_scoring(model_dirs: dict, train_df: pd.DataFrame, val_df: pd.DataFrame |
     from tqdm.auto import tqdm
 
     _check(params, train_df, val_df)
-    obj = scoring_objective(params, objective, loss_type, beta)
+    obj = scoring_objective(params, objective)
     missing = {"policy", "ref", "val"} - set(model_dirs)
     if missing:
         raise TifkitError(f"model_dirs lacks {sorted(missing)}; give the policy, ref and val checkpoint folders.")

@@ -18,6 +18,7 @@ from tifkit.pipeline import (evaluate_stage, load_stage, prepare, reference, sco
                              warmup_stage)
 from tifkit.report import group_summary, if_groups
 from tifkit.rules import rule_names
+from tifkit.scores import pair_lossdiff
 
 
 def bench_rules() -> list[str]:
@@ -193,7 +194,7 @@ def scoring_cost(ctx, n_pairs: int = 64, methods=("lossdiff-irm", "if-batched", 
             rc, rr = pair_logprobs(ref, tok, batch_size=bs, reduction=red, show_progress=False)
             vc, vr = pair_logprobs(val_model, tok, batch_size=bs, reduction=red, show_progress=False)
             irm = obj.irm(pc, pr, rc, rr)
-            ld = obj.pair_loss(pc, pr, rc, rr) - obj.pair_loss(vc, vr, rc, rr)
+            ld = pair_lossdiff(obj, (pc, pr), (vc, vr), (rc, rr))[2]
             results[method] = (irm, ld)
         elif method in ("if-batched", "if-loop"):
             results[method] = influence_scores(policy, ref, tok, val_tok, objective=obj, reduction=red,
