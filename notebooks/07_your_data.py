@@ -96,7 +96,8 @@ print(f"pairs from: {rep.source}\nmodel: {rep.model}\nscore table: {rep.score_pa
 # **The idea.** Before anything is scored, every row of the file is checked, and a row is dropped for
 # the first of these reasons that applies: `missing_field` (no prompt, chosen, rejected or id),
 # `non_text` (not a string or a valid chat message list), `empty_response`, `identical_responses`
-# (chosen equals rejected: no preference to learn), `duplicate_id`, and `too_long` (prompt plus a
+# (chosen equals rejected: no preference to learn), `duplicate_id`, `duplicate_row` (a repeated row in a
+# file without ids), and `too_long` (prompt plus a
 # response longer than the model's context, or than `data.max_tokens`). Of the clean pairs, a share
 # (`data.val_size`) is held out as the validation set D_val that IF and LossDiff are measured
 # against; the rest are scored and selected.

@@ -54,7 +54,7 @@ def test_one_seed_sentences_give_no_verdict():
                            "val_margin": [0.0, -0.1, 0.0, 0.3, 0.0, 0.2, 0.1]})
     texts = [C.conclude_difference(d, "Claim 6", "LossDiff-IRM wins more often than full data"),
              C.conclude_correlation(score_report(table)), C.conclude_overlap(sweep), C.conclude_groups(curves),
-             C.conclude_benchmark({"llama": {"per_prompt": pp1}}), C.conclude_model_dependence(_MD(0.2)),
+             C.conclude_model_dependence(_MD(0.2)),
              C.conclude_model_dependence(_MD(0.2), control=_MD(0.8, names=("a init 0", "a init 100")))]
     for t in texts:
         assert C.ONE_SEED in t, t
@@ -132,10 +132,13 @@ def test_decision_mechanisms_only_for_decisions_that_change_a_verdict():
 
 def test_glance_table_is_generated_from_the_summaries(tmp_path):
     claims = _claims()
+    # the validation-model start cannot move TIF's WinRate (its per-seed values are the default's); a
+    # one-seed-style direction ("above") is named like any other verdict that differs
+    claims["moved"] = ~((claims.claim == "c3_winrate") & (claims.setting == "train.val_start=sft"))
+    claims.loc[(claims.claim == "c4_lossdiff") & (claims.setting == "select.band_center=0.35"), "verdict"] = "above"
     s06 = {"seeds": [0, 1, 2, 3, 4], "sweep_seeds": [0, 1, 2],
            "statistics": claims.drop(columns=["label"]).to_dict("records"),
-           "robustness": [{"claim": k, "label": lab} for k, lab in zip(claims.claim, claims.label)],
-           "unmoved": [{"setting": "train.val_start=sft", "rule": "tif", "same_selection": True, "same_verdicts": True}]}
+           "robustness": [{"claim": k, "label": lab} for k, lab in zip(claims.claim, claims.label)]}
     (tmp_path / "06_tiny_summary.json").write_text(json.dumps(s06))
     (tmp_path / "02_tiny_summary.json").write_text(json.dumps(
         {"seeds": [0, 1], "claim4": "Claim 4 reproduces only in part: LossDiff correlates (x 0.8), IRM does not. more"}))
@@ -144,9 +147,11 @@ def test_glance_table_is_generated_from_the_summaries(tmp_path):
     assert "reproduces only in part (02, 2 seeds)" in rows["4. LossDiff and IRM correlate with IF, LossDiff more"]
     c4 = rows["4. LossDiff and IRM correlate with IF, LossDiff more"]
     assert "holds at the default (+0.80 [+0.70, +0.90])" in c4
-    assert "unclear under train.val_start=sft (+0.10 [-0.20, +0.40])" in c4 and "holds under the other 1 (select.band_center=0.35)" in c4
+    assert "unclear under train.val_start=sft (+0.10 [-0.20, +0.40])" in c4
+    assert "above under select.band_center=0.35 (+0.80 [+0.70, +0.90])" in c4 and "under the other" not in c4
     c3 = rows["3. TIF beats top-IF"]
-    assert "unclear under every other setting (train.val_start=sft, select.band_center=0.35)" in c3 and "train.val_start=sft cannot move tif's selection" in c3
+    assert "unclear under every other setting that moves it (select.band_center=0.35)" in c3
+    assert "train.val_start=sft cannot move it" in c3
     assert "not run (01)" in c3
     assert rows["1. data value depends on the model"].endswith("| not swept |")
     assert "06: 3 seeds, 3 settings" in table

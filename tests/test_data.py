@@ -33,7 +33,7 @@ def world_frame() -> pd.DataFrame:
 
 
 def bad_frame() -> pd.DataFrame:
-    """One good row, then one row for each drop reason, in REASONS order."""
+    """One good row, then one row for each drop reason, in REASONS order (duplicate_row aside: the table has ids)."""
     rows = [
         ("ok", "add 1 2", "3", "4"),
         ("m", None, "3", "4"),  # missing_field
@@ -53,7 +53,8 @@ def world(**kw) -> DataParams:
 def test_each_reason_counted_and_dropped():
     df, report = load_pairs(world(max_tokens=20), tokenizer=build_char_tokenizer(), frame=bad_frame())
     assert list(df.pair_id) == ["ok"]
-    assert report.dropped == dict.fromkeys(REASONS, 1)
+    # duplicate_row needs a table without ids (its own test below)
+    assert report.dropped == {**dict.fromkeys(REASONS, 1), "duplicate_row": 0}
     assert (report.n_in, report.n_out) == (7, 1)
     assert "7 pairs in" in report.summary() and "1 too_long" in report.summary()
 
@@ -94,6 +95,16 @@ def test_ultrafeedback_layout_becomes_trl_conversational():
     assert maybe_extract_prompt(row) == row  # TRL finds nothing left to extract
     dropped = {r: n for r, n in report.dropped.items() if n}
     assert dropped == {"identical_responses": 1, "empty_response": 1, "duplicate_id": 1}
+
+
+def test_a_repeated_row_without_ids_is_a_duplicate_row_and_a_repeated_id_a_duplicate_id():
+    rows = [("add 1 2", "3", "4"), ("add 2 2", "4", "5"), ("add 1 2", "3", "4")]
+    plain = pd.DataFrame(rows, columns=["prompt", "chosen", "rejected"])
+    df, rep = load_pairs(world(), frame=plain)
+    assert len(df) == 2 and rep.rows == {"duplicate_row": [2]} and rep.dropped["duplicate_id"] == 0
+    with_ids = plain.assign(pair_id=["a", "b", "a"]).iloc[[0, 1, 0]].assign(chosen=["3", "4", "9"])
+    df, rep = load_pairs(world(), frame=with_ids)
+    assert len(df) == 2 and rep.rows == {"duplicate_id": [2]} and rep.dropped["duplicate_row"] == 0
 
 
 def test_mixed_formats_drop_as_non_text():

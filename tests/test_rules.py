@@ -51,12 +51,12 @@ def test_register_rejects_taken_names_and_bad_names():
     before = rules.rule_names()
     try:
         rules.register_rule("irm", spec.select, label="IRM (redefined)", colour=spec.colour, needs=spec.needs,
-                            aliases=spec.aliases, overlap_rank=spec.overlap_rank, replace=True)
+                            aliases=spec.aliases, overlap_rank=spec.overlap_rank, headline=spec.headline, replace=True)
         assert rules.rule_names() == before and rules.label("IRM") == "IRM (redefined)"
     finally:
         rules.register_rule("irm", spec.select, label=spec.label, colour=spec.colour, needs=spec.needs,
                             aliases=spec.aliases, overlap_rank=spec.overlap_rank, description=spec.description,
-                            replace=True)
+                            headline=spec.headline, replace=True)
     assert rules.get_rule("irm") == spec
     assert rules.find_rule("fused") is None and rules.find_rule("Fused") is None
 
@@ -118,7 +118,7 @@ def test_colours_one_per_rule_and_distinct_hues_where_issue_13_asked():
 
     colours = {r.name: r.colour for r in rules.all_rules()}
     assert len(set(colours.values())) == len(colours)  # no two rules share a colour
-    assert plots.color("sft") == plots.PALETTE["sft"] and plots.color("irm") == colours["irm"]
+    assert plots.color("sft") == plots.OTHER_COLOURS["sft"] and plots.color("irm") == colours["irm"]
     gap = abs(_hue(colours["irm"]) - _hue(colours["annotation-gap"]))
     assert min(gap, 360 - gap) > 60  # not two browns
     assert plots.color("irm") != plots.color("lossdiff-irm")  # 02_roc draws IRM in its own colour

@@ -5,8 +5,8 @@ import pytest
 from scipy import stats
 
 from tifkit import TifkitError
+from tifkit.rules import rule_names
 from tifkit.select import (
-    RULES,
     SelectParams,
     correlations,
     lossdiff_irm_mask,
@@ -47,7 +47,7 @@ def make_table(n, kind="normal", seed=0):
 @pytest.mark.parametrize("keep", [0.1, 0.5, 0.64, 1.0])
 def test_every_rule_keeps_the_requested_count(kind, n, keep):
     table = make_table(n, kind, seed=n)
-    for rule in RULES:
+    for rule in rule_names(ground_truth=False):
         res = select(table, SelectParams(rule=rule, keep=keep))
         target = n if rule == "full" else round(keep * n)
         assert res.mask.dtype == bool and res.mask.shape == (n,)
@@ -145,7 +145,7 @@ def test_lossdiff_irm_rows_lie_in_both_bands(kind):
 def test_gt_columns_are_never_read():
     clean = make_table(60, seed=5)
     dirty = clean.assign(gt_reward_chosen=np.nan, gt_flipped="garbage", gt_if=np.arange(60.0)[::-1])
-    for rule in RULES:
+    for rule in rule_names(ground_truth=False):
         assert (select(clean, rule=rule).mask == select(dirty, rule=rule).mask).all()
     with pytest.raises(TifkitError, match="ground-truth"):
         select(dirty, rule="tif", column="gt_if")
@@ -207,3 +207,32 @@ def test_with_tif_is_the_one_place_the_tif_column_is_made():
     pd.testing.assert_frame_equal(with_tif(stale, params), fresh, check_exact=True)
     assert "tif" not in with_tif(t.drop(columns="if"), params).columns  # influence "none": no IF, no TIF
     assert "tif" not in t.columns  # the caller's table is left alone
+
+
+def test_a_missing_annotation_score_names_the_columns_the_data_file_lacks():
+    table = make_table(20).drop(columns=["score_chosen", "score_rejected"], errors="ignore")
+    with pytest.raises(TifkitError) as e:
+        select(table, SelectParams(rule="annotation-gap", keep=0.5))
+    msg = str(e.value)
+    assert "score_chosen" in msg and "score_rejected" in msg and "data file" in msg and "load_pairs" not in msg
+
+
+def test_the_tif_key_holds_every_select_field_the_tif_column_reads():
+    """tif_settings (what a cached score table's name carries) against what tif_flags reads: a field
+    whose change moves the flags must be in it; one that cannot must not."""
+    from dataclasses import fields, replace as dc_replace
+
+    from tifkit.select import TIF_FIELDS, tif_flags, tif_settings
+
+    rng = np.random.default_rng(3)
+    table = make_table(60).assign(if2=rng.normal(size=60))
+    base = SelectParams(keep=0.4, band_center=0.3)  # off-centre, so that the sign matters
+    changed = {"keep": 0.6, "band_center": 0.5, "tif_lo": 0.2, "tif_hi": 0.8, "if_sign": -1, "column": "if2",
+               "seed": 5, "lossdiff_sign": -1, "irm_sign": -1, "top_if_largest": False, "rule": "random"}
+    assert set(changed) == {f.name for f in fields(SelectParams)}
+    for name, value in changed.items():
+        other = dc_replace(base, **{name: value})
+        moves = not np.array_equal(tif_flags(table, base), tif_flags(table, other))
+        assert moves == (name in TIF_FIELDS), name
+        assert (tif_settings(other) != tif_settings(base)) == (name in TIF_FIELDS), name
+    assert "column" not in tif_settings(base)  # unset: the names of tables made before it was keyed

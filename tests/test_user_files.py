@@ -548,3 +548,16 @@ def test_ctrl_c_after_a_finished_loop_does_not_name_its_last_chunk(capsys, monke
     assert err == "tifkit: error: interrupted; rerun the same command to resume (finished stages and chunks are kept)."
     io.PROGRESS.update(done=2)
     assert _sentence(capsys, ["score"], code=130).endswith("resume from 2 of 4 chunks.")
+
+
+def test_a_model_or_file_that_fails_to_load_leaves_no_run_folder(tmp_path, capsys, toy):
+    """The run folder is made once the tokenizer and the data have loaded, so a typo in --model or a
+    file of bad rows leaves the run root as it was."""
+    root = tmp_path / "runs"
+    missing = ["score", "--data", str(ROOT / "examples" / "pairs.jsonl"), "--model", str(tmp_path / "no-such-model"),
+               *toy.cli(root=root)]
+    assert "does not exist" in _sentence(capsys, missing)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"prompt": "p", "chosen": "same", "rejected": "same"}) + "\n")
+    assert "identical" in _sentence(capsys, ["score", "--data", str(bad), *toy.cli(root=root)])
+    assert not root.exists() or not [p for p in root.iterdir() if p.name != "cache"], sorted(root.rglob("*"))

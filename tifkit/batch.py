@@ -37,11 +37,10 @@ from tifkit.pipeline import (continue_stage, evaluate_stage, prepare, say, score
 from tifkit.plots import reward_distribution, save, winrate_bars
 from tifkit.report import score_report
 from tifkit.results import comparisons, provenance, source_hash, stamp_frame, stamp_png, write_manifest
-from tifkit.rules import get_rule, rule_names, stage_label
+from tifkit.rules import BASELINES, get_rule, rule_names, stage_label
 from tifkit.stats import hierarchical_interval, paired_rules
-from tifkit.workers import n_workers, pool_map
+from tifkit.workers import init_worker, n_workers, pool_map, quiet_params
 
-BASELINES = ("full", "random")  # every rule's WinRate is compared with these, paired on the same prompts
 
 # What the batch's results depend on: this module and every tifkit module it imports (results.provenance)
 SOURCE_ROOTS = ("tifkit.batch",)
@@ -62,7 +61,7 @@ def __getattr__(name: str):
 
 
 # ------------------------------------------------------------------------------------------ one seed
-def _rule_rows(ctx, rule: str, table: pd.DataFrame | None) -> pd.DataFrame:
+def rule_rows(ctx, rule: str, table: pd.DataFrame | None) -> pd.DataFrame:
     """Train the continuation on `rule`'s selection, evaluate it; one row per test prompt."""
     params, seed = ctx.p, ctx.seed
     mask = selection_mask(ctx, rule, table=table)
@@ -78,7 +77,7 @@ def _rule_rows(ctx, rule: str, table: pd.DataFrame | None) -> pd.DataFrame:
     })
 
 
-def _start_seed(params: Params, seed: int, rules: list[str]):
+def start_seed(params: Params, seed: int, rules: list[str]):
     """A seed's shared stages (SFT, warm-up, scores if any rule needs them) and its first rule.
     Returns (context, score table or None, rows of rules[0])."""
     ctx = prepare(params, seed)
@@ -86,21 +85,14 @@ def _start_seed(params: Params, seed: int, rules: list[str]):
     sft_stage(ctx)
     warmup_stage(ctx)
     table = pd.read_parquet(score_stage(ctx)) if any(needs_scores(r) for r in rules) else None
-    return ctx, table, _rule_rows(ctx, rules[0], table)
+    return ctx, table, rule_rows(ctx, rules[0], table)
 
 
 def run_seed(params: Params, seed: int, rules: list[str]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """All rules for one seed, in this process: (one row per (rule, test prompt), the score table or None)."""
-    ctx, table, first = _start_seed(params, seed, rules)
-    rows = [first] + [_rule_rows(ctx, r, table) for r in rules[1:]]
+    ctx, table, first = start_seed(params, seed, rules)
+    rows = [first] + [rule_rows(ctx, r, table) for r in rules[1:]]
     return pd.concat(rows, ignore_index=True), table
-
-
-# Public names of a seed's steps, for studies that run them in their own worker processes
-# (tifkit.experiments.benchmark): a seed's stages and first rule, one more rule. A rule's stage
-# label is tifkit.rules.stage_label.
-start_seed = _start_seed
-rule_rows = _rule_rows
 
 
 # ------------------------------------------------------------------------------- worker processes
@@ -113,7 +105,7 @@ def _timed(fn, *args):
 
 
 def _start(params: Params, seed: int, rules: list[str]) -> tuple[pd.DataFrame, str | None]:
-    ctx, table, rows = _start_seed(params, seed, rules)
+    ctx, table, rows = start_seed(params, seed, rules)
     if table is None:
         return rows, None
     return rows, str(score_stage(ctx))  # cached: the path of the table just made
@@ -122,21 +114,46 @@ def _start(params: Params, seed: int, rules: list[str]) -> tuple[pd.DataFrame, s
 def _rule(params: Params, seed: int, rule: str) -> pd.DataFrame:
     ctx = prepare(params, seed)
     table = pd.read_parquet(score_stage(ctx)) if needs_scores(rule) else None
-    return _rule_rows(ctx, rule, table)
+    return rule_rows(ctx, rule, table)
 
 
-def _task_start(params: Params, seed: int, rules: list[str]):
+def task_start(params: Params, seed: int, rules: list[str]):
     """Worker task: a seed's stages and first rule; ((its rows, the score table's path), timing)."""
     return _timed(_start, params, seed, rules)
 
 
-def _task_rule(params: Params, seed: int, rule: str):
+def task_rule(params: Params, seed: int, rule: str):
     """Worker task: one more rule of a seed whose stages (and scores) are done; (rows, timing)."""
     return _timed(_rule, params, seed, rule)
 
 
-# public: the same two steps as timed worker tasks (tifkit.family_grid runs them in its own pool)
-task_start, task_rule = _task_start, _task_rule
+def run_rule_tasks(variants: dict, seeds: list[int], rules_of: dict, workers: int, desc: str, show_progress: bool,
+                   initializer=init_worker) -> tuple[dict, dict, dict]:
+    """The one worker pool of the batch, the family grid and the benchmark study: every (variant, seed,
+    rule), first one `task_start` per (variant, seed) (its shared stages and first rule), then, once it is
+    done, one `task_rule` per other rule of that variant. `variants` is {key: Params} (progress bars off
+    inside the workers: `workers.quiet_params`), `rules_of` {key: list of rules}. Returns ({(variant,
+    seed, rule): per-prompt rows}, {(variant, seed): score table path, when one was made}, {variant:
+    [one timing dict (seed, rule, wall_s, cpu_s, pid) per task]})."""
+    rows: dict = {}
+    paths: dict = {}
+    timings: dict = {v: [] for v in variants}
+
+    def then(key, result):  # a (variant, seed)'s shared stages are done: its other rules can start
+        v, s, r, first = key
+        out, t = result
+        timings[v].append({"seed": s, "rule": r, **t})
+        if not first:
+            rows[v, s, r] = out
+            return None
+        rows[v, s, r], path = out
+        if path:
+            paths[v, s] = path
+        return {(v, s, q, False): (task_rule, (variants[v], s, q)) for q in rules_of[v][1:]}
+
+    tasks = {(v, s, rules_of[v][0], True): (task_start, (variants[v], s, rules_of[v])) for v in variants for s in seeds}
+    pool_map(tasks, workers, desc, show_progress, then, initializer=initializer)
+    return rows, paths, timings
 
 
 def run_seeds(params: Params, seeds: list[int], rules: list[str], workers: int | None = None,
@@ -147,35 +164,18 @@ def run_seeds(params: Params, seeds: list[int], rules: list[str], workers: int |
     `workers` (default `n_workers(params)`) processes, spawned, one torch thread each; with one
     worker the same tasks run in this process, also on one torch thread. Per-stage progress bars
     are off in the workers; one bar counts the tasks."""
-    import dataclasses
-
     rules = list(rules)
     if not rules:
         raise TifkitError("run.rules is empty; list the rules the batch should train, e.g. [full, random, lossdiff-irm].")
     n_tasks = len(seeds) * len(rules)
     workers = n_workers(params, n_tasks) if workers is None else max(1, int(workers))
-    quiet = dataclasses.replace(params, run=dataclasses.replace(params.run, show_progress=False))
-    rows: dict[tuple[int, str], pd.DataFrame] = {}
-    score_paths: dict[int, str] = {}
-    times = timings if timings is not None else []
+    quiet = quiet_params(params)
     say(f"batch: {len(seeds)} seeds x {len(rules)} rules in {workers} worker process(es), one torch thread each")
-
-    def then(key, result):  # a seed's shared stages are done: its other rules can start
-        s, r, first = key
-        out, t = result
-        times.append({"seed": s, "rule": r, **t})
-        if not first:
-            rows[s, r] = out
-            return None
-        rows[s, r], path = out
-        if path:
-            score_paths[s] = path
-        return {(s, q, False): (_task_rule, (quiet, s, q)) for q in rules[1:]}
-
-    pool_map({(s, rules[0], True): (_task_start, (quiet, s, rules)) for s in seeds}, workers,
-             "batch", params.run.show_progress, then)
-    per_prompt = pd.concat([rows[s, r] for s in seeds for r in rules], ignore_index=True)
-    tables = {s: pd.read_parquet(score_paths[s]) for s in seeds if s in score_paths}
+    rows, paths, times = run_rule_tasks({0: quiet}, seeds, {0: rules}, workers, "batch", params.run.show_progress)
+    if timings is not None:
+        timings.extend(times[0])
+    per_prompt = pd.concat([rows[0, s, r] for s in seeds for r in rules], ignore_index=True)
+    tables = {s: pd.read_parquet(paths[0, s]) for s in seeds if (0, s) in paths}
     return per_prompt, tables
 
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from tifkit.report import PAPER, report_value, rule_difference
-from tifkit.stats import t_interval
+from tifkit.report import PAPER, report_value
+from tifkit.stats import t_interval, t_interval_from_moments
 
 ONE_SEED = ("One seed cannot show training noise (how much trained models differ from seed to seed), so this is "
             "not a verdict; the full scale (every seed, intervals over seeds and prompts) gives one.")
@@ -48,16 +48,13 @@ def _seed_interval(report: pd.DataFrame, name: str, stat: str) -> tuple[float, f
     """95% t-interval over runs (seeds) of one correlation of an `aggregate`d report, cut to [-1, 1]
     (a correlation's t-interval over a few seeds can reach past them; the cut keeps its coverage):
     (lo, hi, runs); NaN edges when the report holds one run (no spread to measure). An aggregated
-    report keeps only each statistic's mean, sd and run count, so this is stats.t_interval's formula
-    from those moments (the same numbers for the same values)."""
+    report keeps only each statistic's mean, sd and run count: stats.t_interval_from_moments."""
     r = report[(report.section == "correlation") & (report.name == name) & report.statistic.str.startswith(stat)]
     if not len(r) or "value_std" not in r or "n_runs" not in r or int(r.n_runs.iloc[0]) < 2:
         return float("nan"), float("nan"), 1
-    from scipy import stats
-
-    n, m, sd = int(r.n_runs.iloc[0]), float(r.value.iloc[0]), float(r.value_std.iloc[0])
-    h = stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n)
-    return max(m - h, -1.0), min(m + h, 1.0), n
+    n = int(r.n_runs.iloc[0])
+    _, lo, hi = t_interval_from_moments(float(r.value.iloc[0]), float(r.value_std.iloc[0]), n)
+    return max(lo, -1.0), min(hi, 1.0), n
 
 
 def conclude_correlation(report: pd.DataFrame) -> str:
@@ -231,7 +228,7 @@ def conclude_groups(curves: pd.DataFrame, winrates: pd.DataFrame | None = None, 
 
 
 def conclude_difference(d: dict, claim: str, what: str, n_seeds: int | None = None) -> str:
-    """One sentence on a paired WinRate difference (from `rule_difference` or
+    """One sentence on a paired WinRate difference (from
     `experiments.paired_rule_difference`); `n_seeds` defaults to d["n_seeds"] (1 when absent). From
     one seed: its direction, the interval over prompts, and `ONE_SEED`."""
     n_seeds = int(d.get("n_seeds", 1) if n_seeds is None else n_seeds)
@@ -250,35 +247,6 @@ def conclude_difference(d: dict, claim: str, what: str, n_seeds: int | None = No
     if d["hi"] < 0:
         return f"{claim} does not reproduce: the opposite holds (the interval excludes 0). {nums}."
     return f"{claim} does not reproduce here: no advantage ({nums})."
-
-
-def conclude_benchmark(results: dict[str, dict]) -> str:
-    """Claim 6 per family: LossDiff-IRM beats full data and the filters (annotation-gap, rm-margin)."""
-    lines, n_seeds = [], 0
-    for fam, res in results.items():
-        pp = res["per_prompt"]
-        n_seeds = max(n_seeds, _n_seeds(pp))
-        if "lossdiff-irm" not in set(pp.rule):
-            lines.append(f"{fam}: LossDiff-IRM not run.")
-            continue
-        parts, sig, better = [], 0, 0
-        others = [r for r in ("full", "annotation-gap", "rm-margin") if r in set(pp.rule)]
-        for other in others:
-            d = rule_difference(pp, "lossdiff-irm", other)
-            better += d["diff"] > 0
-            sig += d["lo"] > 0
-            parts.append(f"vs {other} {d['diff']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]")
-        state = ("beats all" if sig == len(others) else f"beats {better} of {len(others)} on average "
-                 f"({sig} with an interval above 0)")
-        lines.append(f"{fam}: LossDiff-IRM {state} ({'; '.join(parts)}).")
-    n_all = sum("beats all" in ln for ln in lines)
-    if n_seeds < 2:
-        verdict = (f"On this one seed, LossDiff-IRM's interval over prompts lies above every other rule's in {n_all} of "
-                   f"{len(results)} families")
-    else:
-        verdict = ("Claim 6 reproduces in every family" if n_all == len(results) else
-                   f"Claim 6 reproduces in {n_all} of {len(results)} families")
-    return one_seed_note(verdict + ": " + " ".join(lines), n_seeds)
 
 
 def conclude_model_dependence(md, agree: float = 0.9, control=None, margin: float = 0.1) -> str:

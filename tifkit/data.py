@@ -58,7 +58,8 @@ log = logging.getLogger(__name__)
 
 REQUIRED = ("prompt", "chosen", "rejected")
 SCORES = ("score_chosen", "score_rejected")
-REASONS = ("missing_field", "non_text", "empty_response", "identical_responses", "duplicate_id", "too_long")
+REASONS = ("missing_field", "non_text", "empty_response", "identical_responses", "duplicate_id", "duplicate_row",
+           "too_long")
 
 
 @dataclass
@@ -385,7 +386,8 @@ def _clean(raw: pd.DataFrame, params: DataParams, tokenizer, where: str) -> tupl
         if not reasons[i] and ids[i] is None:
             reasons[i] = "missing_field"
         elif not reasons[i]:
-            reasons[i] = "duplicate_id" if ids[i] in seen else ""
+            # without an id column a pair's id is its content: a repeat is the same row again
+            reasons[i] = ("duplicate_id" if id_col else "duplicate_row") if ids[i] in seen else ""
             seen.add(ids[i])
 
     if params.max_tokens is not None:
@@ -413,6 +415,7 @@ _ALL_DROPPED_FIX = {
     "identical_responses": "chosen and rejected are the same text, so there is no preference to learn; "
                            "check how the file was built",
     "duplicate_id": "the ids repeat; set data.id_column to a unique column (or remove the id column)",
+    "duplicate_row": "the same prompt, chosen and rejected appear more than once; only the first of each is kept",
 }
 
 
@@ -429,7 +432,8 @@ def load_pairs(
     A row is bad for the first of these reasons that applies: ``missing_field`` (prompt/chosen/rejected
     or id empty), ``non_text`` (not a string, not a valid message list, a non-numeric score, or the
     other format than the table's), ``empty_response``, ``identical_responses``, ``duplicate_id``
-    (later rows with an id already seen), ``too_long`` (prompt+chosen or prompt+rejected over
+    (later rows with an id already seen), ``duplicate_row`` (without an id column: a later row equal to an
+    earlier one), ``too_long`` (prompt+chosen or prompt+rejected over
     ``max_tokens`` tokens of ``tokenizer``). ``on_bad_rows="drop"`` drops and counts them;
     ``"error"`` raises ``TifkitError`` at the first one. ``context`` says where ``max_tokens`` came
     from (e.g. "the context of model tiny-sft"); every too_long message names it with the limit.

@@ -25,7 +25,6 @@ Command line (``make families`` runs it, then ``python -m tifkit.results``)::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -33,12 +32,12 @@ from pathlib import Path
 import pandas as pd
 
 from tifkit import TifkitError
-from tifkit.batch import summarize, task_rule, task_start
+from tifkit.batch import run_rule_tasks, summarize
 from tifkit.config import load_params
 from tifkit.io import atomic_write_text, write_parquet
 from tifkit.results import comparisons, grid_table, provenance, source_hash, stamp_frame, write_manifest
 from tifkit.rules import get_rule, headline_rules as registry_headline_rules
-from tifkit.workers import init_quiet_worker, n_workers, pool_map
+from tifkit.workers import init_quiet_worker, n_workers, quiet_params
 
 FAMILY_FILES = {"llama": "tiny.yaml", "qwen": "tiny-qwen.yaml", "pythia": "tiny-pythia.yaml", "gpt2": "tiny-gpt2.yaml"}
 OBJECTIVES = ("dpo", "slic")
@@ -88,26 +87,13 @@ def run_grid(variants: dict, seeds=None, rules=None, workers: int | None = None,
         raise TifkitError("The family grid needs at least one seed and one rule; check --seeds and --rules.")
     figures_dir = Path(figures_dir)
     provs = {v: provenance(p, SOURCE_ROOTS) for v, p in variants.items()}  # the code that trains, before the run
-    quiet = {v: dataclasses.replace(p, run=dataclasses.replace(p.run, show_progress=False))
-             for v, p in variants.items()}
+    quiet = {v: quiet_params(p) for v, p in variants.items()}
     n_tasks = len(variants) * len(seeds) * len(rules)
     workers = n_workers(first, n_tasks) if workers is None else max(1, min(int(workers), n_tasks))
-    rows: dict = {}
-    timings: dict = {v: [] for v in variants}
-
-    def then(key, result):  # a (variant, seed)'s shared stages are done: its other rules can start
-        v, s, r, is_first = key
-        out, t = result
-        timings[v].append({"seed": s, "rule": r, **t})
-        rows[v, s, r] = out[0] if is_first else out
-        if not is_first:
-            return None
-        return {(v, s, q, False): (task_rule, (quiet[v], s, q)) for q in rules[1:]}
-
     print(f"[tifkit] family grid: {len(variants)} variant(s) x {len(seeds)} seed(s) x {len(rules)} rule(s) = "
           f"{n_tasks} trained models in {workers} worker process(es)", flush=True)
-    tasks = {(v, s, rules[0], True): (task_start, (quiet[v], s, rules)) for v in variants for s in seeds}
-    pool_map(tasks, workers, "family grid", first.run.show_progress, then, initializer=init_quiet_worker)
+    rows, _, timings = run_rule_tasks(quiet, seeds, {v: rules for v in variants}, workers, "family grid",
+                                      first.run.show_progress, initializer=init_quiet_worker)
     seconds = round(time.time() - t0, 1)
     changed = source_hash(roots=SOURCE_ROOTS) != next(iter(provs.values()))["source_hash"]
     if changed:

@@ -240,14 +240,21 @@ def _warn(msg: str) -> None:
 PACKAGE = Path(__file__).resolve().parent
 
 
+@functools.lru_cache(maxsize=256)
+def _syntax_tree(text: str) -> ast.Module | None:
+    """`text` parsed (None when it does not parse): a source hash reads each file's tree twice, for its
+    imports and for its code lines, and parses it once."""
+    try:
+        return ast.parse(text)
+    except SyntaxError:
+        return None
+
+
 def _code_lines(text: str) -> str:
     """The source without docstrings, comment-only lines, blank lines and trailing spaces."""
     lines = text.splitlines()
     drop: set[int] = set()
-    try:
-        tree = ast.parse(text)
-    except SyntaxError:
-        tree = None
+    tree = _syntax_tree(text)
     if tree is not None:
         for node in ast.walk(tree):
             body = getattr(node, "body", None)
@@ -283,9 +290,8 @@ def _imported(text: str, names: set[str]) -> set[str]:
     string (an import by name, as tifkit.rules does for tifkit.select), or reaches as an attribute chain
     (`tifkit.x.y`), with their parent packages. Code that does not parse (a file half-saved mid-run)
     counts as importing every module: a hash over it then always reads as changed, never as current."""
-    try:
-        tree = ast.parse(text)
-    except SyntaxError:
+    tree = _syntax_tree(text)
+    if tree is None:
         return set(names)
     found = set()
     for node in ast.walk(tree):

@@ -53,7 +53,7 @@ from tifkit.losses import Objective, objective_from_params
 from tifkit.models import apply_lora, build_tiny_model, resolve_device, resolve_dtype
 from tifkit.rules import get_rule
 from tifkit.scores import run_scoring, verify_table
-from tifkit.select import select, with_tif
+from tifkit.select import select, tif_settings, with_tif
 from tifkit.tokenizer import build_char_tokenizer
 from tifkit.train import dpo_train, save_stage, sft_train
 from tifkit.world import WORLD_VERSION, build_world, sft_key
@@ -129,12 +129,6 @@ def prepare(params: Params, seed: int | None = None) -> Context:
     p = dataclasses.replace(params, data=resolve_source(params.data))  # data.path without data.source
     mtag = "" if p.run.model_seed is None else f"m{p.run.model_seed}"
     run_dir = Path(p.run.root) / f"{p.run.name}-s{seed}{mtag}-{_training_key(p, seed)}"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    sweep_temps(run_dir)  # temporary files of killed runs (only those whose process is gone)
-    sweep_temps(Path(p.run.root) / "cache")
-    text = dump_params(p)
-    if _read_or_none(run_dir / "params.yaml") != text:  # unchanged: not rewritten (a read-only run root works)
-        atomic_write_text(run_dir / "params.yaml", text)
     device = resolve_device(p.model.device)
 
     world = sft_demos = None
@@ -193,6 +187,14 @@ def prepare(params: Params, seed: int | None = None) -> Context:
         test_prompts = []
         data_note = (f"{rep_tr.summary()}; {len(val)} of the {len(pairs)} clean pairs held out as D_val "
                      f"(data.val_size={p.data.val_size:g}), {len(train)} to score and select")
+    # the run folder is made once the tokenizer and the data have loaded: a model or a file that fails
+    # to load leaves no empty folder behind
+    run_dir.mkdir(parents=True, exist_ok=True)
+    sweep_temps(run_dir)  # temporary files of killed runs (only those whose process is gone)
+    sweep_temps(Path(p.run.root) / "cache")
+    text = dump_params(p)
+    if _read_or_none(run_dir / "params.yaml") != text:  # unchanged: not rewritten (a read-only run root works)
+        atomic_write_text(run_dir / "params.yaml", text)
     data_dir = run_dir / "data"
     for name, df in (("train", train), ("val", val)):
         if not table_unchanged(df, data_dir / f"{name}.parquet"):
@@ -394,7 +396,7 @@ def score_stage(ctx: Context) -> Path:
     """The per-pair score table (IRM, LossDiff, IF, TIF, rm_margin) at the warm-up model; cached by parameters."""
     p = ctx.p
     key = score_key(ctx)
-    tif_key = content_hash({k: getattr(p.select, k) for k in ("keep", "band_center", "tif_lo", "tif_hi", "if_sign")}, 6)
+    tif_key = content_hash(tif_settings(p.select), 6)  # what the table's `tif` column was made under
     out = ctx.run_dir / "scores" / f"scores-{key}-{tif_key}.parquet"
     if parquet_ok(out, "score table"):
         return out

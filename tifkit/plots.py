@@ -11,13 +11,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from tifkit.io import atomic_path  # noqa: E402
-from tifkit.report import PAPER, ModelDependence, report_value, score_report  # noqa: E402
-from tifkit.rules import DEFAULT_COLOUR, all_rules, find_rule  # noqa: E402
+from tifkit.report import PAPER  # noqa: E402
+from tifkit.rules import DEFAULT_COLOUR, find_rule  # noqa: E402
 
 # Colours of the names figures draw that are not rules; every rule's colour is its registry entry's
 # (tifkit.rules), looked up when drawn, so a rule registered later has its colour too.
 OTHER_COLOURS = {"sft": "#8c8c8c"}
-PALETTE = {**OTHER_COLOURS, **{r.name: r.colour for r in all_rules()}}  # the built-ins, for reading
 
 
 def style() -> None:
@@ -123,44 +122,6 @@ def winrate_bars(summary: pd.DataFrame, title: str = ""):
 # Figures of the notebooks
 
 GROUP_COLORS = {"small": "#c44e52", "medium": "#55a868", "large": "#64b5cd"}  # large: top-IF's colour, not full data's
-
-
-def plot_score_scatter(table: pd.DataFrame, report: pd.DataFrame | None = None, max_points: int = 4000):
-    """LossDiff and IRM against IF, mislabelled pairs (world) in red, correlations in the titles."""
-    style()
-    report = score_report(table) if report is None else report
-    t = table.sample(min(len(table), max_points), random_state=0) if len(table) > max_points else table
-    flipped = t["gt_flipped"].to_numpy(dtype=bool) if "gt_flipped" in t else np.zeros(len(t), dtype=bool)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, col, label in zip(axes, ("lossdiff", "irm"), ("LossDiff", "IRM")):
-        ax.scatter(t["if"][~flipped], t[col][~flipped], s=8, alpha=0.5, color="#4c72b0", label="clean")
-        if flipped.any():
-            ax.scatter(t["if"][flipped], t[col][flipped], s=8, alpha=0.6, color="#c44e52", label="mislabelled")
-        ax.set_xlabel("IF (first-order influence on validation loss)")
-        ax.set_ylabel(label)
-        ax.set_title(f"{label} vs IF: Pearson {report_value(report, 'correlation', col, 'pearson'):.2f}, "
-                     f"Spearman {report_value(report, 'correlation', col, 'spearman'):.2f}")
-        ax.legend(frameon=False, loc="best")
-    fig.tight_layout()
-    return fig
-
-
-def plot_auroc(report: pd.DataFrame, std: pd.Series | None = None):
-    """Bar chart of each score's AUROC for the mislabelled pairs."""
-    style()
-    a = report[report.section == "auroc"]
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    err = a["value_std"].fillna(0).to_numpy() if "value_std" in a else None
-    names = a.name.tolist()
-    ax.bar(names, a.value, yerr=err, color=["#ccb974" if n == "if" else "#8172b2" for n in names], capsize=3)
-    ax.axhline(0.5, color="#333333", ls="--", lw=1, label="chance")
-    for i, v in enumerate(a.value):
-        ax.text(i, v + 0.02, f"{v:.2f}", ha="center", va="bottom")
-    ax.set_ylim(0, 1.1)
-    ax.set_ylabel("AUROC (low score = mislabelled)")
-    ax.legend(frameon=False)
-    fig.tight_layout()
-    return fig
 
 
 def plot_group_curves(curves: pd.DataFrame, title: str = ""):
@@ -396,37 +357,5 @@ def plot_venn3(counts: dict, title: str = ""):
     ax.set_aspect("equal")
     ax.axis("off")
     ax.set_title(title or f"selections at keep; {counts['n']} pairs")
-    fig.tight_layout()
-    return fig
-
-
-def plot_dependence(md: ModelDependence, max_points: int = 3000):
-    """Spearman and sign-disagreement heatmaps, and the IF of the first two families against each other."""
-    style()
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-    for ax, mat, title, cmap in ((axes[0], md.spearman, "Spearman of IF", "viridis"),
-                                 (axes[1], md.sign_disagreement, "share of pairs whose IF changes sign", "magma")):
-        im = ax.imshow(mat.to_numpy(), cmap=cmap, vmin=0 if "share" in title else -1, vmax=1 if "Spearman" in title else
-                       max(0.5, float(mat.to_numpy().max())))
-        ax.set_xticks(range(len(mat)), mat.columns)
-        ax.set_yticks(range(len(mat)), mat.index)
-        ax.grid(False)
-        lo, hi = im.get_clim()
-        for i in range(len(mat)):
-            for j in range(len(mat)):
-                v = mat.iloc[i, j]
-                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=9,
-                        color="black" if (v - lo) / (hi - lo) > 0.6 else "white")
-        ax.set_title(title)
-        fig.colorbar(im, ax=ax, shrink=0.8)
-    a, b = md.if_values.columns[:2]
-    v = md.if_values.sample(min(len(md.if_values), max_points), random_state=0)
-    ax = axes[2]
-    ax.scatter(v[a], v[b], s=6, alpha=0.5, color="#4c72b0")
-    ax.axhline(0, color="#333333", lw=0.8)
-    ax.axvline(0, color="#333333", lw=0.8)
-    ax.set_xlabel(f"IF under {a}")
-    ax.set_ylabel(f"IF under {b}")
-    ax.set_title(f"same pairs, {a} vs {b}")
     fig.tight_layout()
     return fig

@@ -3,7 +3,7 @@
 - scores (claims 4, 5): `auroc`, `score_columns`, `score_report`, `overlap_sweep`, `venn_counts`,
   `aggregate`, `selection` (a rule's mask at a keep ratio);
 - IF groups (claim 2): `if_groups`, `group_summary`;
-- WinRates (claims 3, 6): `pooled_winrates`, `rule_difference`, `benchmark_table`;
+- WinRates (claims 3, 6): `pooled_winrates`, `benchmark_table`;
 - model dependence (claim 1): `model_dependence` -> `ModelDependence`;
 - `PAPER` and `PAPER_WINRATES`: the paper's numbers to put beside ours.
 
@@ -21,9 +21,9 @@ import pandas as pd
 from scipy import stats
 
 from tifkit import TifkitError
-from tifkit.rules import find_rule, overlap_rules
+from tifkit.rules import BASELINES, find_rule, overlap_rules
 from tifkit.select import SelectParams, correlations, overlap_coefficient, select
-from tifkit.stats import bootstrap_interval, paired_bootstrap_diff
+from tifkit.stats import bootstrap_interval
 
 # The paper's numbers (docs/METHOD.md, "The paper's results")
 PAPER = {
@@ -41,11 +41,6 @@ PAPER_WINRATES = pd.DataFrame(
     {"UltraFeedback": [77.61, 80.57, 82.68, 83.97], "AlpacaEval": [78.41, 81.09, 83.76, 87.08],
      "Vicuna": [73.75, 80.31, 76.88, 86.88], "Arena-Hard": [81.39, 84.30, 86.19, 88.40]},
     index=pd.Index(["full", "annotation-gap", "rm-margin", "lossdiff-irm"], name="rule"))
-
-
-# Rules whose selection is compared with TIF's, in display order (the registry's overlap_rank; rules
-# registered later: tifkit.rules.overlap_rules(), which score_report reads when given no rules).
-OVERLAP_RULES = overlap_rules()
 
 
 def auroc(scores, positives, higher_is_positive: bool = False) -> float:
@@ -243,18 +238,6 @@ def pooled_winrates(wins: pd.DataFrame, n_bootstrap: int = 2000) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
-def rule_difference(per_prompt: pd.DataFrame, a: str, b: str, n_bootstrap: int = 2000) -> dict:
-    """WinRate(a) - WinRate(b) against SFT on the same prompts and seeds, with a paired bootstrap
-    interval (prompts resampled within each seed)."""
-    ga = per_prompt[per_prompt.rule == a].sort_values(["seed", "prompt_idx"])
-    gb = per_prompt[per_prompt.rule == b].sort_values(["seed", "prompt_idx"])
-    if len(ga) == 0 or len(gb) == 0:
-        raise TifkitError(f"Rules '{a}' and '{b}' must both be in the per-prompt table to compare them.")
-    d = paired_bootstrap_diff(ga.verdict.to_numpy(), gb.verdict.to_numpy(), n_bootstrap, 0, strata=ga.seed.to_numpy())
-    return {"a": a, "b": b, "diff": d.estimate, "lo": d.lo, "hi": d.hi,
-            "winrate_a": float(ga.verdict.mean()), "winrate_b": float(gb.verdict.mean())}
-
-
 def _fmt_interval(est, lo, hi, pct: bool = True) -> str:
     if not np.isfinite(est):
         return ""
@@ -274,7 +257,7 @@ def benchmark_table(summaries: dict[str, pd.DataFrame]) -> pd.DataFrame:
         s = s.set_index("rule")
         out[f"{fam} WinRate %"] = [_fmt_interval(*s.loc[r, ["winrate_vs_sft", "winrate_lo", "winrate_hi"]])
                                    if r in s.index else "" for r in rules]
-        for base in ("full", "random"):
+        for base in BASELINES:
             cols = [f"diff_vs_{base}", f"diff_vs_{base}_lo", f"diff_vs_{base}_hi"]
             if all(c in s for c in cols):
                 out[f"{fam} vs {base}"] = [_fmt_interval(*s.loc[r, cols]) if r in s.index and r != base
@@ -356,12 +339,3 @@ def model_dependence(tables_by_family: dict[str, pd.DataFrame], keep: float = 0.
         pearson=V.corr(method="pearson"), spearman=V.corr(method="spearman"),
         tif_overlap=square(lambda a, b: overlap_coefficient(tif[a], tif[b])),
         sign_disagreement=hh + hh.T, helps_hurts=hh, if_values=V, keep=keep, flipped=flipped)
-
-
-def reward_frame(results: dict) -> pd.DataFrame:
-    """label/reward rows for tifkit.plots.reward_distribution from {label: EvalResult}; "sft" is
-    taken from the first result's reference column."""
-    first = next(iter(results.values()))
-    parts = [pd.DataFrame({"label": "sft", "reward": first.table.score_ref.to_numpy()})]
-    parts += [pd.DataFrame({"label": lab, "reward": r.table.score_policy.to_numpy()}) for lab, r in results.items()]
-    return pd.concat(parts, ignore_index=True)

@@ -32,7 +32,7 @@ import pandas as pd
 
 from tifkit import TifkitError
 from tifkit.io import atomic_path, atomic_write_text, content_hash, file_sha256, source_files, source_hash  # noqa: F401 (re-exported)
-from tifkit.rules import all_rules, label as rule_label
+from tifkit.rules import BASELINES, all_rules, label as rule_label
 from tifkit.stats import paired_t_power, rule_comparisons, seeds_needed
 
 PACKAGE = Path(__file__).resolve().parent
@@ -258,7 +258,7 @@ def rules_table(summary: pd.DataFrame, keep: float | None = None) -> str:
             name = f"random {100 * keep:.0f}%"
         bold = r.rule == "lossdiff-irm"
         cells = [name, f"{r.n_kept_mean:.0f}", _wr(r.winrate_vs_sft, r.winrate_lo, r.winrate_hi)]
-        for b in ("full", "random"):
+        for b in BASELINES:
             if r.rule == b or f"diff_vs_{b}" not in r or not np.isfinite(r.get(f"diff_vs_{b}", np.nan)):
                 cells += ["", "", "", ""] if b == "full" else ["", "", ""]
                 continue
@@ -496,10 +496,8 @@ GLANCE_CLAIMS = {
     6: ("LossDiff-IRM beats full data and the filters", "04", "claim6"),
     7: ("LossDiff-IRM much cheaper than exact IF", "02", "claim7"),
 }
-# claim number -> the statistics of notebook 06 (experiments.DECISION_CLAIMS keys) read for it, and
-# the rule whose WinRate a WinRate statistic measures
+# claim number -> the statistics of notebook 06 (experiments.DECISION_CLAIMS keys) read for it
 GLANCE_DECISIONS = {3: ["c3_winrate"], 4: ["c4_lossdiff", "c4_irm", "c4_order"], 5: ["c5_fusion"], 6: ["c6_winrate"]}
-_DECISION_RULE = {"c3_winrate": "tif", "c6_winrate": "lossdiff-irm"}
 
 
 def _verdict_clause(sentence: str) -> str:
@@ -519,11 +517,12 @@ def _iv(r: dict) -> str:
 
 def decision_cell(summary06: dict, keys: list[str]) -> str:
     """"Holds under which decisions" for the statistics `keys` of notebook 06's summary: the verdict at
-    the default with its interval, every setting whose verdict differs with its own, how many keep the
-    default's, and the settings that cannot move the rule's selection (when the summary records them)."""
+    the default with its interval; every setting whose verdict differs, with its own interval (holds and
+    fails first, then a one-seed sweep's above and below, then unclear); how many keep the default's
+    verdict; and the settings that cannot move the statistic (per-seed values equal to the default's,
+    `moved` false in the summary), which the counts leave out."""
     stats = pd.DataFrame(summary06.get("statistics") or [])
     labels = {r["claim"]: r["label"] for r in summary06.get("robustness") or []}
-    unmoved = pd.DataFrame(summary06.get("unmoved") or [], columns=["setting", "rule", "same_selection", "same_verdicts"])
     parts = []
     for k in keys:
         g = stats[stats.claim == k] if len(stats) else stats
@@ -532,26 +531,23 @@ def decision_cell(summary06: dict, keys: list[str]) -> str:
             continue
         b = base.iloc[0].to_dict()
         other = g[g.setting != "default"]
-        if other.empty:
-            parts.append(f"{labels.get(k, k)}: {b['verdict']} at the default ({_iv(b)}); measured at the default only")
+        moved = other.moved.fillna(True).astype(bool) if "moved" in other else pd.Series(True, index=other.index)
+        fixed, other = other[~moved], other[moved]
+        text = f"{labels.get(k, k)}: {b['verdict']} at the default ({_iv(b)})"
+        if other.empty and fixed.empty:
+            parts.append(text + "; measured at the default only")
             continue
         differ = other[other.verdict != b["verdict"]]
-        text = f"{labels.get(k, k)}: {b['verdict']} at the default ({_iv(b)})"
-        for v in ("holds", "fails", "unclear"):
+        for v in ("holds", "fails", "above", "below", "unclear"):
             d = differ[differ.verdict == v]
             if len(d):
                 text += f"; {v} under " + ", ".join(f"{r['setting']} ({_iv(r)})" for r in d.to_dict("records"))
         same = other[other.verdict == b["verdict"]]
         names = ", ".join(same.setting)
-        text += (f"; {b['verdict']} under every other setting ({names})" if not len(differ) else
-                 f"; {b['verdict']} under the other {len(same)} ({names})" if len(same) else "")
-        rule = _DECISION_RULE.get(k)
-        if rule and len(unmoved):
-            u = unmoved[(unmoved.rule == rule) & unmoved.same_selection.astype(bool)]
-            if len(u):
-                text += (f" ({', '.join(u.setting)} cannot move {rule}'s selection: its cell repeats the default's"
-                         if u.same_verdicts.astype(bool).all() else
-                         f" ({', '.join(u.setting)} leaves {rule}'s selection as at the default") + ")"
+        text += (f"; {b['verdict']} under every other setting that moves it ({names})" if len(same) and not len(differ)
+                 else f"; {b['verdict']} under the other {len(same)} ({names})" if len(same) else "")
+        if len(fixed):
+            text += f"; {', '.join(fixed.setting)} cannot move it (the same per-seed values as the default)"
         parts.append(text)
     return "<br>".join(parts) or "not measured"
 

@@ -35,10 +35,9 @@ from typing import Any, Callable, NamedTuple
 from tifkit import TifkitError
 
 DEFAULT_COLOUR = "#333333"  # figures draw a name the registry does not know in this grey
-# The rules of the paper's main table (the methods compared there, plus the oracle control): the
-# family grid (tifkit.family_grid) runs the rules flagged `headline`, and `register_rule` flags these
-# names unless it is told otherwise (headline=True/False).
-PAPER_HEADLINE = ("full", "random", "top-if", "tif", "lossdiff", "irm", "lossdiff-irm", "oracle")
+# the rules every other rule's WinRate is compared with, paired on the same prompts (the batch's summary,
+# the README's tables)
+BASELINES = ("full", "random")
 
 
 class Picked(NamedTuple):
@@ -84,11 +83,11 @@ def register_rule(name: str, select: Callable[..., Any], *, label: str | None = 
                   colour: str = DEFAULT_COLOUR, needs: tuple[str, ...] | list[str] = (), uses_budget: bool = True,
                   aliases: tuple[str, ...] | list[str] = (), ground_truth: bool = False,
                   overlap_rank: int | None = None, description: str = "", replace: bool = False,
-                  headline: bool | None = None) -> RuleSpec:
+                  headline: bool = False) -> RuleSpec:
     """Add a selection rule to the registry and return its entry.
 
     `name` is lower case (letters, digits, hyphens): it appears in params files and folder names.
-    `headline` puts the rule in the family grid (None: whether the name is in `PAPER_HEADLINE`).
+    `headline` puts the rule in the family grid (the paper's main table; tifkit.select flags its built-ins).
     A name or alias already taken raises, unless `replace=True` (a rule redefined under its name)."""
     if not isinstance(name, str) or not _NAME.match(name):
         raise TifkitError(f"Rule name {name!r} must be lower-case letters, digits and hyphens (e.g. 'shortest'); "
@@ -98,7 +97,7 @@ def register_rule(name: str, select: Callable[..., Any], *, label: str | None = 
     spec = RuleSpec(name=name, select=select, label=label or name, colour=colour, needs=tuple(needs),
                     uses_budget=bool(uses_budget), aliases=tuple(aliases), ground_truth=bool(ground_truth),
                     overlap_rank=overlap_rank, description=description,
-                    headline=(name in PAPER_HEADLINE) if headline is None else bool(headline))
+                    headline=bool(headline))
     if name in _REGISTRY and not replace:
         raise TifkitError(f"Rule '{name}' is already registered; pick another name or pass replace=True to redefine it.")
     for other in _REGISTRY.values():

@@ -39,16 +39,18 @@ from scipy import stats
 
 from tifkit import TifkitError
 from tifkit.config import Rule, SelectParams  # noqa: F401  (parameter section; lives in config.py)
-from tifkit.rules import Picked, get_rule, register_rule, rule_names
+from tifkit.rules import Picked, get_rule, register_rule
 
-# Where each score column comes from, for the "missing column" message.
+# How to get each score column, for the "missing column" message.
+_ANNOTATION = ("the data file holds no annotation scores: give it numeric `score_chosen` and `score_rejected` "
+               "columns (tifkit keeps them when present), or pick another rule")
 _SOURCES = {
-    "if": "`tifkit score` with influence enabled (tifkit.scores.score_table)",
-    "lossdiff": "`tifkit score` (tifkit.scores.score_table)",
-    "irm": "`tifkit score` (tifkit.scores.score_table)",
-    "rm_margin": "tifkit.reward.rm_margins(model, tokenizer, pairs) with a reward model",
-    "score_chosen": "the data source's annotation scores (tifkit.data.load_pairs keeps them when present)",
-    "score_rejected": "the data source's annotation scores (tifkit.data.load_pairs keeps them when present)",
+    "if": "compute it with `tifkit score` with influence enabled (tifkit.scores.score_table)",
+    "lossdiff": "compute it with `tifkit score` (tifkit.scores.score_table)",
+    "irm": "compute it with `tifkit score` (tifkit.scores.score_table)",
+    "rm_margin": "compute it with tifkit.reward.rm_margins(model, tokenizer, pairs) and a reward model",
+    "score_chosen": _ANNOTATION,
+    "score_rejected": _ANNOTATION,
 }
 
 
@@ -85,10 +87,8 @@ def _column(table: pd.DataFrame, name: str, rule: str) -> np.ndarray:
     if name.startswith("gt_"):
         raise TifkitError(f"Rule '{rule}' may not read ground-truth column '{name}'; pick a score column.")
     if name not in table.columns:
-        source = _SOURCES.get(name, "the scoring stage")
-        raise TifkitError(
-            f"Rule '{rule}' needs column '{name}', which the score table lacks; compute it with {source}."
-        )
+        source = _SOURCES.get(name, "compute it with the scoring stage")
+        raise TifkitError(f"Rule '{rule}' needs column '{name}', which the score table lacks; {source}.")
     values = pd.to_numeric(table[name], errors="coerce").to_numpy(dtype=np.float64)
     n_nan = int(np.isnan(values).sum())
     if n_nan:
@@ -318,35 +318,32 @@ def _oracle(table: pd.DataFrame, p: SelectParams, k: int) -> Picked:
 
 
 # Registration order is the benchmark's order (experiments.bench_rules()); overlap_rank orders the score
-# report's "overlap with TIF" rows. Colours: one hue per rule (irm brown, annotation-gap teal).
+# report's "overlap with TIF" rows; headline=True: the rules of the paper's main table (its methods and
+# the oracle control), which the family grid runs. Colours: one hue per rule (irm brown, annotation-gap teal).
 # replace=True: reloading this module (e.g. IPython's autoreload) redefines them in place.
 _builtin = partial(register_rule, replace=True)
-_builtin("full", _full, label="full data", colour="#4c72b0", uses_budget=False, description="every pair")
+_builtin("full", _full, label="full data", colour="#4c72b0", uses_budget=False, headline=True, description="every pair")
 _builtin("oracle", _oracle, label="oracle (drops mislabelled pairs)", colour="#55a868", uses_budget=False,
-              ground_truth=True, description="the pairs the world did not mislabel (ground truth)")
+              ground_truth=True, headline=True, description="the pairs the world did not mislabel (ground truth)")
 _builtin("random", _random, label="random", colour="#c44e52", overlap_rank=6,
-              description="a seeded random subset")
+              headline=True, description="a seeded random subset")
 _builtin("top-if", _top_if, label="top-IF (classical)", colour="#64b5cd", needs=("if",), aliases=("top-IF",),
-              overlap_rank=3, description="the largest IF (classical selection)")
+              overlap_rank=3, headline=True, description="the largest IF (classical selection)")
 _builtin("tif", _band_rule("tif", "if", "if_sign"), label="TIF (exact IF, middle band)", colour="#ccb974",
-              needs=("if",), aliases=("TIF",), description="a middle percentile band of IF")
+              needs=("if",), aliases=("TIF",), headline=True, description="a middle percentile band of IF")
 _builtin("lossdiff", _band_rule("lossdiff", "lossdiff", "lossdiff_sign"), label="LossDiff band",
               colour="#dd8452", needs=("lossdiff",), aliases=("LossDiff",), overlap_rank=1,
-              description="a middle percentile band of LossDiff")
+              headline=True, description="a middle percentile band of LossDiff")
 _builtin("irm", _band_rule("irm", "irm", "irm_sign"), label="IRM band", colour="#937860", needs=("irm",),
-              aliases=("IRM",), overlap_rank=2, description="a middle percentile band of IRM")
+              aliases=("IRM",), overlap_rank=2, headline=True, description="a middle percentile band of IRM")
 _builtin("lossdiff-irm", _lossdiff_irm, label="LossDiff-IRM", colour="#8172b2", needs=("lossdiff", "irm"),
               aliases=("LossDiff-IRM",), overlap_rank=0,
-              description="the intersection of a LossDiff band and an IRM band of equal width")
+              headline=True, description="the intersection of a LossDiff band and an IRM band of equal width")
 _builtin("rm-margin", _rm_margin, label="reward-model margin", colour="#da8bc3", needs=("rm_margin",),
               overlap_rank=4, description="the largest reward-model margin")
 _builtin("annotation-gap", _annotation_gap, label="annotation-score gap (\"GPT-4 filter\")",
               colour="#00777a", needs=("score_chosen", "score_rejected"), overlap_rank=5,
               description="the largest annotated score gap")
-
-# The built-in selection rules a score table answers (the oracle control reads ground truth: not here);
-# tifkit.rules.rule_names() also lists rules registered later.
-RULES: tuple[str, ...] = rule_names(ground_truth=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -394,6 +391,20 @@ def report(result: SelectionResult, others: dict | None = None) -> str:
     for name, other in (others or {}).items():
         lines.append(f"  overlap with {name}: {overlap_coefficient(result, other):.3f}")
     return "\n".join(lines)
+
+
+# The select fields the `tif` rule reads (its band, its sign and the column it ranks): what a table's
+# `tif` column depends on, so what a cached table's name must carry (tifkit.pipeline.score_stage).
+TIF_FIELDS = ("keep", "band_center", "tif_lo", "tif_hi", "if_sign", "column")
+
+
+def tif_settings(params: SelectParams) -> dict:
+    """The values of `TIF_FIELDS` in `params`: the settings a `tif` column is made under. `column` is left
+    out while unset, so that tables named before it was keyed keep their names."""
+    out = {k: getattr(params, k) for k in TIF_FIELDS}
+    if out["column"] is None:
+        del out["column"]
+    return out
 
 
 def tif_flags(table: pd.DataFrame, params: SelectParams | None = None) -> np.ndarray:

@@ -99,8 +99,16 @@ def t_interval(values, ci: float = 0.95) -> tuple[float, float, float]:
     m = float(v.mean())
     if len(v) < 2:
         return m, float("nan"), float("nan")
-    h = float(_st.t.ppf(0.5 + ci / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
-    return m, m - h, m + h
+    return t_interval_from_moments(m, v.std(ddof=1), len(v), ci)
+
+
+def t_interval_from_moments(mean: float, sd: float, n: int, ci: float = 0.95) -> tuple[float, float, float]:
+    """`t_interval` from a sample's mean, standard deviation (ddof=1) and size, for tables that keep only
+    those (an aggregated score report); (mean, nan, nan) when n < 2."""
+    if n < 2:
+        return float(mean), float("nan"), float("nan")
+    h = float(_st.t.ppf(0.5 + ci / 2, n - 1) * sd / np.sqrt(n))
+    return float(mean), mean - h, mean + h
 
 
 # --------------------------------------------------------------------------- over seeds, then prompts

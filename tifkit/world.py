@@ -33,7 +33,7 @@ Everything is deterministic given (WorldConfig, seed) and takes well under a sec
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -210,9 +210,3 @@ def sft_key(cfg: WorldConfig, seed: int) -> str:
     """Short key of the SFT demonstrations of (config, seed): only the fields in SFT_FIELDS."""
     blob = repr([(f, getattr(cfg, f)) for f in SFT_FIELDS]) + f"|{seed}|v{WORLD_VERSION}"
     return "d" + hashlib.sha256(blob.encode()).hexdigest()[:9]
-
-
-def world_key(cfg: WorldConfig, seed: int) -> str:
-    """Short key of (config, seed), for cache folders."""
-    blob = repr(sorted(asdict(cfg).items())) + f"|{seed}|v{WORLD_VERSION}"
-    return hashlib.sha256(blob.encode()).hexdigest()[:10]

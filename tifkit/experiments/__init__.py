@@ -22,7 +22,8 @@ Modules: `core` (score tables, IF-group training, evaluation, rules, cost), `sub
 the band sweep in worker processes), `benchmark`, `families` (model dependence and transfer),
 `decisions` (notebook 06). Every public name is importable from here. Training goes through
 tifkit.pipeline.train_on / continue_stage (the batch's seeds and caches), worker processes through
-tifkit.workers.quiet_pool_map (the kit's one pool); nothing here imports the notebook layer.
+tifkit.workers.pool_map (the kit's one pool; the benchmark through the batch's tifkit.batch.run_rule_tasks);
+nothing here imports the notebook layer.
 """
 from tifkit.experiments.core import (  # noqa: F401
     bench_rules, score_tables, validation_metrics, GroupTraining, train_on_groups, evaluate_models, group_experiment, rules_experiment, scoring_cost,
@@ -31,7 +32,7 @@ from tifkit.experiments.subsets import (  # noqa: F401
     group_specs, band_label, band_specs, band_selection, band_mask, spec_mask, subset_experiment, band_sweep,
 )
 from tifkit.experiments.benchmark import (  # noqa: F401
-    variant_start_task, variant_rule_task, run_variants, aligned_rule_rows, paired_rule_difference, benchmark_summary,
+    run_variants, aligned_rule_rows, paired_rule_difference, benchmark_summary,
 )
 from tifkit.experiments.families import (  # noqa: F401
     family_tables, init_control_params, init_control_tables, scores_task, parallel_score_tables, check_same_pairs, family_score_tables, transfer_plan, train_ids_task, transfer_experiment, transfer_summary,

@@ -7,33 +7,19 @@ import pandas as pd
 
 from tifkit import TifkitError
 
-from tifkit.batch import needs_scores, rule_rows, start_seed, summarize
-from tifkit.pipeline import prepare, score_stage
+from tifkit.batch import run_rule_tasks, summarize
 from tifkit.stats import hierarchical_interval, paired_rules
-from tifkit.workers import quiet_params, quiet_pool_map, worker_count
+from tifkit.workers import init_quiet_worker, quiet_params, worker_count
 
 
 # -------------------------------------------------------------------------- benchmark (claim 6)
-def variant_start_task(p, seed: int, rules: list[str]) -> pd.DataFrame:
-    """Worker task: a (variant, seed)'s shared stages (SFT, warm-up, scores when a rule needs them)
-    and its first rule; the per-prompt rows of tifkit.batch."""
-    return start_seed(p, seed, rules)[2]
-
-
-def variant_rule_task(p, seed: int, rule: str) -> pd.DataFrame:
-    """Worker task: one more rule of a (variant, seed) whose stages are done."""
-    ctx = prepare(p, seed)
-    return rule_rows(ctx, rule, pd.read_parquet(score_stage(ctx)) if needs_scores(rule) else None)
-
-
 def run_variants(variants: dict, seeds, rules, workers: int | None = None) -> pd.DataFrame:
-    """Every (variant, seed, rule) of a benchmark through the batch's cached stages, in worker
-    processes: first one task per (variant, seed) that trains its SFT, warm-up, validation model
-    and scores and its first rule (tifkit.batch.start_seed), then one task per remaining rule
-    (batch.rule_rows). `variants` is {name: Params} (for example "llama/dpo", "llama/slic");
-    `rules` is one list for all, or {name: list}. `workers` defaults to the first variant's
-    run.workers (0 = one per core). Returns tifkit.batch's per-prompt rows with a `variant` column,
-    in variant, seed, rule order."""
+    """Every (variant, seed, rule) of a benchmark through the batch's cached stages and its worker pool
+    (tifkit.batch.run_rule_tasks): first one task per (variant, seed) that trains its SFT, warm-up,
+    validation model and scores and its first rule, then one task per remaining rule. `variants` is
+    {name: Params} (for example "llama/dpo", "llama/slic"); `rules` is one list for all, or {name:
+    list}. `workers` defaults to the first variant's run.workers (0 = one per core). Returns
+    tifkit.batch's per-prompt rows with a `variant` column, in variant, seed, rule order."""
     seeds = [int(s) for s in seeds]
     if not variants or not seeds:
         raise TifkitError("run_variants needs at least one variant and one seed.")
@@ -45,15 +31,9 @@ def run_variants(variants: dict, seeds, rules, workers: int | None = None) -> pd
     n_tasks = sum(len(rules_of[v]) for v in variants) * len(seeds)
     first = next(iter(variants.values()))
     w = worker_count(first, n_tasks, workers)
-    tasks = {(v, s, rules_of[v][0]): (variant_start_task, (quiet[v], s, rules_of[v])) for v in variants for s in seeds}
-
-    def then(key, result):
-        v, s, r = key
-        if r != rules_of[v][0]:
-            return None
-        return {(v, s, q): (variant_rule_task, (quiet[v], s, q)) for q in rules_of[v][1:]}
-
-    res = quiet_pool_map(tasks, w, f"{len(variants)} variant(s) x {len(seeds)} seed(s)", first.run.show_progress, then)
+    # the workers' stage messages are silenced, so one bar counting the tasks stands for them
+    res, _, _ = run_rule_tasks(quiet, seeds, rules_of, w, f"{len(variants)} variant(s) x {len(seeds)} seed(s)", True,
+                               initializer=init_quiet_worker)
     rows = []
     for v in variants:
         for s in seeds:
