@@ -433,7 +433,8 @@ def claim_text(keys):
 nb.finish(conclusion=conclusion, claim3=claim_text(["c3_winrate"]), claim4=claim_text(["c4_lossdiff", "c4_irm", "c4_order"]),
           claim5=claim_text(["c5_fusion"]), claim6=claim_text(["c6_winrate"]),
           robustness=sweep["robustness"].to_dict("records"), ranking=sweep["ranking"].to_dict("records"),
-          # the statistics a setting can move (the README's column counts these); the others by name
-          statistics=claims[claims.moved].drop(columns=["label"]).to_dict("records"),
+          # every statistic under every setting, with `moved` (False: the setting cannot move it; the
+          # README's column counts only the others and names these apart)
+          statistics=claims.drop(columns=["label"]).to_dict("records"),
           cannot_move=claims[~claims.moved][["claim", "setting"]].to_dict("records"), sweep_seconds=sweep["seconds"],
           mechanisms=mechanisms, unmoved=unmoved.to_dict("records"), sweep_seeds=run_seeds)

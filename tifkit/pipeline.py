@@ -187,8 +187,8 @@ def prepare(params: Params, seed: int | None = None) -> Context:
         test_prompts = []
         data_note = (f"{rep_tr.summary()}; {len(val)} of the {len(pairs)} clean pairs held out as D_val "
                      f"(data.val_size={p.data.val_size:g}), {len(train)} to score and select")
-    # the run folder is made once the tokenizer and the data have loaded: a model or a file that fails
-    # to load leaves no empty folder behind
+    # the run folder is made once the tokenizer and the data have loaded: a model folder without a
+    # loadable tokenizer, or a data file that fails to load, leaves no empty folder behind
     run_dir.mkdir(parents=True, exist_ok=True)
     sweep_temps(run_dir)  # temporary files of killed runs (only those whose process is gone)
     sweep_temps(Path(p.run.root) / "cache")

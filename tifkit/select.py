@@ -409,7 +409,7 @@ def tif_settings(params: SelectParams) -> dict:
 
 def tif_flags(table: pd.DataFrame, params: SelectParams | None = None) -> np.ndarray:
     """The `tif` column of a score table: exactly the pairs the `tif` rule keeps under `params`
-    (select.keep, band_center, tif_lo/tif_hi, if_sign). The column and the rule share this one
+    (the fields `TIF_FIELDS` names: keep, band_center, tif_lo/tif_hi, if_sign, column). The column and the rule share this one
     definition, so a table's `tif` flags never disagree with what `select.rule: tif` keeps."""
     return select(table, replace(params or SelectParams(), rule="tif")).mask
 

@@ -22,7 +22,8 @@ Modules: `core` (score tables, IF-group training, evaluation, rules, cost), `sub
 the band sweep in worker processes), `benchmark`, `families` (model dependence and transfer),
 `decisions` (notebook 06). Every public name is importable from here. Training goes through
 tifkit.pipeline.train_on / continue_stage (the batch's seeds and caches), worker processes through
-tifkit.workers.pool_map (the kit's one pool; the benchmark through the batch's tifkit.batch.run_rule_tasks);
+tifkit.workers.quiet_pool_map (the kit's one pool, its workers quiet; the benchmark through the batch's
+tifkit.batch.run_rule_tasks);
 nothing here imports the notebook layer.
 """
 from tifkit.experiments.core import (  # noqa: F401
