@@ -214,3 +214,21 @@ def test_own_data_route_as_the_readme_shows_it(toy, tmp_path, capsys):
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     (summary,) = res.values()
     assert summary["n_prompts"] == 40 and 0 <= summary["winrate"]["estimate"] <= 1
+
+
+def test_the_cli_passes_its_warning_filter_to_the_workers_it_spawns(monkeypatch):
+    """`tifkit batch`'s spawned workers start new interpreters, which read PYTHONWARNINGS: the CLI's
+    FutureWarning filter must be there (a 25-seed batch printed transformers' FutureWarning 300 times)."""
+    import subprocess
+    import sys
+
+    from tifkit import cli
+
+    monkeypatch.setenv("PYTHONWARNINGS", "default::ResourceWarning")
+    cli._quiet_libraries()
+    cli._quiet_libraries()  # twice: added once
+    env = __import__("os").environ["PYTHONWARNINGS"]
+    assert env == "default::ResourceWarning,ignore::FutureWarning"
+    child = subprocess.run([sys.executable, "-c", "import warnings; warnings.warn('old', FutureWarning); print('ok')"],
+                           capture_output=True, text=True, check=True)
+    assert child.stdout.strip() == "ok" and "FutureWarning" not in child.stderr

@@ -363,6 +363,11 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module="trl")
     logging.getLogger("trl").setLevel(logging.ERROR)
+    # the worker processes `tifkit batch` spawns read PYTHONWARNINGS at start-up: without it each of
+    # them printed transformers' FutureWarning once per training (300 lines in a 25-seed batch)
+    quiet = "ignore::FutureWarning"
+    if quiet not in os.environ.get("PYTHONWARNINGS", ""):
+        os.environ["PYTHONWARNINGS"] = ",".join(x for x in (os.environ.get("PYTHONWARNINGS"), quiet) if x)
 
 
 def main(argv=None) -> int:
