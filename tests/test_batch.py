@@ -159,3 +159,25 @@ def test_scores_doc_if_measurement_block_is_generated_from_its_result_file():
     (block,) = mod.BLOCK.findall((ROOT / "docs" / "SCORES.md").read_text())
     assert block == f"<!-- bench:if-measurements -->\n{mod.render(df)}\n<!-- /bench:if-measurements -->", (
         f"rerun `{mod.RERUN}`")
+
+
+def test_compare_results_finds_a_changed_cell_and_ignores_provenance(tmp_path, monkeypatch, capsys):
+    """bench/compare_results.py, the check a rerun of committed results is read with: equal tables
+    (provenance columns aside) pass, one changed digit fails."""
+    import importlib.util
+    import subprocess
+
+    spec = importlib.util.spec_from_file_location("compare_results", ROOT / "bench" / "compare_results.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    (tmp_path / "figures").mkdir()
+    table = tmp_path / "figures" / "x_summary.csv"
+    table.write_text("rule,winrate,commit,source_hash\nfull,0.7064,aaa,111\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost", "-C", str(tmp_path)]
+    for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "results"]):
+        subprocess.run(git + cmd, check=True, capture_output=True)
+    monkeypatch.chdir(tmp_path)
+    table.write_text("rule,winrate,commit,source_hash\nfull,0.7064,bbb,222\n")  # a rerun: new provenance only
+    assert mod.main(["x"]) == 0 and "equal to HEAD" in capsys.readouterr().out
+    table.write_text("rule,winrate,commit,source_hash\nfull,0.7065,bbb,222\n")
+    assert mod.main(["x"]) == 1 and "DIFFERS" in capsys.readouterr().out
