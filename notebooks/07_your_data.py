@@ -52,7 +52,7 @@ overrides = []                # extra overrides as strings, written as for --set
 seeds = None                  # None: run.seed
 run_root = None               # None: the params file's run.root (runs/), or runs/nb-ci at ci scale
 figures_dir = None            # None: <run root>/figures; tifkit report passes the report folder's figures/
-data = None                   # your pairs (.jsonl, .jsonl.gz or .parquet); None: the built-in world
+data = None                   # your pairs (.jsonl, .json, optionally .gz, or .parquet); None: the built-in world
 model = None                  # your SFT'd causal LM (a local folder or a hub id); None: the tiny world model
 
 # %%

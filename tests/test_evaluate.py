@@ -178,6 +178,30 @@ def test_load_prompt_set_errors_are_one_sentence(tmp_path, monkeypatch):
         load_prompt_set(str(bad))
 
 
+def test_shipped_params_name_only_prompt_sets_that_load_or_fail_before_training(tmp_path, monkeypatch):
+    """A named set without a hub copy (Vicuna) can only fail at evaluation, after the training; so the
+    shipped files name a local file for it instead, which check_prompt_sets refuses up front when it is
+    missing and accepts once it is there."""
+    from pathlib import Path
+
+    from tifkit.config import load_params
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(tmp_path)
+    for path in sorted((root / "params").glob("*.yaml")):
+        sets = [str(s) for s in load_params(path).eval.prompt_sets]
+        no_copy = [s for s in sets if s in ev.HUB_PROMPT_SETS and ev.HUB_PROMPT_SETS[s]["args"] is None]
+        assert not no_copy, f"{path.name} names {no_copy}, which load_prompt_set cannot load by name"
+    params = load_params(root / "params" / "llama-3.1-8b.yaml").eval
+    (local,) = [str(s) for s in params.prompt_sets if str(s) not in ev.HUB_PROMPT_SETS]
+    with pytest.raises(TifkitError, match="does not exist"):
+        ev.check_prompt_sets(params, has_world=False)
+    Path(local).parent.mkdir(parents=True)
+    Path(local).write_text(json.dumps({"turns": ["a Vicuna-style question"]}) + "\n")
+    ev.check_prompt_sets(params, has_world=False)
+    assert load_prompt_set(local) == ["a Vicuna-style question"]
+
+
 # ---------------------------------------------------------------------------------- end to end
 
 

@@ -3,18 +3,18 @@
     tifkit run PARAMS                 world -> SFT -> warm-up -> full-data DPO, oracle rewards, WinRate
     tifkit score PARAMS               the per-pair score table; prints its path as the last line
     tifkit select PARAMS --rule lossdiff-irm --keep 0.64 -o OUT
-                                      a dataset TRL's DPOTrainer loads unchanged (.jsonl, .parquet or a folder)
+                                      a dataset TRL's DPOTrainer loads unchanged (.jsonl, .json, .parquet or a folder)
     tifkit evaluate PARAMS --rule R   continue DPO on rule R's selection and evaluate it against SFT
     tifkit batch PARAMS               the default batch: every seed and rule, tables and figures
     tifkit export-tiny OUT_DIR        write the world's SFT'd tiny model (+ tokenizer with a chat template
                                       and a tiny reward model in OUT_DIR/reward) as a standard HF folder
     tifkit report --data FILE --model PATH [-o OUT_DIR]
                                       a data report (notebooks/07_your_data): executed notebook + HTML page
-    tifkit notebooks [--scale ci|full] [names]
+    tifkit notebooks [--scale ci|default|full] [names]
                                       execute notebooks/*.ipynb with papermill (python -m tifkit.notebooks)
 
 Every command takes --seed N and --set section.key=value (repeatable) to override the file; PARAMS
-defaults to params/tiny.yaml. Your own data: --data FILE (.jsonl, .jsonl.gz or .parquet: the extension decides)
+defaults to params/tiny.yaml. Your own data: --data FILE (.jsonl, .json, optionally .gz, .parquet or a datasets folder: the extension decides)
 and --model PATH_OR_ID (a causal-LM checkpoint), e.g. tifkit score --data pairs.jsonl --model tiny-sft.
 """
 from __future__ import annotations

@@ -7,9 +7,9 @@ with ``base: other.yaml`` (path relative to the file) and override only what dif
 
 Every mistake a user can make gives one sentence naming the key and the file::
 
-    params/x.yaml: unknown key 'train.lrr' (known: beta, lr, batch_size, ...).
+    params/x.yaml: unknown key 'train.lrr' (known: objective, beta, lr, batch_size, ...).
     params/x.yaml: 'train.lr' must be a number, got 'fast' (str).
-    Parameter file params/x.yaml does not exist (available: tiny.yaml, ...).
+    Parameter file params/x.yaml does not exist (available in params: tiny.yaml, ...).
 """
 from __future__ import annotations
 
