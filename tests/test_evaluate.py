@@ -2,6 +2,7 @@
 import dataclasses
 import json
 import typing
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,6 +11,7 @@ import torch
 
 import tifkit.evaluate as ev
 from tifkit import TifkitError
+from tifkit.config import load_params
 from tifkit.evaluate import (EvalParams, cached_generate, evaluate_from_params, evaluate_policy,
                              generate, load_prompt_set, single_score, winrate)
 from tifkit.stats import paired_bootstrap_diff
@@ -182,10 +184,6 @@ def test_shipped_params_name_only_prompt_sets_that_load_or_fail_before_training(
     """A named set without a hub copy (Vicuna) can only fail at evaluation, after the training; so the
     shipped files name a local file for it instead, which check_prompt_sets refuses up front when it is
     missing and accepts once it is there."""
-    from pathlib import Path
-
-    from tifkit.config import load_params
-
     root = Path(__file__).resolve().parents[1]
     monkeypatch.chdir(tmp_path)
     for path in sorted((root / "params").glob("*.yaml")):
